@@ -1,0 +1,54 @@
+"""minidarts: differentiable architecture search (DARTS) with complexity control,
+written from scratch on NumPy (CPU) and CuPy (GPU) for reading and teaching.
+
+The engine, bottom up: backend (numpy/cupy) -> autograd (Tensor, Function) ->
+ops -> functional (F) -> gradcheck.
+"""
+
+from . import backend, functional
+from .autograd import Function, Tensor, is_grad_enabled, no_grad, tensor
+from .backend import get_array_module, set_default_device, to_numpy
+from .gradcheck import gradcheck, numerical_grad
+from .ops import (
+    cat,
+    exp,
+    log,
+    matmul,
+    max,
+    mean,
+    permute,
+    reshape,
+    sqrt,
+    stack,
+    sum,
+    transpose,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Function",
+    "Tensor",
+    "backend",
+    "cat",
+    "exp",
+    "functional",
+    "get_array_module",
+    "gradcheck",
+    "is_grad_enabled",
+    "log",
+    "matmul",
+    "max",
+    "mean",
+    "no_grad",
+    "numerical_grad",
+    "permute",
+    "reshape",
+    "set_default_device",
+    "sqrt",
+    "stack",
+    "sum",
+    "tensor",
+    "to_numpy",
+    "transpose",
+]

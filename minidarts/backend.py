@@ -1,0 +1,146 @@
+"""Array backend: NumPy on the CPU, CuPy on the GPU, one code path for both.
+
+Every other module asks an array which module it belongs to,
+
+    xp = get_array_module(a)      # numpy or cupy
+    y = xp.exp(a)
+
+so the same line of code runs on either device. This is the only module that
+names numpy or cupy; the rest of minidarts goes through the helpers below.
+
+The device for *new* arrays (parameters, data batches) is chosen by, in order:
+an explicit ``device=`` argument, :func:`set_default_device`, the environment
+variable ``MINIDARTS_DEVICE=cpu|gpu``, and finally ``"cpu"``.
+"""
+
+import os
+
+import numpy as np
+
+try:  # CuPy is optional: everything works without it, on the CPU.
+    import cupy as _cupy
+except Exception:  # ImportError, or a CuPy that cannot find a CUDA runtime
+    _cupy = None
+
+numpy = np  # the CPU array module, for the few places that need it by name
+float32 = np.float32
+float64 = np.float64
+int64 = np.int64
+
+DEVICES = ("cpu", "gpu")
+_default_device = None
+
+_INSTALL_HINT = (
+    "minidarts runs on the GPU through CuPy. Install the CuPy wheel that matches your "
+    "CUDA version, e.g. `pip install cupy-cuda12x` (see https://docs.cupy.dev/en/stable/"
+    "install.html), or run on the CPU with MINIDARTS_DEVICE=cpu / --device cpu."
+)
+
+
+def gpu_available():
+    """True when CuPy is installed and can see at least one CUDA device."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def check_device(device):
+    """Normalise a device name ('cpu', 'gpu', 'cuda') and make sure it can be used."""
+    if device is None:
+        return default_device()
+    name = str(device).lower()
+    if name == "cuda" or name.startswith("cuda:"):
+        name = "gpu"
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
+    if name == "gpu" and not gpu_available():
+        why = "CuPy is not installed" if _cupy is None else "CuPy finds no CUDA GPU"
+        raise RuntimeError(f"the GPU was requested but {why}. {_INSTALL_HINT}")
+    return name
+
+
+def default_device():
+    """The device new tensors are created on (see the module docstring)."""
+    if _default_device is not None:
+        return _default_device
+    env = os.environ.get("MINIDARTS_DEVICE", "").strip()
+    if env:
+        try:
+            return check_device(env)
+        except ValueError:
+            raise ValueError(
+                f"MINIDARTS_DEVICE={env!r} is not a device: expected 'cpu' or 'gpu'"
+            ) from None
+    return "cpu"
+
+
+def set_default_device(device):
+    """Set the device for new tensors; ``None`` goes back to MINIDARTS_DEVICE / cpu."""
+    global _default_device
+    _default_device = None if device is None else check_device(device)
+
+
+def array_module(device):
+    """The array module (numpy or cupy) of a device name."""
+    return _cupy if check_device(device) == "gpu" else np
+
+
+def get_array_module(a):
+    """numpy or cupy, whichever `a` belongs to (numpy for scalars and lists)."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def device_of(a):
+    """'gpu' for a CuPy array, 'cpu' for anything else."""
+    return "gpu" if get_array_module(a) is not np else "cpu"
+
+
+def is_array(a):
+    """True for a numpy or cupy ndarray."""
+    return isinstance(a, np.ndarray) or (_cupy is not None and isinstance(a, _cupy.ndarray))
+
+
+def asarray(data, dtype=None, device=None):
+    """`data` as an array on `device` (default: the default device), cast to `dtype`."""
+    xp = array_module(device)
+    if xp is np and _cupy is not None and isinstance(data, _cupy.ndarray):
+        data = data.get()
+    return xp.asarray(data, dtype=dtype)
+
+
+def to_numpy(a):
+    """A NumPy copy of a numpy/cupy array (no copy when it is already NumPy)."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return a.get()
+    return np.asarray(a)
+
+
+def to_device(a, device):
+    """Move an array to `device` ('cpu' or 'gpu')."""
+    return asarray(a, device=device)
+
+
+def is_floating(a):
+    """True when the array has a floating-point dtype."""
+    return np.issubdtype(a.dtype, np.floating)
+
+
+def is_integer(a):
+    """True when the array has an integer dtype (class labels, indices)."""
+    return np.issubdtype(a.dtype, np.integer)
+
+
+def default_rng(seed):
+    """A NumPy random generator. Random numbers are always drawn on the CPU and then
+    moved, so a seed gives the same numbers on either device."""
+    return np.random.default_rng(seed)
+
+
+def scatter_add(xp, target, index, values):
+    """target[index] += values, adding repeated indices (np.add.at / cupy.add.at)."""
+    xp.add.at(target, index, values)

@@ -1,0 +1,158 @@
+"""Numerical gradient checking: the proof that every backward pass is right.
+
+A derivative is a limit; central differences approximate it with an error of
+order eps^2 (the eps^1 terms of the Taylor series cancel):
+
+    df/dx  ~  (f(x + eps) - f(x - eps)) / (2 eps)
+
+In float32 (7 significant digits) the two values f(x +- eps) agree in most of
+their digits, and the difference is mostly rounding noise; in float64 (16
+digits) eps = 1e-6 leaves about 1e-10 of noise and 1e-12 of truncation, so a
+gradient that agrees to a relative 1e-6 is right, and a wrong one is not.
+"""
+
+from . import backend
+from .autograd import Tensor, no_grad
+
+
+def numerical_grad(f, x, eps=1e-6):
+    """Central-difference gradient of a scalar function f at the array x.
+
+    df/dx[i] ~ (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), one pair of
+    evaluations per element. x is perturbed in place and restored."""
+    if not x.flags.c_contiguous:
+        raise ValueError("numerical_grad: x must be a C-contiguous array (use x.copy())")
+    xp = backend.get_array_module(x)
+    grad = xp.zeros(x.shape, dtype=backend.float64)
+    flat, g = x.reshape(-1), grad.reshape(-1)  # views: writing flat[i] changes x
+    for i in range(flat.size):
+        old = flat[i].item()
+        flat[i] = old + eps
+        f_plus = float(f(x))
+        flat[i] = old - eps
+        f_minus = float(f(x))
+        flat[i] = old
+        g[i] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+class GradcheckReport:
+    """What gradcheck measured: truthy when it passed, with the largest relative
+    error |analytic - numerical| / max(|numerical|, atol / rtol) over all checks."""
+
+    def __init__(self, max_rel_error, n_checks):
+        self.max_rel_error = max_rel_error
+        self.n_checks = n_checks
+
+    def __bool__(self):
+        return True
+
+    def __repr__(self):
+        return f"GradcheckReport(max_rel_error={self.max_rel_error:.3g}, n_checks={self.n_checks})"
+
+
+def gradcheck(
+    fn, *inputs, eps=1e-6, atol=1e-8, rtol=1e-6, max_elements=1000, n_directions=16, seed=0
+):
+    """Compare the gradients of `fn(*inputs)` from backward() with central differences.
+
+    Floating inputs are cast to float64 copies. The inputs checked are those with
+    requires_grad=True (all floating inputs if none has it). A non-scalar output
+    is reduced to a scalar with a fixed random cotangent v: f = sum(v * fn(...)).
+    Inputs with at most `max_elements` elements are checked element by element;
+    larger ones along `n_directions` random unit directions d, comparing
+    grad . d with (f(x + eps d) - f(x - eps d)) / (2 eps).
+
+    Passes where |analytic - numerical| <= atol + rtol * |numerical| everywhere;
+    otherwise raises AssertionError naming the function, the input, the element
+    and both values. Returns a GradcheckReport."""
+    name = getattr(fn, "__name__", repr(fn))
+    rng = backend.default_rng(seed)
+    args = []
+    for x in inputs:
+        if isinstance(x, Tensor) and backend.is_floating(x.data):
+            args.append(Tensor(x.data.astype(backend.float64), requires_grad=x.requires_grad))
+        elif backend.is_array(x) and backend.is_floating(x):
+            args.append(Tensor(x.astype(backend.float64)))
+        else:
+            args.append(x)
+    checked = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+    if not checked:
+        checked = [
+            i for i, a in enumerate(args) if isinstance(a, Tensor) and backend.is_floating(a.data)
+        ]
+        for i in checked:
+            args[i].requires_grad = True
+    if not checked:
+        raise ValueError(f"gradcheck({name}): no floating-point input to check")
+
+    out = fn(*args)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck({name}): fn must return a Tensor, got {type(out).__name__}")
+    xp = backend.get_array_module(out.data)
+    # A fixed random cotangent (scaled so f stays O(1)) checks every output at once.
+    v = backend.asarray(rng.standard_normal(out.shape) / max(out.size, 1) ** 0.5, device=out.device)
+
+    def f():
+        with no_grad():
+            return float((fn(*args).data.astype(backend.float64) * v).sum())
+
+    for i in checked:
+        args[i].grad = None
+    if not out.requires_grad:
+        raise AssertionError(f"gradcheck({name}): the output does not depend on any checked input")
+    out.backward(v.astype(out.dtype))
+
+    worst, n_checks = 0.0, 0
+    for i in checked:
+        x = args[i]
+        analytic = x.grad if x.grad is not None else xp.zeros(x.shape, backend.float64)
+        flat = x.data.reshape(-1)
+        if x.size <= max_elements:
+            for j in range(x.size):
+                old = flat[j].item()
+                flat[j] = old + eps
+                f_plus = f()
+                flat[j] = old - eps
+                f_minus = f()
+                flat[j] = old
+                num = (f_plus - f_minus) / (2 * eps)
+                ana = float(analytic.reshape(-1)[j])
+                where = f"element {_unravel(j, x.shape)}"
+                worst = max(worst, _compare(name, i, x.shape, where, ana, num, atol, rtol))
+                n_checks += 1
+        else:
+            base = x.data.copy()
+            for k in range(n_directions):
+                d = backend.asarray(rng.standard_normal(x.shape), device=x.device)
+                d /= float(xp.sqrt((d * d).sum()))
+                x.data[...] = base + eps * d
+                f_plus = f()
+                x.data[...] = base - eps * d
+                f_minus = f()
+                x.data[...] = base
+                num = (f_plus - f_minus) / (2 * eps)
+                ana = float((analytic * d).sum())
+                where = f"random direction {k} of {n_directions}"
+                worst = max(worst, _compare(name, i, x.shape, where, ana, num, atol, rtol))
+                n_checks += 1
+    return GradcheckReport(worst, n_checks)
+
+
+def _unravel(j, shape):
+    idx = []
+    for n in reversed(shape):
+        idx.append(j % n)
+        j //= n
+    return tuple(reversed(idx))
+
+
+def _compare(name, i, shape, where, ana, num, atol, rtol):
+    err = abs(ana - num)
+    if not err <= atol + rtol * abs(num):  # `not <=` also catches NaN
+        raise AssertionError(
+            f"gradcheck failed for {name}: input {i} (shape {tuple(shape)}), {where}: "
+            f"analytic gradient {ana:.10g}, numerical {num:.10g} "
+            f"(difference {err:.3g} > atol {atol:g} + rtol {rtol:g} * |numerical|)"
+        )
+    return err / max(abs(num), atol / rtol)
