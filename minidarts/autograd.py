@@ -60,13 +60,17 @@ class Function:
     None) per array input of forward. `apply` wraps both into the graph."""
 
     inputs = ()
+    needs_input_grad = ()
 
     @classmethod
     def apply(cls, *inputs, **options):
         fn = cls()
         tensors = _as_tensors(inputs, cls.__name__)
+        # Which inputs need a gradient, so a backward can skip work (as PyTorch's
+        # ctx.needs_input_grad): e.g. no weight gradient in the architecture step.
+        fn.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
         out = fn.forward(*[t.data for t in tensors], **options)
-        needs_grad = _grad_enabled and any(t.requires_grad for t in tensors)
+        needs_grad = any(fn.needs_input_grad)
         result = Tensor(out, requires_grad=needs_grad)
         if needs_grad:
             fn.inputs = tensors
