@@ -210,10 +210,11 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = gy
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
+        # b's axis first: for vector @ vector gy is 0-d, and -2 exists only after it.
         if b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = xp.matmul(g2, xp.swapaxes(b2, -1, -2))
         gb = xp.matmul(xp.swapaxes(a2, -1, -2), g2)
         return unbroadcast(ga, a2.shape).reshape(a.shape), unbroadcast(gb, b2.shape).reshape(
