@@ -7,7 +7,9 @@ Activations and losses come from ops.py; the convolution, pooling and
 batch-norm kernels from their own modules.
 """
 
+from .batchnorm import batch_norm
 from .ops import cross_entropy, log_softmax, pad, relu, sigmoid, softmax, tanh
+from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
 
 def linear(x, weight, bias=None):
@@ -23,9 +25,13 @@ def linear(x, weight, bias=None):
 
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "batch_norm",
     "cross_entropy",
     "linear",
     "log_softmax",
+    "max_pool2d",
     "pad",
     "relu",
     "sigmoid",

@@ -1,0 +1,164 @@
+"""Batch normalisation, as torch.nn.functional.batch_norm, for (N, C) and
+(N, C, H, W) inputs (any (N, C, ...) in fact): one mean and variance per
+channel c, over the n = N * H * W values of that channel.
+
+Training (statistics of the batch, biased variance):
+
+    mu = mean(x),  var = mean((x - mu)^2),  x_hat = (x - mu) / sqrt(var + eps)
+    y = weight * x_hat + bias
+
+and the running statistics move towards the batch's, with the UNBIASED
+variance (as PyTorch does):
+
+    running_mean <- (1 - momentum) running_mean + momentum mu
+    running_var  <- (1 - momentum) running_var  + momentum var * n / (n - 1)
+
+Evaluation uses the running statistics instead of the batch's, so y is a
+fixed affine function of x.
+"""
+
+from . import backend
+from .autograd import Function, Tensor
+
+
+def _xp(a):
+    return backend.get_array_module(a)
+
+
+def _data(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+class _BatchNormBase(Function):
+    """Shared plumbing: the optional weight and bias are extra inputs after x."""
+
+    def _setup(self, x, params, has_weight, has_bias):
+        self.axes = (0,) + tuple(range(2, x.ndim))  # every axis except the channel axis
+        self.bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel values, broadcastable
+        params = list(params)
+        self.has_weight, self.has_bias = has_weight, has_bias
+        weight = params.pop(0).reshape(self.bshape) if has_weight else None
+        bias = params.pop(0).reshape(self.bshape) if has_bias else None
+        return weight, bias
+
+
+class BatchNormTrain(_BatchNormBase):
+    """y = weight * x_hat + bias with the batch's statistics. With g = gy * weight,
+
+        gx = (1 / sqrt(var + eps)) * (g - mean(g) - x_hat * mean(g * x_hat))
+
+    (the compact formula: x_hat depends on x directly and through mu and var),
+    gw = sum gy * x_hat, gb = sum gy."""
+
+    def forward(self, x, *params, has_weight, has_bias, running_mean, running_var, momentum, eps):
+        xp = _xp(x)
+        weight, bias = self._setup(x, params, has_weight, has_bias)
+        n = x.size // x.shape[1]
+        mean = x.mean(axis=self.axes, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(axis=self.axes, keepdims=True)
+        self.invstd = 1.0 / xp.sqrt(var + eps)
+        self.x_hat = xc * self.invstd
+        self.weight, self.n = weight, n
+        if running_mean is not None:
+            running_mean *= 1.0 - momentum
+            running_mean += momentum * mean.reshape(-1).astype(running_mean.dtype)
+        if running_var is not None:
+            unbiased = var.reshape(-1) * (n / (n - 1))
+            running_var *= 1.0 - momentum
+            running_var += momentum * unbiased.astype(running_var.dtype)
+        y = self.x_hat if weight is None else self.x_hat * weight
+        return y if bias is None else y + bias
+
+    def backward(self, gy):
+        x_hat, n = self.x_hat, self.n
+        sum_gy = gy.sum(axis=self.axes, keepdims=True)
+        sum_gy_xhat = (gy * x_hat).sum(axis=self.axes, keepdims=True)
+        scale = self.invstd if self.weight is None else self.invstd * self.weight
+        gx = scale * (gy - sum_gy / n - x_hat * (sum_gy_xhat / n))
+        grads = [gx]
+        if self.has_weight:
+            grads.append(sum_gy_xhat.reshape(-1))
+        if self.has_bias:
+            grads.append(sum_gy.reshape(-1))
+        return tuple(grads)
+
+
+class BatchNormEval(_BatchNormBase):
+    """y = weight * (x - running_mean) / sqrt(running_var + eps) + bias, an affine map
+    of x with fixed coefficients;  gx = gy * weight / sqrt(running_var + eps),
+    gw = sum gy * x_hat, gb = sum gy."""
+
+    def forward(self, x, *params, has_weight, has_bias, running_mean, running_var, eps):
+        xp = _xp(x)
+        weight, bias = self._setup(x, params, has_weight, has_bias)
+        mean = running_mean.astype(x.dtype, copy=False).reshape(self.bshape)
+        var = running_var.astype(x.dtype, copy=False).reshape(self.bshape)
+        self.invstd = 1.0 / xp.sqrt(var + eps)
+        self.x, self.mean = x, mean
+        self.scale = self.invstd if weight is None else self.invstd * weight
+        y = (x - mean) * self.scale
+        return y if bias is None else y + bias
+
+    def backward(self, gy):
+        grads = [gy * self.scale]
+        if self.has_weight:
+            x_hat = (self.x - self.mean) * self.invstd
+            grads.append((gy * x_hat).sum(axis=self.axes))
+        if self.has_bias:
+            grads.append(gy.sum(axis=self.axes))
+        return tuple(grads)
+
+
+def _check(x, running_mean, running_var, weight, bias, training):
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an (N, C, ...) input, got shape {x.shape}")
+    if not backend.is_floating(_data(x)):
+        raise TypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
+    c = x.shape[1]
+    for name, t in [
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ]:
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(
+                f"batch_norm: {name} must have shape ({c},) for an input with {c} channels "
+                f"(shape {x.shape}), got {tuple(t.shape)}"
+            )
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(
+            "batch_norm: running_mean and running_var are needed when training=False "
+            "(evaluation normalises with the running statistics)"
+        )
+    if training and x.size // c <= 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, got input "
+            f"shape {x.shape}"
+        )
+
+
+def batch_norm(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
+    """Batch normalisation, as torch.nn.functional.batch_norm:
+
+        y = weight * (x - mu) / sqrt(var + eps) + bias      (per channel, axis 1)
+
+    training=True: mu and var are the batch mean and biased variance over every
+    axis but 1, and running_mean / running_var (if given) are updated in place,
+        running <- (1 - momentum) running + momentum * batch statistic
+    with the unbiased variance var * n / (n - 1).
+    training=False: mu, var = running_mean, running_var.
+    weight and bias (shape (C,)) are optional; the running statistics may be
+    Tensors or arrays, and None only when training."""
+    _check(x, running_mean, running_var, weight, bias, training)
+    params = [t for t in (weight, bias) if t is not None]
+    flags = dict(has_weight=weight is not None, has_bias=bias is not None)
+    rm, rv = _data(running_mean), _data(running_var)
+    if training:
+        return BatchNormTrain.apply(
+            x, *params, **flags, running_mean=rm, running_var=rv, momentum=momentum, eps=eps
+        )
+    return BatchNormEval.apply(x, *params, **flags, running_mean=rm, running_var=rv, eps=eps)
