@@ -1,0 +1,132 @@
+"""Command line: `python -m minidarts search [options]` (see `--help`)."""
+
+import argparse
+import sys
+
+from .config import PRESETS, SearchConfig, load_toml, make_config
+
+# flag -> (config key, type, help)
+_SEARCH_FLAGS = {
+    "--epochs": ("epochs", int, "search epochs"),
+    "--batch-size": ("batch_size", int, "images per batch (train and val batches alike)"),
+    "--subset": (
+        "subset",
+        int,
+        "use N training images (split 50/50 into search-train and search-val); 0 = all 60000",
+    ),
+    "--channels": ("channels", int, "C, channels of the first cell (the paper: 8)"),
+    "--layers": ("layers", int, "number of cells (the paper: 1, a reduction cell)"),
+    "--nodes": ("nodes", int, "intermediate nodes per cell (the paper: 4)"),
+    "--seed": ("seed", int, "random seed: same seed, same numbers"),
+    "--device": ("device", str, "cpu or gpu (gpu needs CuPy)"),
+    "--out": ("out", str, "folder for run folders"),
+    "--name": ("name", str, "run folder name (default: search-DATE-TIME)"),
+    "--data": ("data_root", str, "folder with the MNIST IDX files (default: data/mnist)"),
+    "--eval-batches": (
+        "eval_batches",
+        int,
+        "validation batches evaluated per epoch (default: all)",
+    ),
+    "--log-every": ("log_every", int, "print a progress line every N steps"),
+}
+
+
+def _search_parser(sub):
+    defaults = SearchConfig()
+    p = sub.add_parser(
+        "search",
+        help="search an architecture on MNIST (DARTS, first order)",
+        description="DARTS search on the shipped MNIST. Without flags: the paper's search "
+        f"space on {defaults.subset} training images for {defaults.epochs} epochs (a few "
+        "minutes on a 2-core CPU). Writes a run folder with the genotype, metrics, plots "
+        "and a checkpoint per epoch.",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="read settings from a TOML file "
+        "(key = value, keys as in config.json); flags override it",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="paper: the paper's full "
+        "search (60k images, 50 epochs, for a GPU); tiny: a smoke test",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the run in folder RUN from its last checkpoint (only --epochs may change)",
+    )
+    for flag, (key, typ, text) in _SEARCH_FLAGS.items():
+        default = getattr(defaults, key)
+        p.add_argument(
+            flag,
+            type=typ,
+            default=None,
+            help=f"{text} (default: {'all' if default is None else default})",
+        )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return p
+
+
+def _cmd_search(args):
+    from .search import Search
+
+    if args.resume:
+        others = [
+            f
+            for f, (key, _, _) in _SEARCH_FLAGS.items()
+            if getattr(args, key, None) is not None and key != "epochs"
+        ]
+        if others or args.config or args.preset:
+            raise SystemExit(
+                f"--resume continues a run with its saved settings; only --epochs "
+                f"may be given with it (got {' '.join(others) or '--config/--preset'})"
+            )
+        Search.resume(args.resume, epochs=args.epochs).run()
+        return
+    overrides = load_toml(args.config) if args.config else {}
+    for key, _, _ in _SEARCH_FLAGS.values():
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if overrides.get("subset") == 0:
+        overrides["subset"] = None
+    if args.no_plots:
+        overrides["plots"] = False
+    cfg = make_config(
+        args.preset, overrides, source=f"config {args.config}" if args.config else "options"
+    )
+    Search(cfg).run()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m minidarts",
+        description="minidarts: differentiable architecture search with complexity control",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _search_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "search":
+            _cmd_search(args)
+    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the last finished epoch is in checkpoint.npz; continue with "
+            "--resume RUN",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

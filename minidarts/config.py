@@ -1,0 +1,175 @@
+"""Search configuration: every knob of a run in one dataclass, with presets.
+
+Values come, later ones winning, from: the defaults below, a preset
+(`--preset paper`), a TOML file (`--config FILE.toml`, flat `key = value`),
+and command-line flags. Unknown keys and bad values are rejected with a message
+that names the key and what was expected.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class SearchConfig:
+    """A search run. Defaults: the paper's search space on a subset of MNIST sized to
+    finish in a few minutes on a 2-core CPU. Optimiser values are DARTS's (eq. 3)."""
+
+    # data
+    subset: int | None = 4000  # training images used (split 50/50); None = all 60k
+    data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
+    eval_batches: int | None = None  # validation batches per epoch-end evaluation; None = all
+    # network (the paper: C=8, one cell, 4 nodes, stem multiplier 3)
+    channels: int = 8
+    layers: int = 1
+    nodes: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    # schedule
+    epochs: int = 4
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "cpu"
+    # weights w: SGD, cosine-annealed learning rate, gradient-norm clip
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    # architecture alpha: Adam
+    alpha_lr: float = 3e-4
+    alpha_beta1: float = 0.5
+    alpha_beta2: float = 0.999
+    alpha_weight_decay: float = 1e-3
+    # output
+    out: str = "runs"
+    name: str | None = None
+    log_every: int = 10
+    plots: bool = True
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    # The paper's full search: 60k images (30k + 30k), 50 epochs. Meant for a GPU.
+    "paper": dict(subset=None, epochs=50),
+    # Tiny: a few steps, for tests and smoke runs.
+    "tiny": dict(
+        subset=256,
+        epochs=1,
+        batch_size=32,
+        channels=4,
+        nodes=2,
+        multiplier=2,
+        eval_batches=2,
+        log_every=1,
+    ),
+}
+
+_POSITIVE_INT = {
+    "channels",
+    "layers",
+    "nodes",
+    "multiplier",
+    "stem_multiplier",
+    "epochs",
+    "batch_size",
+    "log_every",
+}
+_NONNEG_FLOAT = {
+    "w_lr",
+    "w_lr_min",
+    "w_momentum",
+    "w_weight_decay",
+    "grad_clip",
+    "alpha_lr",
+    "alpha_weight_decay",
+}
+
+
+def _field_types():
+    return {f.name: f.type for f in fields(SearchConfig)}
+
+
+def make_config(preset=None, overrides=None, source="arguments"):
+    """A validated SearchConfig from a preset name and a dict of overrides."""
+    values = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
+        values.update(PRESETS[preset])
+    known = _field_types()
+    for key, value in (overrides or {}).items():
+        key = key.replace("-", "_")
+        if key not in known:
+            raise ValueError(
+                f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(known))}"
+            )
+        values[key] = value
+    cfg = SearchConfig(**values)
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg, source="config"):
+    """Reject values of the wrong type or range, naming the key."""
+    for key, typ in _field_types().items():
+        value = getattr(cfg, key)
+        args = getattr(typ, "__args__", ())
+        optional = type(None) in args
+        base = (args[0] if args else typ).__name__
+        if value is None:
+            if not optional:
+                raise ValueError(f"{source}: {key} cannot be empty")
+            continue
+        if base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{source}: {key} must be an integer, got {value!r}")
+        if base == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{source}: {key} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{source}: {key} must be finite, got {value!r}")
+            setattr(cfg, key, float(value))
+        if base == "str" and not isinstance(value, str):
+            raise ValueError(f"{source}: {key} must be a string, got {value!r}")
+        if base == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
+        if key in _POSITIVE_INT and value < 1:
+            raise ValueError(f"{source}: {key} must be at least 1, got {value}")
+        if key in _NONNEG_FLOAT and value < 0:
+            raise ValueError(f"{source}: {key} must be >= 0, got {value}")
+    if cfg.subset is not None and not 2 <= cfg.subset <= 60000:
+        raise ValueError(f"{source}: subset must be between 2 and 60000 images, got {cfg.subset}")
+    if cfg.multiplier > cfg.nodes:
+        raise ValueError(
+            f"{source}: multiplier ({cfg.multiplier}) cannot exceed nodes ({cfg.nodes})"
+        )
+    if not 0 <= cfg.alpha_beta1 < 1 or not 0 <= cfg.alpha_beta2 < 1:
+        raise ValueError(f"{source}: alpha_beta1 and alpha_beta2 must be in [0, 1)")
+    if cfg.w_lr_min > cfg.w_lr:
+        raise ValueError(f"{source}: w_lr_min ({cfg.w_lr_min}) exceeds w_lr ({cfg.w_lr})")
+    if cfg.device not in ("cpu", "gpu"):
+        raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
+    if cfg.eval_batches is not None and cfg.eval_batches < 1:
+        raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")
+
+
+def load_toml(path):
+    """The key = value pairs of a TOML config file (sections are flattened)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat

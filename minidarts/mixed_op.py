@@ -1,0 +1,43 @@
+"""The mixed operation: DARTS's continuous relaxation of the choice of an operation.
+
+Equation (2) of the paper: on the edge (i, j) of a cell, every candidate
+operation o runs, and their outputs are mixed with the softmax of the edge's
+architecture parameters alpha^(i,j):
+
+    o_bar(x) = sum_o  exp(alpha_o) / sum_o' exp(alpha_o')  *  o(x)
+
+The softmax weights are computed once per cell type by the network and passed
+in as `weights` (one row of softmax(alpha)).
+"""
+
+from . import nn
+from .operations import OPS, PRIMITIVES
+
+
+class MixedOp(nn.Module):
+    """All candidate operations of one edge, mixed by `weights` (eq. 2)."""
+
+    def __init__(self, C, stride, primitives=PRIMITIVES):
+        super().__init__()
+        self.primitives = tuple(primitives)
+        ops = []
+        for name in self.primitives:
+            op = OPS[name](C, stride, False)
+            if "pool" in name:
+                # DARTS: a BN after each pool brings its output to the scale of the
+                # conv outputs, which end in BN, so the weights compare like with like.
+                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+            ops.append(op)
+        self._ops = nn.ModuleList(ops)
+
+    def forward(self, x, weights):
+        """sum_o weights[o] * o(x). The 'none' operation is skipped: it outputs zeros,
+        so it adds nothing to the sum and nothing to any gradient (its weight still
+        takes part in the softmax that produced `weights`)."""
+        out = None
+        for k, (name, op) in enumerate(zip(self.primitives, self._ops)):
+            if name == "none":
+                continue
+            term = weights[k] * op(x)
+            out = term if out is None else out + term
+        return out

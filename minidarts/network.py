@@ -1,0 +1,134 @@
+"""The search network (DARTS's 'supernetwork'): a stem, a stack of cells, a classifier.
+
+    image -> stem (3x3 conv, stem_multiplier*C channels, BN)
+          -> cell_0 -> cell_1 -> ... -> cell_{L-1}      (each takes the two previous outputs)
+          -> global average pool -> linear -> logits
+
+Cells at positions L//3 and 2L//3 are reduction cells (stride 2, channels
+doubled); the others are normal cells. All normal cells share one alpha of shape
+(num_edges, num_ops), all reduction cells another: the architecture is two
+small matrices, kept apart from the network's weights (`arch_parameters()` vs
+`parameters()`), since the bilevel problem (eq. 3) optimises them on different
+data with different optimisers.
+
+With the paper's MNIST setting (L = 1) the only cell is a reduction cell.
+"""
+
+from . import backend, nn
+from . import functional as F
+from .autograd import Tensor
+from .cell import Cell, num_edges
+from .operations import PRIMITIVES
+
+
+def init_alphas(steps, primitives, rng, scale=1e-3):
+    """alpha for both cell types, drawn as scale * N(0, 1) (DARTS: 1e-3 * randn), so
+    every operation starts with nearly the same weight 1/|O|."""
+    shape = (num_edges(steps), len(primitives))
+    return {
+        kind: Tensor(
+            backend.asarray(scale * rng.standard_normal(shape), dtype=backend.float32),
+            requires_grad=True,
+        )
+        for kind in ("normal", "reduce")
+    }
+
+
+def relax(alpha, relaxation="softmax"):
+    """The mixing weights of eq. (2): softmax over the operations of each edge."""
+    if relaxation == "softmax":
+        return F.softmax(alpha, dim=-1)
+    if relaxation == "sigmoid":
+        return F.sigmoid(alpha)
+    raise ValueError(f"unknown relaxation {relaxation!r}: expected 'softmax' or 'sigmoid'")
+
+
+class Network(nn.Module):
+    """The DARTS search network.
+
+    C: channels of the first cell; layers: number of cells; steps: intermediate
+    nodes per cell; multiplier: how many of them the cell output concatenates;
+    in_channels: 1 for MNIST, 3 for CIFAR."""
+
+    def __init__(
+        self,
+        C=8,
+        num_classes=10,
+        layers=1,
+        steps=4,
+        multiplier=4,
+        stem_multiplier=3,
+        in_channels=1,
+        primitives=PRIMITIVES,
+        relaxation="softmax",
+        seed=0,
+    ):
+        super().__init__()
+        for name, value in dict(
+            C=C,
+            num_classes=num_classes,
+            layers=layers,
+            steps=steps,
+            multiplier=multiplier,
+            stem_multiplier=stem_multiplier,
+            in_channels=in_channels,
+        ).items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Network: {name} must be a positive integer, got {value!r}")
+        if multiplier > steps:
+            raise ValueError(f"Network: multiplier ({multiplier}) cannot exceed steps ({steps})")
+        self.steps, self.multiplier = steps, multiplier
+        self.primitives = tuple(primitives)
+        self.relaxation = relaxation
+        rng = backend.default_rng(seed)
+        nn.manual_seed(seed)
+
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        )
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        cells, reduction_prev = [], False
+        self.reduction_layers = sorted({layers // 3, 2 * layers // 3})
+        for i in range(layers):
+            reduction = i in self.reduction_layers
+            if reduction:
+                C_curr *= 2
+            cells.append(
+                Cell(
+                    steps,
+                    multiplier,
+                    C_prev_prev,
+                    C_prev,
+                    C_curr,
+                    reduction,
+                    reduction_prev,
+                    self.primitives,
+                )
+            )
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, multiplier * C_curr
+        self.cells = nn.ModuleList(cells)
+        self.classifier = nn.Linear(C_prev, num_classes)
+        self.alphas = init_alphas(steps, self.primitives, rng)
+
+    def arch_parameters(self):
+        """[alpha_normal, alpha_reduce]: the architecture, not part of parameters()."""
+        return [self.alphas["normal"], self.alphas["reduce"]]
+
+    def forward(self, x, alphas=None):
+        """Logits of images x (N, in_channels, H, W). `alphas` ({'normal', 'reduce'})
+        replaces the network's own, e.g. with the output of a hypernetwork (eq. 5)."""
+        alphas = self.alphas if alphas is None else alphas
+        weights = {kind: relax(a, self.relaxation) for kind, a in alphas.items()}
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            w = weights["reduce"] if cell.reduction else weights["normal"]
+            s0, s1 = s1, cell(s0, s1, w)
+        out = F.adaptive_avg_pool2d(s1, 1)
+        return self.classifier(out.reshape(out.shape[0], -1))
+
+    def relaxed_weights(self, alphas=None):
+        """softmax(alpha) of both cell types as NumPy arrays (for genotype and plots)."""
+        alphas = self.alphas if alphas is None else alphas
+        return {k: relax(a.detach(), self.relaxation).numpy() for k, a in alphas.items()}

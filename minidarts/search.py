@@ -1,0 +1,260 @@
+"""The DARTS search loop: data, network, both optimisers, checkpoints, records.
+
+Per step (first-order DARTS, eq. 3):
+  1. the Architect takes one Adam step on alpha from a search-validation batch;
+  2. the weights take one SGD step from a search-train batch (gradient norm clipped).
+Per epoch: the learning rate follows a cosine from w_lr down to w_lr_min; the
+network is evaluated on the search-validation set; the genotype is derived; the
+run folder gets metrics.jsonl, the genotype, plots and a checkpoint.
+
+A run folder (runs/NAME/) holds:
+    config.json          the full configuration
+    metrics.jsonl        one JSON line per epoch: losses, accuracies, lr, softmax(alpha)
+    genotypes/epoch_NNN.json, genotype.json (the latest), genotype.txt (DARTS's form)
+    checkpoint.npz       everything needed to continue exactly (see checkpoint.py)
+    plots/               curves, alpha heat maps, the cell
+
+`Search(cfg).run()` runs from scratch; `Search.resume(folder).run()` continues a
+stopped run and ends with bit-identical weights and alpha.
+"""
+
+import json
+import os
+import time
+
+from . import backend, data, nn, optim
+from . import functional as F
+from .architect import Architect, accuracy, frozen
+from .autograd import no_grad
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import SearchConfig, make_config
+from .genotype import derive_genotype, genotype_to_dict, genotype_to_str, save_genotype
+from .network import Network
+from .progress import Progress, format_seconds
+
+
+class Search:
+    """One search run (see the module docstring)."""
+
+    def __init__(self, cfg, folder=None, log=print):
+        self.cfg = cfg
+        self.log = log
+        backend.check_device(cfg.device)
+        self.folder = folder or os.path.join(
+            cfg.out, cfg.name or time.strftime("search-%Y%m%d-%H%M%S")
+        )
+        train, val = data.search_split(cfg.seed, subset=cfg.subset, root=cfg.data_root)
+        self.train_batches = data.Batches(
+            train, cfg.batch_size, seed=cfg.seed + 1, device=cfg.device
+        )
+        self.val_batches = data.Batches(val, cfg.batch_size, seed=cfg.seed + 2, device=cfg.device)
+        self.eval_batches = data.Batches(val, cfg.batch_size, shuffle=False, device=cfg.device)
+        previous = backend.default_device()
+        backend.set_default_device(cfg.device)
+        try:
+            self.model = Network(
+                C=cfg.channels,
+                layers=cfg.layers,
+                steps=cfg.nodes,
+                multiplier=cfg.multiplier,
+                stem_multiplier=cfg.stem_multiplier,
+                in_channels=1,
+                seed=cfg.seed,
+            )
+        finally:
+            backend.set_default_device(previous)
+        self.w_optimizer = optim.SGD(
+            self.model.parameters(),
+            lr=cfg.w_lr,
+            momentum=cfg.w_momentum,
+            weight_decay=cfg.w_weight_decay,
+        )
+        self.scheduler = optim.CosineAnnealingLR(
+            self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min
+        )
+        self.a_optimizer = optim.Adam(
+            self.model.arch_parameters(),
+            lr=cfg.alpha_lr,
+            betas=(cfg.alpha_beta1, cfg.alpha_beta2),
+            weight_decay=cfg.alpha_weight_decay,
+        )
+        self.architect = Architect(self.model, self.a_optimizer)
+        self.epoch = 0
+        self.history = []
+
+    # --- one step and one epoch ------------------------------------------------
+    def weight_step(self, x, y):
+        """One SGD step on w from a training batch (alpha fixed); (loss, accuracy)."""
+        self.w_optimizer.zero_grad()
+        with frozen(self.model.arch_parameters()):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+        optim.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.w_optimizer.step()
+        return loss.item(), accuracy(logits, y)
+
+    def train_epoch(self, progress):
+        sums = dict(train_loss=0.0, train_acc=0.0, arch_loss=0.0, arch_acc=0.0)
+        n = len(self.train_batches)
+        self.model.train()
+        pairs = data.paired_batches(self.train_batches, self.val_batches)
+        for k, ((x, y), (x_val, y_val)) in enumerate(pairs, start=1):
+            arch_loss, arch_acc = self.architect.step(x_val, y_val)
+            loss, acc = self.weight_step(x, y)
+            if not all(map(_finite, (loss, arch_loss))):
+                raise FloatingPointError(
+                    f"epoch {self.epoch + 1} step {k}: the loss became {loss} / {arch_loss}; "
+                    f"lower w_lr ({self.cfg.w_lr}) or alpha_lr ({self.cfg.alpha_lr})"
+                )
+            for key, v in zip(sums, (loss, acc, arch_loss, arch_acc)):
+                sums[key] += v
+            progress.update(
+                f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                k,
+                n,
+                loss=sums["train_loss"] / k,
+                acc=sums["train_acc"] / k,
+                val_loss=sums["arch_loss"] / k,
+            )
+        return {key: v / n for key, v in sums.items()}
+
+    def evaluate(self):
+        """Loss and accuracy on the search-validation set (eval mode, no gradients)."""
+        self.model.eval()
+        total_loss = total_correct = count = 0.0
+        limit = self.cfg.eval_batches or len(self.eval_batches)
+        self.eval_batches.load_state_dict(
+            {**self.eval_batches.state_dict(), "epoch": 0, "position": 0}
+        )
+        with no_grad():
+            for i, (x, y) in enumerate(self.eval_batches):
+                if i >= limit:
+                    break
+                logits = self.model(x)
+                total_loss += F.cross_entropy(logits, y).item() * len(y)
+                total_correct += accuracy(logits, y) * len(y)
+                count += len(y)
+        self.model.train()
+        return total_loss / count, total_correct / count
+
+    def genotype(self):
+        w = self.model.relaxed_weights()
+        return derive_genotype(
+            w["normal"], w["reduce"], self.cfg.nodes, self.cfg.multiplier, self.model.primitives
+        )
+
+    # --- the run ---------------------------------------------------------------
+    def run(self):
+        """Search until cfg.epochs; returns the final genotype."""
+        cfg = self.cfg
+        os.makedirs(os.path.join(self.folder, "genotypes"), exist_ok=True)
+        with open(os.path.join(self.folder, "config.json"), "w") as f:
+            json.dump(cfg.to_dict(), f, indent=1)
+        n = len(self.train_batches)
+        self.log(
+            f"search: {self.folder} | {len(self.train_batches.dataset)} train + "
+            f"{len(self.val_batches.dataset)} val images | {cfg.epochs} epochs x {n} steps | "
+            f"{nn.count_parameters(self.model)} weights | device {cfg.device}"
+        )
+        progress = Progress(cfg.epochs * n, self.epoch * n, every=cfg.log_every)
+        while self.epoch < cfg.epochs:
+            start = time.perf_counter()
+            lr = self.scheduler.get_last_lr()[0]
+            record = self.train_epoch(progress)
+            self.scheduler.step()
+            val_loss, val_acc = self.evaluate()
+            genotype = self.genotype()
+            self.epoch += 1
+            weights = self.model.relaxed_weights()
+            record.update(
+                epoch=self.epoch,
+                lr=lr,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                seconds=time.perf_counter() - start,
+                genotype=genotype_to_dict(genotype),
+                alpha={k: v.tolist() for k, v in weights.items()},
+            )
+            self.history.append(record)
+            self._write_records(genotype)
+            self.save()
+            self.log(
+                f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
+                f" | train acc {record['train_acc']:.4f} | val acc {val_acc:.4f} | "
+                f"{genotype_to_str(genotype)}"
+            )
+        if cfg.plots and self.history:
+            from . import plots
+
+            paths = plots.plot_search(
+                self.folder, self.history, self.model.primitives, self.genotype()
+            )
+            self.log("plots: " + ", ".join(paths))
+        return self.genotype()
+
+    def _write_records(self, genotype):
+        with open(os.path.join(self.folder, "metrics.jsonl"), "w") as f:
+            for record in self.history:
+                f.write(json.dumps(record) + "\n")
+        save_genotype(
+            genotype, os.path.join(self.folder, "genotypes", f"epoch_{self.epoch:03d}.json")
+        )
+        save_genotype(genotype, os.path.join(self.folder, "genotype.json"))
+        with open(os.path.join(self.folder, "genotype.txt"), "w") as f:
+            f.write(genotype_to_str(genotype) + "\n")
+
+    # --- checkpoints -------------------------------------------------------------
+    def state_dict(self):
+        return {
+            "format": "minidarts-search-1",
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "alphas": {k: a.data for k, a in self.model.alphas.items()},
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "a_optimizer": self.a_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_batches": self.train_batches.state_dict(),
+            "val_batches": self.val_batches.state_dict(),
+        }
+
+    def load_state_dict(self, state):
+        if state.get("format") != "minidarts-search-1":
+            raise ValueError("not a minidarts search checkpoint (format mismatch)")
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.model.load_state_dict(state["model"])
+        for k, a in self.model.alphas.items():
+            a.data[...] = backend.asarray(state["alphas"][k], device=a.device)
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.a_optimizer.load_state_dict(state["a_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_batches.load_state_dict(state["train_batches"])
+        self.val_batches.load_state_dict(state["val_batches"])
+
+    def save(self):
+        save_checkpoint(os.path.join(self.folder, "checkpoint.npz"), self.state_dict())
+
+    @classmethod
+    def resume(cls, folder, epochs=None, log=print):
+        """Continue the run in `folder` from its last checkpoint (optionally to more epochs)."""
+        path = os.path.join(folder, "checkpoint.npz")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--resume {folder}: no checkpoint.npz there")
+        state = load_checkpoint(path)
+        overrides = dict(state["config"])
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        cfg = make_config(None, overrides, source=f"{path} config")
+        search = cls(cfg, folder=folder, log=log)
+        search.load_state_dict(state)
+        return search
+
+
+def _finite(v):
+    return v == v and abs(v) != float("inf")
+
+
+__all__ = ["Search", "SearchConfig"]
