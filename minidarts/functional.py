@@ -8,6 +8,7 @@ batch-norm kernels from their own modules.
 """
 
 from .batchnorm import batch_norm
+from .conv import conv2d
 from .ops import cross_entropy, log_softmax, pad, relu, sigmoid, softmax, tanh
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
@@ -28,6 +29,7 @@ __all__ = [
     "adaptive_avg_pool2d",
     "avg_pool2d",
     "batch_norm",
+    "conv2d",
     "cross_entropy",
     "linear",
     "log_softmax",
