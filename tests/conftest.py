@@ -1,0 +1,24 @@
+"""Shared pytest fixtures.
+
+`device` runs a test once per device:
+
+    def test_something(device):
+        x = minidarts.tensor([1.0, 2.0], device=device)   # numpy on "cpu", cupy on "gpu"
+        ...
+
+The "gpu" run carries the `gpu` marker (select with `-m gpu`, leave out with
+`-m "not gpu"`) and is skipped, with reason "no GPU / CuPy", where
+`minidarts.backend.gpu_available()` is False.
+"""
+
+import pytest
+
+from minidarts import backend
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device(request):
+    """The device name, "cpu" or "gpu"; the "gpu" run is skipped without a GPU / CuPy."""
+    if request.param == "gpu" and not backend.gpu_available():
+        pytest.skip("no GPU / CuPy")
+    return request.param
