@@ -61,7 +61,8 @@ def gradcheck(
     is reduced to a scalar with a fixed random cotangent v: f = sum(v * fn(...)).
     Inputs with at most `max_elements` elements are checked element by element;
     larger ones along `n_directions` random unit directions d, comparing
-    grad . d with (f(x + eps d) - f(x - eps d)) / (2 eps).
+    grad . d with (f(x + eps d) - f(x - eps d)) / (2 eps), each relative to at
+    least the RMS of the numerical grad . d over the directions.
 
     Passes where |analytic - numerical| <= atol + rtol * |numerical| everywhere;
     otherwise raises AssertionError naming the function, the input, the element
@@ -123,7 +124,8 @@ def gradcheck(
                 n_checks += 1
         else:
             base = x.data.copy()
-            for k in range(n_directions):
+            pairs = []
+            for _ in range(n_directions):
                 d = backend.asarray(rng.standard_normal(x.shape), device=x.device)
                 d /= float(xp.sqrt((d * d).sum()))
                 x.data[...] = base + eps * d
@@ -131,10 +133,16 @@ def gradcheck(
                 x.data[...] = base - eps * d
                 f_minus = f()
                 x.data[...] = base
-                num = (f_plus - f_minus) / (2 * eps)
-                ana = float((analytic * d).sum())
+                pairs.append((float((analytic * d).sum()), (f_plus - f_minus) / (2 * eps)))
+            # grad . d can come out near 0 by cancellation for one random d, and then the
+            # rounding noise of f alone would exceed rtol * |grad . d|. Measure each error
+            # against at least the typical size of grad . d, the RMS over the directions
+            # (numerical, so a wrong backward cannot widen its own tolerance).
+            typical = (sum(num * num for _, num in pairs) / len(pairs)) ** 0.5
+            for k, (ana, num) in enumerate(pairs):
                 where = f"random direction {k} of {n_directions}"
-                worst = max(worst, _compare(name, i, x.shape, where, ana, num, atol, rtol))
+                err = _compare(name, i, x.shape, where, ana, num, atol, rtol, typical)
+                worst = max(worst, err)
                 n_checks += 1
     return GradcheckReport(worst, n_checks)
 
@@ -147,12 +155,15 @@ def _unravel(j, shape):
     return tuple(reversed(idx))
 
 
-def _compare(name, i, shape, where, ana, num, atol, rtol):
+def _compare(name, i, shape, where, ana, num, atol, rtol, typical=0.0):
+    """Relative error of one check: |ana - num| / max(|num|, typical, atol / rtol)."""
     err = abs(ana - num)
-    if not err <= atol + rtol * abs(num):  # `not <=` also catches NaN
+    scale = max(abs(num), typical)
+    if not err <= atol + rtol * scale:  # `not <=` also catches NaN
+        against = "|numerical|" if scale == abs(num) else f"{scale:.3g} (RMS over directions)"
         raise AssertionError(
             f"gradcheck failed for {name}: input {i} (shape {tuple(shape)}), {where}: "
             f"analytic gradient {ana:.10g}, numerical {num:.10g} "
-            f"(difference {err:.3g} > atol {atol:g} + rtol {rtol:g} * |numerical|)"
+            f"(difference {err:.3g} > atol {atol:g} + rtol {rtol:g} * {against})"
         )
-    return err / max(abs(num), atol / rtol)
+    return err / max(scale, atol / rtol)
