@@ -83,6 +83,11 @@ def genotype_to_dict(genotype):
 
 def genotype_from_dict(d, primitives=PRIMITIVES):
     """Inverse of genotype_to_dict, checking every operation name and input index."""
+    if not isinstance(d, dict):
+        raise ValueError(
+            "genotype: expected an object with keys normal, normal_concat, reduce, "
+            f"reduce_concat, got a {type(d).__name__}"
+        )
     missing = {"normal", "normal_concat", "reduce", "reduce_concat"} - set(d)
     if missing:
         raise ValueError(f"genotype: missing keys {sorted(missing)}")
@@ -90,9 +95,14 @@ def genotype_from_dict(d, primitives=PRIMITIVES):
     for cell in ("normal", "reduce"):
         gene = []
         for pos, entry in enumerate(d[cell]):
-            if len(entry) != 2:
+            if (
+                not isinstance(entry, (list, tuple))
+                or len(entry) != 2
+                or isinstance(entry[1], bool)
+                or not isinstance(entry[1], int)
+            ):
                 raise ValueError(f"genotype {cell}[{pos}]: expected [op, input], got {entry!r}")
-            op, i = entry[0], int(entry[1])
+            op, i = entry
             node = pos // 2
             if op not in primitives or op == "none":
                 raise ValueError(f"genotype {cell}[{pos}]: unknown operation {op!r}")
