@@ -1,0 +1,246 @@
+"""Tests of genotype.py: DARTS's rule for reading the discrete cell off softmax(alpha),
+the printed DARTS form, and the JSON files.
+
+The rule (DARTS, Liu et al. 2019): for every intermediate node keep the two incoming
+edges whose strongest non-'none' operation has the largest weight, each with that
+operation. Weights are softmax(alpha) of each edge; the expected genotypes below are
+worked out by hand from hand-made alphas.
+"""
+
+import json
+from collections import namedtuple
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from minidarts.genotype import (
+    Genotype,
+    derive_genotype,
+    genotype_from_dict,
+    genotype_to_dict,
+    genotype_to_str,
+    load_genotype,
+    parse_cell,
+    save_genotype,
+)
+from minidarts.operations import PRIMITIVES
+
+OP = {name: i for i, name in enumerate(PRIMITIVES)}
+N_OPS = len(PRIMITIVES)
+
+# DARTS's published second-order cell (genotypes.py of quark0/darts), in its printed form.
+DARTS_V2 = (
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
+)
+
+
+def by_node(gene):
+    """The kept (op, input) pairs grouped per node, as sets (the order within a node
+    carries no meaning: the node sums its two inputs)."""
+    return [set(gene[k : k + 2]) for k in range(0, len(gene), 2)]
+
+
+def alpha_rows(spec, n_edges, base=0.0):
+    """An (n_edges, N_OPS) alpha: `base` everywhere, then spec[edge] = {op: value}."""
+    alpha = np.full((n_edges, N_OPS), base)
+    for edge, ops in spec.items():
+        for name, value in ops.items():
+            alpha[edge, OP[name]] = value
+    return alpha
+
+
+def test_known_answer_two_nodes():
+    # steps=2: node 0 has edges 0, 1 (inputs 0, 1); node 1 has edges 2, 3, 4 (inputs 0, 1, 2).
+    alpha = alpha_rows(
+        {
+            0: {"sep_conv_3x3": 3.0},
+            1: {"dil_conv_5x5": 2.0},
+            2: {"avg_pool_3x3": 1.0},  # the weakest edge of node 1: dropped
+            3: {"skip_connect": 4.0},
+            4: {"max_pool_3x3": 2.5, "sep_conv_5x5": 2.4},
+        },
+        5,
+    )
+    gene = parse_cell(softmax(alpha, axis=1), steps=2)
+    assert len(gene) == 4
+    assert by_node(gene) == [
+        {("sep_conv_3x3", 0), ("dil_conv_5x5", 1)},
+        {("skip_connect", 1), ("max_pool_3x3", 2)},
+    ]
+
+
+def test_known_answer_four_nodes_keeps_the_two_strongest_edges():
+    rng = np.random.default_rng(0)
+    n_edges = 14
+    # Small noise everywhere, then one clearly strongest operation per edge with a
+    # strength that is distinct per edge, so the answer is unique.
+    alpha = 0.01 * rng.standard_normal((n_edges, N_OPS))
+    names = [p for p in PRIMITIVES if p != "none"]
+    strength = rng.permutation(n_edges) * 0.3 + 1.0
+    best = [names[e % len(names)] for e in range(n_edges)]
+    for e in range(n_edges):
+        alpha[e, OP[best[e]]] = strength[e]
+    expected, start = [], 0
+    for node in range(4):
+        n_in = node + 2
+        order = sorted(range(n_in), key=lambda i: -strength[start + i])[:2]
+        expected.append({(best[start + i], i) for i in order})
+        start += n_in
+    gene = parse_cell(softmax(alpha, axis=1), steps=4)
+    assert by_node(gene) == expected
+
+
+def test_none_is_never_chosen_even_when_largest():
+    # Every edge is dominated by 'none'; node 1's edge from input 0 has the strongest
+    # real operation although its 'none' weight is the largest of all.
+    alpha = alpha_rows(
+        {
+            0: {"none": 9.0, "avg_pool_3x3": 1.0},
+            1: {"none": 8.0, "sep_conv_5x5": 0.5},
+            2: {"none": 20.0, "dil_conv_3x3": 3.0},
+            3: {"none": 5.0, "skip_connect": 0.2},
+            4: {"none": 5.0, "max_pool_3x3": 2.0},
+        },
+        5,
+    )
+    w = softmax(alpha, axis=1)
+    assert (w.argmax(axis=1) == OP["none"]).all()
+    gene = parse_cell(w, steps=2)
+    assert all(op != "none" for op, _ in gene)
+    # strengths: node 1 edges 2, 3, 4 -> max non-none softmax weight per row
+    s = [w[e, 1:].max() for e in (2, 3, 4)]
+    keep = sorted(range(3), key=lambda i: -s[i])[:2]
+    names = {0: "dil_conv_3x3", 1: "skip_connect", 2: "max_pool_3x3"}
+    assert by_node(gene) == [
+        {("avg_pool_3x3", 0), ("sep_conv_5x5", 1)},
+        {(names[i], i) for i in keep},
+    ]
+
+
+def test_rule_reads_softmax_not_raw_alpha():
+    """softmax is shift-invariant per edge, raw alpha is not: an edge whose operations
+    all have large raw alpha (a big offset) but no favourite is weak, an edge with a small
+    offset and one clear favourite is strong. Both readings agree on each edge's best
+    operation but disagree on which edges a node keeps."""
+    # steps=2: node 1 keeps 2 of its 3 edges (2, 3, 4 from inputs 0, 1, 2).
+    alpha = np.zeros((5, N_OPS))
+    alpha[0, OP["sep_conv_3x3"]] = 1.0
+    alpha[1, OP["sep_conv_3x3"]] = 1.0
+    # edge 2: offset 10 on every op, sep_conv_5x5 slightly ahead -> raw max 10.5, weak softmax
+    alpha[2, :] = 10.0
+    alpha[2, OP["sep_conv_5x5"]] = 10.5
+    # edge 3: offset 0, skip_connect far ahead -> raw max 3, softmax ~0.74
+    alpha[3, OP["skip_connect"]] = 3.0
+    # edge 4: offset 0, dil_conv_3x3 ahead -> raw max 2.5, softmax ~0.64
+    alpha[4, OP["dil_conv_3x3"]] = 2.5
+    w = softmax(alpha, axis=1)
+    # same best operation per edge under both readings
+    assert (w.argmax(axis=1) == alpha.argmax(axis=1)).all()
+    from_softmax = by_node(parse_cell(w, steps=2))[1]
+    from_raw = by_node(parse_cell(alpha, steps=2))[1]
+    assert from_softmax == {("skip_connect", 1), ("dil_conv_3x3", 2)}
+    assert from_raw == {("sep_conv_5x5", 0), ("skip_connect", 1)}  # the known bug's answer
+    assert from_softmax != from_raw
+
+
+def test_uniform_weights_break_ties_by_lowest_index():
+    # At initialisation softmax(alpha) is nearly uniform; exact ties go to the lower
+    # edge and operation index (documented stable order).
+    gene = parse_cell(np.full((14, N_OPS), 1.0 / N_OPS), steps=4)
+    assert by_node(gene) == [{("max_pool_3x3", 0), ("max_pool_3x3", 1)}] * 4
+
+
+def test_derive_genotype_both_cells_and_concat():
+    rng = np.random.default_rng(1)
+    wn = softmax(rng.standard_normal((14, N_OPS)), axis=1)
+    wr = softmax(rng.standard_normal((14, N_OPS)), axis=1)
+    g = derive_genotype(wn, wr, steps=4, multiplier=4)
+    assert g.normal == parse_cell(wn, 4) and g.reduce == parse_cell(wr, 4)
+    assert g.normal_concat == [2, 3, 4, 5] and g.reduce_concat == [2, 3, 4, 5]
+    g2 = derive_genotype(wn[:5], wr[:5], steps=2, multiplier=1)
+    assert g2.normal_concat == [3] and len(g2.normal) == 4
+
+
+def test_printed_form_is_darts_form_and_evaluates_back():
+    DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+    g = eval(DARTS_V2, {"Genotype": DartsGenotype})
+    text = genotype_to_str(g)
+    assert text == DARTS_V2
+    back = eval(text, {"Genotype": DartsGenotype})
+    assert back == g and tuple(back) == tuple(Genotype(*g))
+    # a derived genotype prints in the same form and reads back equal
+    rng = np.random.default_rng(2)
+    derived = derive_genotype(
+        softmax(rng.standard_normal((14, N_OPS)), axis=1),
+        softmax(rng.standard_normal((14, N_OPS)), axis=1),
+    )
+    text = genotype_to_str(derived)
+    assert text.startswith("Genotype(normal=[('") and "normal_concat=[2, 3, 4, 5]" in text
+    assert "reduce=[('" in text and text.endswith("reduce_concat=[2, 3, 4, 5])")
+    assert tuple(eval(text, {"Genotype": DartsGenotype})) == tuple(derived)
+
+
+def test_json_round_trip(tmp_path):
+    g = eval(DARTS_V2, {"Genotype": Genotype})
+    path = tmp_path / "g.json"
+    save_genotype(g, path)
+    data = json.loads(path.read_text())
+    assert data["darts"] == DARTS_V2
+    assert data["normal"][0] == ["sep_conv_3x3", 0]
+    back = load_genotype(path)
+    assert back == g
+    assert genotype_from_dict(genotype_to_dict(g)) == g
+
+
+def test_parse_cell_rejects_wrong_shape():
+    with pytest.raises(ValueError, match=r"parse_cell.*\(14, 8\).*\(13, 8\)"):
+        parse_cell(np.zeros((13, N_OPS)), steps=4)
+    with pytest.raises(ValueError, match=r"parse_cell.*\(5, 8\)"):
+        parse_cell(np.zeros((5, 7)), steps=2)
+
+
+def test_bad_json_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"normal": [["sep_conv_3x3", 0],')
+    with pytest.raises(ValueError, match="broken.json.*not a genotype JSON"):
+        load_genotype(path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("reduce"), r"missing keys \['reduce'\]"),
+        (lambda d: d["normal"].__setitem__(0, ["conv_7x7", 0]), "unknown operation 'conv_7x7'"),
+        (lambda d: d["normal"].__setitem__(1, ["none", 1]), "unknown operation 'none'"),
+        (lambda d: d["reduce"].__setitem__(0, ["skip_connect", 2]), r"inputs 0\.\.1, got 2"),
+        (lambda d: d["reduce"].__setitem__(6, ["skip_connect", -1]), r"inputs 0\.\.4, got -1"),
+        (lambda d: d["normal"].__setitem__(2, ["skip_connect"]), r"expected \[op, input\]"),
+        (lambda d: d["normal"].__setitem__(3, ["skip_connect", "1"]), r"expected \[op, input\]"),
+        (lambda d: d["reduce"].__setitem__(4, "skip_connect"), r"expected \[op, input\]"),
+    ],
+)
+def test_bad_genotype_contents_are_clear_errors(tmp_path, change, message):
+    g = eval(DARTS_V2, {"Genotype": Genotype})
+    d = genotype_to_dict(g)
+    change(d)
+    with pytest.raises(ValueError, match=message):
+        genotype_from_dict(d)
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=message):
+        load_genotype(path)
+
+
+def test_json_that_is_not_an_object_is_a_clear_error(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2, 3]")
+    with pytest.raises(ValueError, match="genotype"):
+        load_genotype(path)
+    path.write_text("42")
+    with pytest.raises(ValueError, match="genotype"):
+        load_genotype(path)
