@@ -24,7 +24,12 @@ def _flatten(obj, prefix, arrays):
     """Replace array leaves by {'__array__': key} and collect them in `arrays`."""
     if backend.is_array(obj) or isinstance(obj, backend.numpy.generic):
         key = prefix or "value"
-        arrays[key] = backend.to_numpy(obj)
+        array = backend.to_numpy(obj)
+        if array.dtype.hasobject:  # numpy would pickle it, and loading refuses pickles
+            raise TypeError(f"checkpoint: cannot save an object array at {prefix!r}")
+        if key in arrays:  # e.g. the key 'a/b' and the key 'b' inside 'a'
+            raise ValueError(f"checkpoint: two arrays would both be stored as {key!r}")
+        arrays[key] = array
         return {"__array__": key}
     if isinstance(obj, dict):
         for k in obj:
@@ -94,5 +99,8 @@ def load_checkpoint(path):
         raise ValueError(f"checkpoint {path} is unreadable or corrupt: {e}") from None
     if _META not in arrays:
         raise ValueError(f"checkpoint {path} has no {_META}: not a minidarts checkpoint")
-    tree = json.loads(arrays.pop(_META).tobytes().decode())
-    return _unflatten(tree, arrays)
+    try:
+        tree = json.loads(arrays.pop(_META).tobytes().decode())
+        return _unflatten(tree, arrays)
+    except (ValueError, KeyError, TypeError) as e:  # bad UTF-8 / JSON, a missing array
+        raise ValueError(f"checkpoint {path} has a damaged {_META}: {e!r}") from None
