@@ -223,7 +223,6 @@ class _Depthwise:
         hq = -(-(h + 2 * ph) // sh) * sh  # padded height rounded up to a multiple of s
         slots = n * hq // sh
         tail = max(0, (kh - 1) * dh - sh + 1)  # the last slots read this far past the end
-        self.tail = tail
         buf = xp.zeros((c, n * hq + tail, wd), dtype=x.dtype)
         buf[:, : n * hq].reshape(c, n, hq, wd)[:, :, ph : ph + h] = x.transpose(1, 0, 2, 3)
         s_c, s_r, s_e = buf.strides
@@ -259,12 +258,26 @@ class _Depthwise:
             gw = xp.matmul(gt[:, :, in_col, out_col], per_tap)  # (kh, C, kw)
             gw = gw.transpose(1, 0, 2).reshape(wshape)
         if need_x:
-            grows = xp.matmul(gys, self.t.swapaxes(-1, -2))  # (kh, C, slots, W)
-            gbuf = xp.zeros((c, n * hq + self.tail, wd), dtype=gy.dtype)
+            # A contiguous T^T: OpenBLAS is 1.7x slower with the transposed view here.
+            t_t = xp.ascontiguousarray(self.t.swapaxes(-1, -2))
+            grows = xp.matmul(gys, t_t)  # (kh, C, slots, W): what each tap sends back
+            # Tap i sends slot r back to stack row q = r*s + i*d. Split the stack rows by
+            # phase m = q mod s, as phases[m, c, q // s]: then every tap's rows are one
+            # contiguous block, which adds 8x faster than a strided one at stride 2.
+            phases = xp.zeros((sh, c, slots + (kh - 1) * dh // sh, wd), dtype=gy.dtype)
             for i in range(kh):
-                gbuf[:, i * dh : i * dh + sh * (slots - 1) + 1 : sh] += grows[i]
-            gx = gbuf[:, : n * hq].reshape(c, n, hq, wd)[:, :, ph : ph + h]
-            gx = xp.ascontiguousarray(gx.transpose(1, 0, 2, 3))
+                start, m = divmod(i * dh, sh)
+                phases[m, :, start : start + slots] += grows[i]
+            # Row h of image n is stack row n*Hq + p + h: phase (p + h) mod s. One strided
+            # copy per phase (s of them) gathers the rows of every image.
+            gx = xp.empty((n, c, h, wd), dtype=gy.dtype)
+            for m in range(sh):
+                h0 = (m - ph) % sh
+                if h0 >= h:
+                    continue
+                count, t0 = len(range(h0, h, sh)), (ph + h0) // sh
+                src = phases[m, :, :slots].reshape(c, n, hq // sh, wd)[:, :, t0 : t0 + count]
+                gx[:, :, h0::sh] = src.transpose(1, 0, 2, 3)
         return gx, gw
 
 
