@@ -128,9 +128,13 @@ def validate(cfg, source="config"):
         if base == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{source}: {key} must be a number, got {value!r}")
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond the float range
+                value = math.inf
             if not math.isfinite(value):
-                raise ValueError(f"{source}: {key} must be finite, got {value!r}")
-            setattr(cfg, key, float(value))
+                raise ValueError(f"{source}: {key} must be finite, got {getattr(cfg, key)!r}")
+            setattr(cfg, key, value)
         if base == "str" and not isinstance(value, str):
             raise ValueError(f"{source}: {key} must be a string, got {value!r}")
         if base == "bool" and not isinstance(value, bool):
@@ -139,6 +143,8 @@ def validate(cfg, source="config"):
             raise ValueError(f"{source}: {key} must be at least 1, got {value}")
         if key in _NONNEG_FLOAT and value < 0:
             raise ValueError(f"{source}: {key} must be >= 0, got {value}")
+    if cfg.seed < 0:  # numpy's generators take only non-negative seeds
+        raise ValueError(f"{source}: seed must be >= 0, got {cfg.seed}")
     if cfg.subset is not None and not 2 <= cfg.subset <= 60000:
         raise ValueError(f"{source}: subset must be between 2 and 60000 images, got {cfg.subset}")
     if cfg.multiplier > cfg.nodes:
