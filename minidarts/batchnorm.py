@@ -67,15 +67,23 @@ class BatchNormTrain(_BatchNormBase):
             unbiased = var.reshape(-1) * (n / (n - 1))
             running_var *= 1.0 - momentum
             running_var += momentum * unbiased.astype(running_var.dtype)
-        y = self.x_hat if weight is None else self.x_hat * weight
-        return y if bias is None else y + bias
+        if weight is None:
+            # The output may share its array with the saved x_hat: no op writes
+            # into its inputs, so this saves a copy in DARTS' affine=False search.
+            return self.x_hat if bias is None else self.x_hat + bias
+        y = self.x_hat * weight
+        if bias is not None:
+            y += bias
+        return y
 
     def backward(self, gy):
         x_hat, n = self.x_hat, self.n
         sum_gy = gy.sum(axis=self.axes, keepdims=True)
         sum_gy_xhat = (gy * x_hat).sum(axis=self.axes, keepdims=True)
-        scale = self.invstd if self.weight is None else self.invstd * self.weight
-        gx = scale * (gy - sum_gy / n - x_hat * (sum_gy_xhat / n))
+        gx = None
+        if self.needs_input_grad[0]:
+            scale = self.invstd if self.weight is None else self.invstd * self.weight
+            gx = scale * (gy - sum_gy / n - x_hat * (sum_gy_xhat / n))
         grads = [gx]
         if self.has_weight:
             grads.append(sum_gy_xhat.reshape(-1))
@@ -101,7 +109,7 @@ class BatchNormEval(_BatchNormBase):
         return y if bias is None else y + bias
 
     def backward(self, gy):
-        grads = [gy * self.scale]
+        grads = [gy * self.scale if self.needs_input_grad[0] else None]
         if self.has_weight:
             x_hat = (self.x - self.mean) * self.invstd
             grads.append((gy * x_hat).sum(axis=self.axes))
