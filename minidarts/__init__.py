@@ -5,7 +5,7 @@ The engine, bottom up: backend (numpy/cupy) -> autograd (Tensor, Function) ->
 ops -> functional (F) -> gradcheck.
 """
 
-from . import backend, functional
+from . import backend, functional, nn, optim
 from .autograd import Function, Tensor, is_grad_enabled, no_grad, tensor
 from .backend import get_array_module, set_default_device, to_numpy
 from .gradcheck import gradcheck, numerical_grad
@@ -23,6 +23,7 @@ from .ops import (
     sum,
     transpose,
 )
+from .random import manual_seed
 
 __version__ = "0.1.0"
 
@@ -37,11 +38,14 @@ __all__ = [
     "gradcheck",
     "is_grad_enabled",
     "log",
+    "manual_seed",
     "matmul",
     "max",
     "mean",
+    "nn",
     "no_grad",
     "numerical_grad",
+    "optim",
     "permute",
     "reshape",
     "set_default_device",
