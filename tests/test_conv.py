@@ -1,0 +1,185 @@
+"""conv2d against an independent reference (scipy.signal.correlate2d per (n, out, in)
+pair), its gradients against central differences (minidarts.gradcheck, default
+tolerances, float64), and its errors.
+
+One table of cases drives the forward and the gradient tests. It covers every value
+of each argument (kernel 1/3/5/7, stride 1/2, padding 0/1/2/4, dilation 1/2, groups
+1/2/C, odd and even sizes, batch 1 and 3, non-square kernel/stride/padding/dilation)
+and every convolution of the DARTS search network, without the full product.
+"""
+
+import numpy as np
+import pytest
+import scipy.signal
+
+import minidarts as md
+import minidarts.functional as F
+from minidarts.conv import conv2d
+
+# name: (N, C, O, H, W, kernel, stride, padding, dilation, groups, bias)
+CASES = {
+    # the DARTS search network (MNIST): stem, preprocessing / pointwise, FactorizedReduce
+    "stem_3x3": (3, 1, 4, 8, 8, 3, 1, 1, 1, 1, True),
+    "pw_1x1": (3, 4, 3, 6, 7, 1, 1, 0, 1, 1, False),
+    "factorized_reduce_even": (1, 4, 2, 8, 8, 1, 2, 0, 1, 1, False),
+    "factorized_reduce_odd": (3, 4, 2, 7, 7, 1, 2, 0, 1, 1, False),
+    # ... and its depthwise convolutions, at stride 1 and 2
+    "dw_3x3": (3, 4, 4, 7, 7, 3, 1, 1, 1, 4, False),
+    "dw_3x3_s2": (1, 4, 4, 8, 8, 3, 2, 1, 1, 4, False),
+    "dw_5x5": (3, 4, 4, 7, 6, 5, 1, 2, 1, 4, False),
+    "dw_5x5_s2": (1, 4, 4, 9, 9, 5, 2, 2, 1, 4, False),
+    "dil_3x3": (3, 4, 4, 7, 7, 3, 1, 2, 2, 4, False),
+    "dil_3x3_s2": (1, 4, 4, 8, 9, 3, 2, 2, 2, 4, False),
+    "dil_5x5": (1, 4, 4, 9, 9, 5, 1, 4, 2, 4, False),
+    "dil_5x5_s2": (1, 4, 4, 10, 10, 5, 2, 4, 2, 4, False),
+    # the rest of the grid
+    "k7_valid": (1, 2, 3, 9, 8, 7, 1, 0, 1, 1, True),
+    "k7_dw": (1, 3, 3, 8, 9, 7, 1, 3, 1, 3, True),
+    "k5_s2_p4": (3, 2, 2, 6, 7, 5, 2, 4, 1, 1, True),
+    "k3_s2_dil2_general": (1, 3, 4, 9, 10, 3, 2, 1, 2, 1, True),
+    "groups2_nonsquare": (3, 4, 6, 7, 8, (3, 2), (2, 1), (1, 0), (1, 2), 2, True),
+    "dw_nonsquare": (1, 3, 3, 9, 8, (3, 5), (2, 1), (1, 2), (2, 1), 3, True),
+    "dw_multiplier": (1, 2, 4, 6, 7, 3, 1, 1, 1, 2, True),
+    "dw_1x1": (3, 4, 4, 5, 6, 1, 1, 0, 1, 4, True),
+    "pw_padded": (1, 3, 2, 5, 6, 1, 1, 1, 1, 1, True),
+    "pw_nonsquare_stride": (1, 3, 2, 7, 8, 1, (2, 1), 0, 1, 1, True),
+    "pad_beyond_kernel": (1, 2, 2, 5, 5, 3, 2, 4, 1, 2, True),
+}
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def make_inputs(case, seed=0, dtype=np.float64):
+    n, c, o, h, w, k, stride, padding, dilation, groups, bias = case
+    kh, kw = _pair(k)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    return x, wt, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def reference_conv2d(x, w, b, stride, padding, dilation, groups):
+    """Cross-correlation by scipy, one (image, output channel, input channel) at a time:
+    dilate the kernel by inserting zeros, correlate over the zero-padded image, then
+    keep every s-th output."""
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    n, c, _, _ = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    wd = np.zeros((o, cg, dh * (kh - 1) + 1, dw * (kw - 1) + 1))
+    wd[:, :, ::dh, ::dw] = w
+    og = o // groups
+    out = []
+    for img in range(n):
+        chans = []
+        for oc in range(o):
+            first = (oc // og) * cg  # first input channel of this output's group
+            acc = sum(
+                scipy.signal.correlate2d(xp[img, first + ic], wd[oc, ic], mode="valid")
+                for ic in range(cg)
+            )
+            chans.append(acc[::sh, ::sw] + (0.0 if b is None else b[oc]))
+        out.append(chans)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_matches_reference(name, device):
+    x, w, b, opts = make_inputs(CASES[name])
+    args = [md.tensor(a, device=device) for a in (x, w)]
+    bias = None if b is None else md.tensor(b, device=device)
+    y = conv2d(*args, bias, **opts)
+    expected = reference_conv2d(x, w, b, **opts)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradients(name):
+    x, w, b, opts = make_inputs(CASES[name], seed=1)
+    tensors = [md.tensor(a, requires_grad=True) for a in (x, w) + (() if b is None else (b,))]
+
+    def conv(*t):
+        return conv2d(t[0], t[1], t[2] if len(t) > 2 else None, **opts)
+
+    report = md.gradcheck(conv, *tensors)
+    assert report.max_rel_error <= 1e-6
+
+
+def test_float32_in_float32_out():
+    for case in ("stem_3x3", "pw_1x1", "dw_5x5_s2", "groups2_nonsquare"):
+        x, w, b, opts = make_inputs(CASES[case], dtype=np.float32)
+        b = np.ones(w.shape[0], np.float32)
+        xt, wt, bt = (md.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = conv2d(xt, wt, bt, **opts)
+        assert y.dtype == np.float32
+        y.sum().backward()
+        assert xt.grad.dtype == wt.grad.dtype == bt.grad.dtype == np.float32
+        expected = reference_conv2d(x, w, b, **opts)
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradient_without_input_gradient():
+    """The stem's input needs no gradient: backward skips it and dw is unchanged."""
+    x, w, b, opts = make_inputs(CASES["stem_3x3"])
+    gy = np.random.default_rng(2).standard_normal(reference_conv2d(x, w, b, **opts).shape)
+    grads = []
+    for x_grad in (True, False):
+        xt, wt = md.tensor(x, requires_grad=x_grad), md.tensor(w, requires_grad=True)
+        conv2d(xt, wt, **opts).backward(gy)
+        assert (xt.grad is not None) == x_grad
+        grads.append(wt.grad)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
+
+
+def test_strided_view_input():
+    """FactorizedReduce convolves x[:, :, 1:, 1:], a view with odd strides."""
+    x, w, b, opts = make_inputs(CASES["factorized_reduce_even"])
+    y = conv2d(md.tensor(x)[:, :, 1:, 1:], md.tensor(w), **opts)
+    np.testing.assert_allclose(y.numpy(), reference_conv2d(x[:, :, 1:, 1:], w, b, **opts))
+
+
+def test_exported_from_functional():
+    assert F.conv2d is conv2d
+
+
+def _bad(match, x=(2, 4, 8, 8), w=(6, 4, 3, 3), b=None, dtype=np.float32, **opts):
+    xt = md.tensor(np.zeros(x, dtype))
+    wt = md.tensor(np.zeros(w, np.float32))
+    bt = None if b is None else md.tensor(np.zeros(b, np.float32))
+    with pytest.raises((ValueError, TypeError), match=match):
+        conv2d(xt, wt, bt, **opts)
+
+
+@pytest.mark.parametrize(
+    "match, kwargs",
+    [
+        (r"input must be 4-D \(N, C, H, W\), got shape \(4, 8, 8\)", dict(x=(4, 8, 8))),
+        (r"weight must be 4-D", dict(w=(6, 4, 3))),
+        (r"input has 4 channels .* expects 3", dict(w=(6, 3, 3, 3))),
+        (r"input has 4 channels .* groups=2 expects 8", dict(w=(6, 4, 3, 3), groups=2)),
+        (r"in_channels \(4\) .* divisible by groups \(3\)", dict(w=(6, 1, 3, 3), groups=3)),
+        (r"out_channels \(6\) .* divisible by groups \(4\)", dict(w=(6, 1, 3, 3), groups=4)),
+        (r"groups must be a positive int, got 0", dict(groups=0)),
+        (
+            r"kernel \(9x9, dilation \(1, 1\) spans 9x9\) is larger than the padded input \(8x8",
+            dict(w=(6, 4, 9, 9)),
+        ),
+        (r"spans 9x5\) is larger than the padded input \(8x8", dict(w=(6, 4, 5, 3), dilation=2)),
+        (r"stride must be >= 1, got 0", dict(stride=0)),
+        (r"stride must be >= 1, got \(1, -1\)", dict(stride=(1, -1))),
+        (r"padding must be >= 0, got -1", dict(padding=-1)),
+        (r"dilation must be >= 1, got 0", dict(dilation=0)),
+        (r"stride must be an int or a pair of ints, got 1.5", dict(stride=1.5)),
+        (r"padding must be an int or a pair of ints, got \(1, 1, 1\)", dict(padding=(1, 1, 1))),
+        (r"padding must be an int or a pair of ints, got True", dict(padding=True)),
+        (r"bias must have shape \(6,\)", dict(b=(4,))),
+        (r"input must be floating point", dict(dtype=np.int64)),
+        (r"weight is float32 .* input is float64", dict(dtype=np.float64)),
+    ],
+)
+def test_errors(match, kwargs):
+    _bad(match, **kwargs)
