@@ -71,10 +71,14 @@ def gradcheck(
     rng = backend.default_rng(seed)
     args = []
     for x in inputs:
+        # C-ordered copies: the checks below perturb elements through a flat view,
+        # which reshape(-1) gives only for a C-contiguous array (a transposed input
+        # would otherwise be perturbed in a throwaway copy and read as gradient 0).
         if isinstance(x, Tensor) and backend.is_floating(x.data):
-            args.append(Tensor(x.data.astype(backend.float64), requires_grad=x.requires_grad))
+            data = x.data.astype(backend.float64, order="C")
+            args.append(Tensor(data, requires_grad=x.requires_grad))
         elif backend.is_array(x) and backend.is_floating(x):
-            args.append(Tensor(x.astype(backend.float64)))
+            args.append(Tensor(x.astype(backend.float64, order="C")))
         else:
             args.append(x)
     checked = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
