@@ -234,7 +234,12 @@ class _Depthwise:
         self.t = xp.zeros((kh, c, wd, wo), dtype=w.dtype)
         self.t[:, :, in_col, out_col] = w[:, 0].transpose(1, 0, 2)[:, :, tap]
 
-        y = xp.matmul(self.rows, self.t).sum(axis=0)  # (C, slots, Wo)
+        # y = sum_i rows[i] @ T[i], one C-batched product per kernel row, added as it
+        # comes: 6-15% faster than one (kh, C)-batched product and a sum over a kh times
+        # larger temporary.
+        y = xp.matmul(self.rows[0], self.t[0])  # (C, slots, Wo)
+        for i in range(1, kh):
+            y += xp.matmul(self.rows[i], self.t[i])
         self.shapes = x.shape, w.shape, (hq, slots, ho, wo)
         y = y.reshape(c, n, hq // sh, wo)[:, :, :ho].transpose(1, 0, 2, 3)
         return xp.ascontiguousarray(y)
@@ -260,14 +265,14 @@ class _Depthwise:
         if need_x:
             # A contiguous T^T: OpenBLAS is 1.7x slower with the transposed view here.
             t_t = xp.ascontiguousarray(self.t.swapaxes(-1, -2))
-            grows = xp.matmul(gys, t_t)  # (kh, C, slots, W): what each tap sends back
-            # Tap i sends slot r back to stack row q = r*s + i*d. Split the stack rows by
-            # phase m = q mod s, as phases[m, c, q // s]: then every tap's rows are one
-            # contiguous block, which adds 8x faster than a strided one at stride 2.
+            # Kernel row i sends gys @ T[i]^T (C, slots, W) back to stack rows q = r*s + i*d.
+            # Split the stack rows by phase m = q mod s, as phases[m, c, q // s]: then every
+            # kernel row's block is contiguous, which adds 8x faster than a strided one at
+            # stride 2.
             phases = xp.zeros((sh, c, slots + (kh - 1) * dh // sh, wd), dtype=gy.dtype)
             for i in range(kh):
                 start, m = divmod(i * dh, sh)
-                phases[m, :, start : start + slots] += grows[i]
+                phases[m, :, start : start + slots] += xp.matmul(gys, t_t[i])
             # Row h of image n is stack row n*Hq + p + h: phase (p + h) mod s. One strided
             # copy per phase (s of them) gathers the rows of every image.
             gx = xp.empty((n, c, h, wd), dtype=gy.dtype)
