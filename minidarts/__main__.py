@@ -62,6 +62,7 @@ def _search_parser(sub):
         default = getattr(defaults, key)
         p.add_argument(
             flag,
+            dest=key,  # '--data' must land in args.data_root, where _cmd_search reads it
             type=typ,
             default=None,
             help=f"{text} (default: {'all' if default is None else default})",
