@@ -128,6 +128,8 @@ class PowScalar(Function):
         return x**p
 
     def backward(self, gy):
+        if self.p == 0:  # x^0 = 1 is constant; x^-1 would turn 0 * inf into NaN at x = 0
+            return (gy * 0,)
         return (gy * self.p * self.x ** (self.p - 1),)
 
 
