@@ -45,6 +45,7 @@ class Cell(nn.Module):
     ):
         super().__init__()
         self.reduction = reduction
+        self.C = C
         self.steps = steps
         self.multiplier = multiplier
         if reduction_prev:

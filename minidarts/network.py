@@ -112,6 +112,12 @@ class Network(nn.Module):
         self.classifier = nn.Linear(C_prev, num_classes)
         self.alphas = init_alphas(steps, self.primitives, rng)
 
+    def cell_kinds(self):
+        """The cell types this network has: ('normal', 'reduce'), or ('reduce',) alone
+        for the paper's one-cell network (its normal alpha is then never used)."""
+        present = {"reduce" if c.reduction else "normal" for c in self.cells}
+        return tuple(k for k in ("normal", "reduce") if k in present)
+
     def arch_parameters(self):
         """[alpha_normal, alpha_reduce]: the architecture, not part of parameters()."""
         return [self.alphas["normal"], self.alphas["reduce"]]

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 # one colour per candidate operation, the same in every figure
 OP_COLORS = {
@@ -48,7 +49,10 @@ def plot_curves(history, path):
 
 def plot_alpha_heatmaps(history, primitives, kind, path, steps=None):
     """softmax(alpha) of every edge of one cell type over the epochs: one panel per
-    edge (operations down, epochs across), panels laid out by target node."""
+    edge (operations down, epochs across), panels laid out by target node.
+
+    The colours are centred on the uniform weight 1/|O| that every operation starts
+    from: red gained weight, blue lost it."""
     per_epoch = [r["alpha"][kind] for r in history]  # epochs x edges x ops
     n_edges = len(per_epoch[0])
     if steps is None:  # n_edges = 2 + 3 + ... + (steps + 1)
@@ -56,11 +60,16 @@ def plot_alpha_heatmaps(history, primitives, kind, path, steps=None):
         while total < n_edges:
             total += steps + 2
             steps += 1
+    uniform = 1.0 / len(primitives)
+    values = [w for epoch in per_epoch for edge in epoch for w in edge]
+    spread = max(max(abs(w - uniform) for w in values), 1e-6)
+    norm = TwoSlopeNorm(vcenter=uniform, vmin=max(uniform - spread, 0.0), vmax=uniform + spread)
     cols = steps + 1
     fig, axes = plt.subplots(
-        steps, cols, figsize=(2.1 * cols + 1, 1.9 * steps + 0.6), squeeze=False
+        steps, cols, figsize=(2.1 * cols + 1.5, 1.9 * steps + 0.8), squeeze=False
     )
     edge, image = 0, None
+    first, last = history[0]["epoch"], history[-1]["epoch"]
     for node in range(steps):
         for col in range(cols):
             ax = axes[node][col]
@@ -72,17 +81,21 @@ def plot_alpha_heatmaps(history, primitives, kind, path, steps=None):
                 for o in range(len(primitives))
             ]
             image = ax.imshow(
-                grid, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest"
+                grid, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest"
             )
-            ax.set_title(f"node {node} <- {col}", fontsize=8)
+            source = ("c_{k-2}", "c_{k-1}")[col] if col < 2 else f"node {col - 2}"
+            ax.set_title(f"{source} -> node {node}", fontsize=8)
             ax.set_yticks(range(len(primitives)))
             ax.set_yticklabels(primitives if col == 0 else [], fontsize=6)
-            ax.set_xticks([])
+            ax.set_xticks([0, len(per_epoch) - 1])
+            ax.set_xticklabels([f"ep {first}", f"ep {last}"], fontsize=6)
             edge += 1
     fig.suptitle(
-        f"softmax(alpha), {kind} cell: operations (rows) over epochs (columns)", fontsize=10
+        f"softmax(alpha) of the {kind} cell, per edge: operations (rows) over epochs (columns)",
+        fontsize=10,
     )
-    fig.colorbar(image, ax=axes, shrink=0.6)
+    bar = fig.colorbar(image, ax=axes, shrink=0.6)
+    bar.set_label(f"weight (uniform = 1/{len(primitives)})", fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -106,27 +119,30 @@ def draw_cell(gene, concat, path=None, title="cell", ax=None):
     for k, (op, i) in enumerate(gene):
         target = k // 2 + 2
         (x0, y0), (x1, y1) = pos[i], pos[target]
-        ax.annotate(
-            "",
-            xy=(x1, y1),
-            xytext=(x0, y0),
-            arrowprops=dict(
-                arrowstyle="->",
-                color=OP_COLORS.get(op, "k"),
-                lw=1.8,
-                shrinkA=14,
-                shrinkB=14,
-                connectionstyle=f"arc3,rad={0.15 * (1 - 2 * (k % 2))}",
-            ),
+        color = OP_COLORS.get(op, "k")
+        rad = 0.15 * (1 - 2 * (k % 2))  # the two edges of a node bend opposite ways
+        arrow = dict(
+            arrowstyle="->",
+            color=color,
+            lw=1.8,
+            shrinkA=14,
+            shrinkB=14,
+            connectionstyle=f"arc3,rad={rad}",
         )
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=arrow)
+        # arc3 puts the curve's control point rad * length off the chord (to the left);
+        # the quadratic Bezier curve passes half as far off at its middle: label there.
+        lx = (x0 + x1) / 2 + 0.5 * rad * (y1 - y0)
+        ly = (y0 + y1) / 2 - 0.5 * rad * (x1 - x0)
         ax.text(
-            (x0 + x1) / 2,
-            (y0 + y1) / 2 + 0.12 * (1 - 2 * (k % 2)),
+            lx,
+            ly,
             op,
             fontsize=7,
             ha="center",
-            color=OP_COLORS.get(op, "k"),
-            bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8),
+            va="center",
+            color=color,
+            bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85),
         )
     for j in concat:
         (x0, y0) = pos[j]
@@ -172,26 +188,36 @@ def draw_cell(gene, concat, path=None, title="cell", ax=None):
     return ax
 
 
-def draw_genotype(genotype, path, title=""):
-    """Both cells of a genotype, normal above reduction, in one PNG."""
+def draw_genotype(genotype, path, title="", kinds=("normal", "reduce")):
+    """The cells of a genotype, one above the other, in one PNG. `kinds` names the
+    cell types the network really has (the paper's one-cell network has no normal
+    cell, and its normal genotype is only the untrained initial alpha)."""
     steps = len(genotype.normal) // 2
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(2.2 * steps + 3, 7))
-    draw_cell(genotype.normal, genotype.normal_concat, ax=a1, title=f"{title} normal cell")
-    draw_cell(genotype.reduce, genotype.reduce_concat, ax=a2, title=f"{title} reduction cell")
+    fig, axes = plt.subplots(
+        len(kinds), 1, figsize=(2.2 * steps + 3, 3.5 * len(kinds)), squeeze=False
+    )
+    for ax, kind in zip(axes[:, 0], kinds):
+        gene, concat = (
+            (genotype.normal, genotype.normal_concat)
+            if kind == "normal"
+            else (genotype.reduce, genotype.reduce_concat)
+        )
+        name = "normal" if kind == "normal" else "reduction"
+        draw_cell(gene, concat, ax=ax, title=f"{title} {name} cell".strip())
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def plot_search(folder, history, primitives, genotype):
+def plot_search(folder, history, primitives, genotype, kinds=("normal", "reduce")):
     """All plots of a search run into folder/plots/; returns their paths."""
     out = os.path.join(folder, "plots")
     os.makedirs(out, exist_ok=True)
     paths = [plot_curves(history, os.path.join(out, "curves.png"))]
-    for kind in ("normal", "reduce"):
+    for kind in kinds:
         paths.append(
             plot_alpha_heatmaps(history, primitives, kind, os.path.join(out, f"alpha_{kind}.png"))
         )
-    paths.append(draw_genotype(genotype, os.path.join(out, "genotype.png")))
+    paths.append(draw_genotype(genotype, os.path.join(out, "genotype.png"), kinds=kinds))
     return paths

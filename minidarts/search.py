@@ -188,7 +188,11 @@ class Search:
             from . import plots
 
             paths = plots.plot_search(
-                self.folder, self.history, self.model.primitives, self.genotype()
+                self.folder,
+                self.history,
+                self.model.primitives,
+                self.genotype(),
+                kinds=self.model.cell_kinds(),
             )
             self.log("plots: " + ", ".join(paths))
         return self.genotype()
