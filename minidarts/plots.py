@@ -66,7 +66,11 @@ def plot_alpha_heatmaps(history, primitives, kind, path, steps=None):
     norm = TwoSlopeNorm(vcenter=uniform, vmin=max(uniform - spread, 0.0), vmax=uniform + spread)
     cols = steps + 1
     fig, axes = plt.subplots(
-        steps, cols, figsize=(2.1 * cols + 1.5, 1.9 * steps + 0.8), squeeze=False
+        steps,
+        cols,
+        figsize=(2.1 * cols + 1.5, 2.0 * steps + 0.8),
+        squeeze=False,
+        layout="constrained",
     )
     edge, image = 0, None
     first, last = history[0]["epoch"], history[-1]["epoch"]
