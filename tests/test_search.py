@@ -1,0 +1,296 @@
+"""Tests of search.py and the command line: a tiny search end to end, bit-identical
+resumption after an interruption, determinism, and clean CLI errors.
+
+All runs use the 'tiny' preset (256 MNIST images, C=4, 2 nodes, one reduction cell,
+4 steps per epoch)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidarts.__main__ import main
+from minidarts.checkpoint import load_checkpoint
+from minidarts.config import make_config
+from minidarts.genotype import load_genotype
+from minidarts.network import Network
+from minidarts.search import Search
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _quiet(message):
+    pass
+
+
+def tiny(**overrides):
+    return make_config("tiny", {"epochs": 2, "plots": False, **overrides})
+
+
+def assert_same_state(a, b, where="state"):
+    """Exact equality of two search states: arrays bit for bit (np.array_equal, same
+    dtype), numbers and strings ==; run-specific fields (wall-clock seconds, run folder
+    name) are skipped."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))} differ"
+        for k in a:
+            if k == "seconds" or (where.endswith("['config']") and k in ("out", "name")):
+                continue
+            assert_same_state(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif hasattr(a, "dtype"):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and np.array_equal(a, b), f"{where}: arrays differ"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def interrupt_after_epoch(search, epoch):
+    """Make `search` raise KeyboardInterrupt (as Ctrl-C would) at its first log line
+    after `epoch` epochs are done, i.e. after that epoch's checkpoint is written."""
+
+    def log(message):
+        if search.epoch >= epoch:
+            raise KeyboardInterrupt
+
+    search.log = log
+
+
+def interrupt_at_weight_step(search, step):
+    """Raise KeyboardInterrupt instead of the `step`-th weight update (1-based)."""
+    original, calls = search.weight_step, [0]
+
+    def weight_step(x, y):
+        calls[0] += 1
+        if calls[0] == step:
+            raise KeyboardInterrupt
+        return original(x, y)
+
+    search.weight_step = weight_step
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted 2-epoch tiny search: the reference for the resumed runs."""
+    folder = tmp_path_factory.mktemp("full") / "run"
+    search = Search(tiny(), folder=str(folder), log=_quiet)
+    search.run()
+    return search, folder
+
+
+def test_full_run_trains_and_records(full_run):
+    search, folder = full_run
+    assert search.epoch == 2 and len(search.history) == 2
+    fresh = Network(C=4, layers=1, steps=2, multiplier=2, seed=0)
+    # the search moved both the weights and the (trained) reduction alphas
+    assert not np.array_equal(fresh.stem[0].weight.data, search.model.stem[0].weight.data)
+    assert not np.array_equal(fresh.alphas["reduce"].data, search.model.alphas["reduce"].data)
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        for key in ("train_loss", "train_acc", "arch_loss", "arch_acc", "val_loss", "val_acc"):
+            assert np.isfinite(r[key])
+        assert set(r["alpha"]) == {"normal", "reduce"}
+        np.testing.assert_allclose(np.sum(r["alpha"]["reduce"], axis=1), 1.0, rtol=1e-5)
+    # the cosine schedule: w_lr in epoch 1, then half way to w_lr_min at t = 1 of T_max = 2
+    cfg = search.cfg
+    assert records[0]["lr"] == pytest.approx(cfg.w_lr)
+    assert records[1]["lr"] == pytest.approx((cfg.w_lr + cfg.w_lr_min) / 2)
+    state = load_checkpoint(folder / "checkpoint.npz")
+    assert_same_state(search.state_dict(), state)
+
+
+def test_resume_after_epoch_1_is_bitwise_identical(full_run, tmp_path):
+    reference, _ = full_run
+    folder = tmp_path / "run"
+    search = Search(tiny(), folder=str(folder), log=_quiet)
+    interrupt_after_epoch(search, 1)
+    with pytest.raises(KeyboardInterrupt):
+        search.run()
+    assert load_checkpoint(folder / "checkpoint.npz")["epoch"] == 1
+    resumed = Search.resume(str(folder), log=_quiet)
+    assert resumed.epoch == 1
+    resumed.run()
+    assert resumed.epoch == 2
+    assert_same_state(reference.state_dict(), resumed.state_dict())
+    # spelled out: alphas, weights and BN buffers, both optimisers' states
+    for kind, a in reference.model.alphas.items():
+        assert np.array_equal(a.data, resumed.model.alphas[kind].data)
+    ref_model, res_model = reference.model.state_dict(), resumed.model.state_dict()
+    assert any(k.endswith("running_var") for k in ref_model)
+    for name, value in ref_model.items():
+        assert np.array_equal(value, res_model[name]), name
+    for opt in ("w_optimizer", "a_optimizer"):
+        ref_opt = getattr(reference, opt).state_dict()
+        assert len(ref_opt["state"]) > 0
+        assert_same_state(ref_opt, getattr(resumed, opt).state_dict(), opt)
+
+
+def test_resume_after_interruption_mid_epoch_via_cli(full_run, tmp_path, capsys):
+    """Ctrl-C during epoch 2: the checkpoint holds epoch 1, and `--resume` redoes epoch 2
+    from there, ending exactly where the uninterrupted run ended."""
+    reference, reference_folder = full_run
+    folder = tmp_path / "run"
+    search = Search(tiny(), folder=str(folder), log=_quiet)
+    interrupt_at_weight_step(search, 6)  # epoch 2, step 2 of 4
+    with pytest.raises(KeyboardInterrupt):
+        search.run()
+    assert load_checkpoint(folder / "checkpoint.npz")["epoch"] == 1
+    assert main(["search", "--resume", str(folder)]) == 0
+    capsys.readouterr()
+    assert_same_state(
+        load_checkpoint(reference_folder / "checkpoint.npz"),
+        load_checkpoint(folder / "checkpoint.npz"),
+    )
+    for name in ("genotype.json", "genotype.txt", "genotypes/epoch_002.json"):
+        assert (folder / name).read_text() == (reference_folder / name).read_text(), name
+    strip = [
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}
+        for line in (folder / "metrics.jsonl").read_text().splitlines()
+    ]
+    expected = [
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}
+        for line in (reference_folder / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert strip == expected
+
+
+def test_same_seed_twice_gives_identical_runs(full_run, tmp_path, capsys):
+    """The same configuration through the command line reproduces the reference run."""
+    _, reference_folder = full_run
+    argv = ["search", "--preset", "tiny", "--epochs", "2", "--no-plots"]
+    assert main(argv + ["--out", str(tmp_path), "--name", "again"]) == 0
+    capsys.readouterr()
+    assert_same_state(
+        load_checkpoint(reference_folder / "checkpoint.npz"),
+        load_checkpoint(tmp_path / "again" / "checkpoint.npz"),
+    )
+
+
+def test_cli_search_end_to_end(tmp_path, capsys):
+    code = main(["search", "--preset", "tiny", "--out", str(tmp_path), "--name", "t"])
+    out = capsys.readouterr().out
+    assert code == 0
+    run = tmp_path / "t"
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "genotype.json",
+        "genotype.txt",
+        "genotypes/epoch_001.json",
+        "checkpoint.npz",
+        "plots/curves.png",
+        "plots/alpha_reduce.png",  # one cell, a reduction cell: no normal alphas to plot
+        "plots/genotype.png",
+    ):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    for png in (run / "plots").iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    config = json.loads((run / "config.json").read_text())
+    assert config == make_config("tiny", {"out": str(tmp_path), "name": "t"}).to_dict()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    genotype = load_genotype(run / "genotype.json")
+    assert load_genotype(run / "genotypes/epoch_001.json") == genotype
+    assert len(genotype.reduce) == 4 and genotype.reduce_concat == [2, 3]
+    DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+    text = (run / "genotype.txt").read_text().strip()
+    assert tuple(eval(text, {"Genotype": DartsGenotype})) == tuple(genotype)
+    assert text in out  # printed at the end of the epoch
+    assert load_checkpoint(run / "checkpoint.npz")["epoch"] == 1
+
+
+def test_resume_of_a_finished_run_to_more_epochs(tmp_path, capsys):
+    argv = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", "r"]
+    assert main(argv) == 0
+    assert main(["search", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 0
+    capsys.readouterr()
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "huge"], "invalid choice: 'huge'"),
+        (["--preset", "tiny", "--epochs", "0"], "epochs must be at least 1"),
+    ],
+)
+def test_cli_errors_in_a_subprocess_have_no_traceback(tmp_path, argv, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "minidarts", "search", *argv, "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert os.listdir(tmp_path) == []
+
+
+def _cli_error(argv, capsys):
+    """Run main(argv), expecting failure; (exit code, stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse errors and the --resume misuse message
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            code = 1
+        else:
+            code = e.code
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    return code, captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["--batch-size", "-4"], "batch_size must be at least 1"),
+        (["--subset", "1"], "subset must be between 2 and 60000"),
+        (["--channels", "4", "--nodes", "1"], r"multiplier \(4\) cannot exceed nodes \(1\)"),
+        (["--device", "tpu"], "device must be 'cpu' or 'gpu'"),
+        (["--seed", "-3"], "seed must be >= 0"),
+        (["--preset", "tiny", "--data", "no/such/folder"], "MNIST file not found"),
+        (["--config", "absent.toml"], "config file absent.toml does not exist"),
+        (["--resume", "no/such/run"], "no checkpoint.npz"),
+        (["--resume", "somewhere", "--seed", "2"], "only --epochs may be given"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_cli_errors_are_clear(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = [] if "--resume" in argv else ["--out", str(tmp_path / "runs")]
+    code, err = _cli_error(["search", *argv, *out], capsys)
+    assert code not in (0, None)
+    assert re.search(message, err), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_toml_config(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = [\n")
+    code, err = _cli_error(["search", "--config", str(bad)], capsys)
+    assert code == 1 and "bad.toml is not valid TOML" in err
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("epochs = 1\nlearning_rate = 0.1\n")
+    code, err = _cli_error(["search", "--config", str(unknown)], capsys)
+    assert code == 1 and "unknown config key 'learning_rate'" in err and "valid keys" in err
+
+
+def test_cli_without_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "search" in capsys.readouterr().out
