@@ -54,11 +54,15 @@ class BatchNormTrain(_BatchNormBase):
         xp = _xp(x)
         weight, bias = self._setup(x, params, has_weight, has_bias)
         n = x.size // x.shape[1]
+        # In-place steps below reuse two work arrays (a large temporary costs about
+        # as much as the arithmetic on it): xc becomes x_hat, sq becomes y.
         mean = x.mean(axis=self.axes, keepdims=True)
         xc = x - mean
-        var = (xc * xc).mean(axis=self.axes, keepdims=True)
+        sq = xc * xc
+        var = sq.mean(axis=self.axes, keepdims=True)
         self.invstd = 1.0 / xp.sqrt(var + eps)
-        self.x_hat = xc * self.invstd
+        xc *= self.invstd
+        self.x_hat = xc
         self.weight, self.n = weight, n
         if running_mean is not None:
             running_mean *= 1.0 - momentum
@@ -70,8 +74,8 @@ class BatchNormTrain(_BatchNormBase):
         if weight is None:
             # The output may share its array with the saved x_hat: no op writes
             # into its inputs, so this saves a copy in DARTS' affine=False search.
-            return self.x_hat if bias is None else self.x_hat + bias
-        y = self.x_hat * weight
+            return self.x_hat if bias is None else xp.add(self.x_hat, bias, out=sq)
+        y = xp.multiply(self.x_hat, weight, out=sq)
         if bias is not None:
             y += bias
         return y
@@ -79,11 +83,16 @@ class BatchNormTrain(_BatchNormBase):
     def backward(self, gy):
         x_hat, n = self.x_hat, self.n
         sum_gy = gy.sum(axis=self.axes, keepdims=True)
-        sum_gy_xhat = (gy * x_hat).sum(axis=self.axes, keepdims=True)
+        work = gy * x_hat
+        sum_gy_xhat = work.sum(axis=self.axes, keepdims=True)
         gx = None
         if self.needs_input_grad[0]:
             scale = self.invstd if self.weight is None else self.invstd * self.weight
-            gx = scale * (gy - sum_gy / n - x_hat * (sum_gy_xhat / n))
+            # gx = scale * (gy - sum_gy / n - x_hat * sum_gy_xhat / n), in place in `work`
+            gx = _xp(gy).multiply(x_hat, -sum_gy_xhat / n, out=work)
+            gx += gy
+            gx -= sum_gy / n
+            gx *= scale
         grads = [gx]
         if self.has_weight:
             grads.append(sum_gy_xhat.reshape(-1))
@@ -105,8 +114,11 @@ class BatchNormEval(_BatchNormBase):
         self.invstd = 1.0 / xp.sqrt(var + eps)
         self.x, self.mean = x, mean
         self.scale = self.invstd if weight is None else self.invstd * weight
-        y = (x - mean) * self.scale
-        return y if bias is None else y + bias
+        y = x - mean
+        y *= self.scale
+        if bias is not None:
+            y += bias
+        return y
 
     def backward(self, gy):
         grads = [gy * self.scale if self.needs_input_grad[0] else None]

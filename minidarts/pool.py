@@ -82,11 +82,12 @@ def _pad_hw(x, p, value):
 
 
 def _crop_hw(g, p):
-    """The interior of a padded gradient: the part that belongs to real pixels."""
+    """The interior of a padded gradient: the part that belongs to real pixels (a
+    view; copying it would cost a pass over memory for nothing)."""
     if p == (0, 0):
         return g
     h, w = g.shape[2] - 2 * p[0], g.shape[3] - 2 * p[1]
-    return _xp(g).ascontiguousarray(g[:, :, p[0] : p[0] + h, p[1] : p[1] + w])
+    return g[:, :, p[0] : p[0] + h, p[1] : p[1] + w]
 
 
 def _tap(a, axis, t, stride, n_out):
@@ -109,17 +110,21 @@ def _max_1d_backward(a, y, gy, axis, k, s):
     """ga[s*o + t] += gy[o] for the FIRST tap t where a[s*o + t] == y[o].
 
     Only the first maximum of a window gets its gradient (PyTorch's choice on
-    ties); `taken` marks windows already served. Multiplying by boolean masks is
-    much faster in NumPy than masked assignment."""
+    ties); `taken` marks windows already served. Multiplying by a boolean mask is
+    much faster in NumPy than masked assignment, and reusing two work arrays
+    (`hit`, `routed`) instead of allocating per tap avoids fresh-page costs."""
     xp = _xp(a)
     n_out = y.shape[axis]
     ga = xp.zeros(a.shape, dtype=gy.dtype)
     taken = xp.zeros(y.shape, dtype=bool)
+    hit = xp.empty(y.shape, dtype=bool)
+    routed = xp.empty(gy.shape, dtype=gy.dtype)
     for t in range(k):
-        hit = _tap(a, axis, t, s, n_out) == y
-        hit &= ~taken
+        xp.equal(_tap(a, axis, t, s, n_out), y, out=hit)
+        xp.greater(hit, taken, out=hit)  # for booleans, hit > taken is hit and not taken
         taken |= hit
-        _tap(ga, axis, t, s, n_out)[...] += gy * hit
+        xp.multiply(gy, hit, out=routed)
+        _tap(ga, axis, t, s, n_out)[...] += routed
     return ga
 
 
@@ -183,7 +188,8 @@ class AvgPool2d(Function):
                 mask[pi : pi + n] = 1
                 counts.append(_sum_1d(mask, 0, ki, si, oi))
             self.divisor = counts[0][:, None] * counts[1][None, :]
-        return total / self.divisor
+        total /= self.divisor  # in place: one large temporary fewer
+        return total
 
     def backward(self, gy):
         k, s = self.k, self.s
