@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minidarts import backend
 from minidarts.__main__ import main
 from minidarts.checkpoint import load_checkpoint
 from minidarts.config import make_config
@@ -48,7 +49,7 @@ def assert_same_state(a, b, where="state"):
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same_state(x, y, f"{where}[{i}]")
     elif hasattr(a, "dtype"):
-        a, b = np.asarray(a), np.asarray(b)
+        a, b = backend.to_numpy(a), backend.to_numpy(b)  # alphas stay CuPy on the GPU
         assert a.dtype == b.dtype and np.array_equal(a, b), f"{where}: arrays differ"
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
@@ -134,6 +135,33 @@ def test_resume_after_epoch_1_is_bitwise_identical(full_run, tmp_path):
         ref_opt = getattr(reference, opt).state_dict()
         assert len(ref_opt["state"]) > 0
         assert_same_state(ref_opt, getattr(resumed, opt).state_dict(), opt)
+
+
+@pytest.mark.gpu
+def test_gpu_search_resumes_bitwise_and_agrees_with_the_cpu(full_run, tmp_path):
+    """On the GPU (CuPy): an interrupted and resumed run equals an uninterrupted one bit
+    for bit, and both follow the CPU run up to float32 rounding."""
+    if not backend.gpu_available():
+        pytest.skip("no GPU / CuPy")
+    cpu_reference, _ = full_run
+    reference = Search(tiny(device="gpu"), folder=str(tmp_path / "ref"), log=_quiet)
+    reference.run()
+    assert backend.device_of(reference.model.stem[0].weight.data) == "gpu"
+    folder = tmp_path / "run"
+    search = Search(tiny(device="gpu"), folder=str(folder), log=_quiet)
+    interrupt_after_epoch(search, 1)
+    with pytest.raises(KeyboardInterrupt):
+        search.run()
+    resumed = Search.resume(str(folder), log=_quiet)
+    resumed.run()
+    assert_same_state(reference.state_dict(), resumed.state_dict())
+    for gpu, cpu in zip(reference.history, cpu_reference.history):
+        for key in ("train_loss", "arch_loss", "val_loss"):
+            assert gpu[key] == pytest.approx(cpu[key], rel=1e-3), key
+    for kind, a in cpu_reference.model.alphas.items():
+        np.testing.assert_allclose(
+            backend.to_numpy(reference.model.alphas[kind].data), a.data, rtol=1e-3, atol=1e-5
+        )
 
 
 def test_resume_after_interruption_mid_epoch_via_cli(full_run, tmp_path, capsys):
