@@ -47,6 +47,7 @@ class SearchConfig:
     name: str | None = None
     log_every: int = 10
     plots: bool = True
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
