@@ -178,7 +178,7 @@ class _Pointwise:
         if need_w:
             gw = xp.matmul(gy, self.x2.swapaxes(1, 2)).sum(axis=0).reshape(wshape)
         if need_x:
-            gx = xp.matmul(self.w2.T, gy).reshape(n, -1, ho, wo)
+            gx = xp.matmul(self.w2.T, gy).reshape(n, self.w2.shape[1], ho, wo)
             sh, sw = self.stride
             if (sh, sw) != (1, 1):
                 full = xp.zeros(self.x_shape, dtype=gy.dtype)

@@ -142,6 +142,19 @@ def test_strided_view_input():
     np.testing.assert_allclose(y.numpy(), reference_conv2d(x[:, :, 1:, 1:], w, b, **opts))
 
 
+@pytest.mark.parametrize("name", ["stem_3x3", "pw_1x1", "factorized_reduce_odd", "dw_5x5_s2"])
+def test_empty_batch(name):
+    """An empty batch gives an empty output and zero weight gradients, as in PyTorch."""
+    _, *rest = CASES[name]
+    x, w, b, opts = make_inputs((0, *rest))
+    xt, wt = md.tensor(x, requires_grad=True), md.tensor(w, requires_grad=True)
+    y = conv2d(xt, wt, **opts)
+    x1, _, _, _ = make_inputs(CASES[name])
+    assert y.shape == (0,) + reference_conv2d(x1, w, None, **opts).shape[1:]
+    y.sum().backward()
+    assert xt.grad.shape == x.shape and not wt.grad.any()
+
+
 def test_exported_from_functional():
     assert F.conv2d is conv2d
 
