@@ -17,6 +17,7 @@ it: the backward pass then skips every weight gradient (a third of its work).
 from contextlib import contextmanager
 
 from . import functional as F
+from .evaluate import accuracy
 
 
 @contextmanager
@@ -31,12 +32,6 @@ def frozen(tensors):
     finally:
         for t, flag in zip(tensors, saved):
             t.requires_grad = flag
-
-
-def accuracy(logits, y):
-    """Fraction of rows whose largest logit is the label."""
-    pred = logits.data.argmax(axis=1)
-    return float((pred == y).mean())
 
 
 class Architect:

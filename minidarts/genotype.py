@@ -44,7 +44,7 @@ def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
         best_op = [max(candidates, key=lambda o, r=r: (r[o], -o)) for r in edges]
         strength = [edges[i][best_op[i]] for i in range(n_inputs)]
         kept = sorted(range(n_inputs), key=lambda i: (-strength[i], i))[:k]
-        for i in sorted(kept):
+        for i in kept:  # strongest first, as DARTS lists them
             gene.append((primitives[best_op[i]], i))
         start += n_inputs
     return gene

@@ -79,6 +79,10 @@ class Network(nn.Module):
             raise ValueError(f"Network: multiplier ({multiplier}) cannot exceed steps ({steps})")
         self.steps, self.multiplier = steps, multiplier
         self.primitives = tuple(primitives)
+        if relaxation not in ("softmax", "sigmoid"):
+            raise ValueError(
+                f"Network: unknown relaxation {relaxation!r}: expected 'softmax' or 'sigmoid'"
+            )
         self.relaxation = relaxation
         rng = backend.default_rng(seed)
         nn.manual_seed(seed)
@@ -117,6 +121,15 @@ class Network(nn.Module):
         for the paper's one-cell network (its normal alpha is then never used)."""
         present = {"reduce" if c.reduction else "normal" for c in self.cells}
         return tuple(k for k in ("normal", "reduce") if k in present)
+
+    def to(self, device):
+        """Move the weights, buffers and alpha to `device`."""
+        super().to(device)
+        for a in self.alphas.values():
+            a.data = backend.to_device(a.data, device)
+            if a.grad is not None:
+                a.grad = backend.to_device(a.grad, device)
+        return self
 
     def arch_parameters(self):
         """[alpha_normal, alpha_reduce]: the architecture, not part of parameters()."""

@@ -275,6 +275,9 @@ class LRScheduler:
     def step(self):
         """Advance the schedule by one (an epoch, in DARTS) and set the new lr."""
         self.last_epoch += 1
+        self._apply_lr()
+
+    def _apply_lr(self):
         lrs = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
@@ -317,6 +320,14 @@ class CosineAnnealingLR(LRScheduler):
             raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
+
+    def set_T_max(self, T_max):
+        """Change the schedule's length, keeping its position (e.g. a search extended
+        with --resume --epochs N), and set the lr of the current step anew."""
+        if not isinstance(T_max, int) or T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
+        self.T_max = T_max
+        self._apply_lr()
 
     def get_lr(self):
         c = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2

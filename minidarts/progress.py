@@ -1,6 +1,5 @@
 """A progress line for long loops: step, figures, time per step and ETA."""
 
-import sys
 import time
 
 
@@ -18,11 +17,11 @@ class Progress:
     """Prints `prefix step k/n | key value ... | s/step | ETA` every `every` steps and at
     the last one. The ETA covers all `total_steps` of the run, not only this loop."""
 
-    def __init__(self, total_steps, done_steps=0, every=10, stream=None):
+    def __init__(self, total_steps, done_steps=0, every=10, write=print):
         self.total = total_steps
         self.done = done_steps
         self.every = max(1, every)
-        self.stream = stream or sys.stdout
+        self.write = write
         self.start = time.perf_counter()
         self.steps_here = 0
 
@@ -37,8 +36,6 @@ class Progress:
             f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
             for key, value in figures.items()
         )
-        print(
-            f"{prefix} step {k}/{n} | {parts} | {per_step:.2f} s/step | ETA {format_seconds(eta)}",
-            file=self.stream,
-            flush=True,
+        self.write(
+            f"{prefix} step {k}/{n} | {parts} | {per_step:.2f} s/step | ETA {format_seconds(eta)}"
         )

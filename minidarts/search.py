@@ -24,10 +24,10 @@ import time
 
 from . import backend, data, nn, optim
 from . import functional as F
-from .architect import Architect, accuracy, frozen
-from .autograd import no_grad
+from .architect import Architect, frozen
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SearchConfig, make_config
+from .evaluate import accuracy, evaluate
 from .genotype import derive_genotype, genotype_to_dict, genotype_to_str, save_genotype
 from .network import Network
 from .progress import Progress, format_seconds
@@ -48,7 +48,6 @@ class Search:
             train, cfg.batch_size, seed=cfg.seed + 1, device=cfg.device
         )
         self.val_batches = data.Batches(val, cfg.batch_size, seed=cfg.seed + 2, device=cfg.device)
-        self.eval_batches = data.Batches(val, cfg.batch_size, shuffle=False, device=cfg.device)
         previous = backend.default_device()
         backend.set_default_device(cfg.device)
         try:
@@ -121,22 +120,13 @@ class Search:
 
     def evaluate(self):
         """Loss and accuracy on the search-validation set (eval mode, no gradients)."""
-        self.model.eval()
-        total_loss = total_correct = count = 0.0
-        limit = self.cfg.eval_batches or len(self.eval_batches)
-        self.eval_batches.load_state_dict(
-            {**self.eval_batches.state_dict(), "epoch": 0, "position": 0}
+        return evaluate(
+            self.model,
+            self.val_batches.dataset,
+            self.cfg.batch_size,
+            self.cfg.device,
+            self.cfg.eval_batches,
         )
-        with no_grad():
-            for i, (x, y) in enumerate(self.eval_batches):
-                if i >= limit:
-                    break
-                logits = self.model(x)
-                total_loss += F.cross_entropy(logits, y).item() * len(y)
-                total_correct += accuracy(logits, y) * len(y)
-                count += len(y)
-        self.model.train()
-        return total_loss / count, total_correct / count
 
     def genotype(self):
         w = self.model.relaxed_weights()
@@ -157,7 +147,7 @@ class Search:
             f"{len(self.val_batches.dataset)} val images | {cfg.epochs} epochs x {n} steps | "
             f"{nn.count_parameters(self.model)} weights | device {cfg.device}"
         )
-        progress = Progress(cfg.epochs * n, self.epoch * n, every=cfg.log_every)
+        progress = Progress(cfg.epochs * n, self.epoch * n, every=cfg.log_every, write=self.log)
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
             lr = self.scheduler.get_last_lr()[0]
@@ -235,6 +225,10 @@ class Search:
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler.T_max != self.cfg.epochs:
+            # --resume --epochs N: stretch the cosine over the new length, continuing
+            # from the current epoch (else the rate would climb back up after T_max).
+            self.scheduler.set_T_max(self.cfg.epochs)
         self.train_batches.load_state_dict(state["train_batches"])
         self.val_batches.load_state_dict(state["val_batches"])
 

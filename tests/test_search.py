@@ -247,6 +247,24 @@ def test_resume_of_a_finished_run_to_more_epochs(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")["epoch"] == 2
 
 
+def test_extending_a_run_stretches_the_cosine_schedule(tmp_path, capsys):
+    """--resume --epochs N continues the cosine over N epochs from where it was: the
+    learning rate never rises again (it would climb back up after the old T_max)."""
+    argv = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", "r"]
+    assert main([*argv, "--epochs", "2"]) == 0
+    assert main(["search", "--resume", str(tmp_path / "r"), "--epochs", "4"]) == 0
+    capsys.readouterr()
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    lrs = [json.loads(line)["lr"] for line in lines]
+    assert len(lrs) == 4
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])), lrs
+    cfg = make_config("tiny")
+    # epochs 3 and 4 follow the 4-epoch cosine: eta_min + (lr - eta_min)(1 + cos(pi t / 4)) / 2
+    for t in (2, 3):
+        c = (1 + np.cos(np.pi * t / 4)) / 2
+        assert lrs[t] == pytest.approx(cfg.w_lr_min + (cfg.w_lr - cfg.w_lr_min) * c, rel=1e-12)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

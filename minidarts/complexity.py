@@ -1,0 +1,102 @@
+"""The complexity of an architecture: its expected number of weights.
+
+The relaxed architecture (eq. 2) uses operation o on edge e with probability
+p_{e,o} = softmax(alpha_e)_o. Its complexity is the expected number of weights of
+the cells under these probabilities, normalised by the richest architecture of
+the space (every edge taking its largest operation), so that it lies in [0, 1]:
+
+    complexity(alpha) = sum_cells sum_e sum_o p_{e,o} * params(o, C_cell, stride_e)
+                        / sum_cells sum_e max_o params(o, C_cell, stride_e)
+
+It is bounded and smooth, and its gradient says "move probability from the
+heavy operations to the light ones". (The authors' code multiplied parameter
+norms by raw, unbounded alphas, and their penalty ran off to -5e5.)
+
+The same cost table gives the weight count of a derived, discrete genotype.
+"""
+
+from . import backend
+from .cell import num_edges
+from .genotype import derive_genotype
+from .network import relax
+from .operations import op_param_count
+
+
+def cell_plan(network):
+    """(kind, C, stride of each edge) for every cell of a search network."""
+    plan = []
+    for cell in network.cells:
+        kind = "reduce" if cell.reduction else "normal"
+        strides = [
+            2 if cell.reduction and j < 2 else 1 for i in range(cell.steps) for j in range(2 + i)
+        ]
+        plan.append((kind, cell.C, strides))
+    return plan
+
+
+class Complexity:
+    """Expected parameter count of a network's cells, normalised to [0, 1].
+
+    cost[kind] is an (edges, ops) table: the weights of operation o on edge e,
+    summed over all cells of that kind; `norm` is the weight count of the richest
+    architecture. Call it with alphas ({'normal', 'reduce'} Tensors) to get a
+    differentiable scalar Tensor."""
+
+    def __init__(self, network):
+        self.primitives = network.primitives
+        self.steps = network.steps
+        self.multiplier = network.multiplier
+        self.relaxation = network.relaxation
+        n_ops, n_edges = len(self.primitives), num_edges(network.steps)
+        costs = {k: [[0.0] * n_ops for _ in range(n_edges)] for k in ("normal", "reduce")}
+        self.norm = 0.0
+        for kind, C, strides in cell_plan(network):
+            for e, stride in enumerate(strides):
+                row = [op_param_count(o, C, stride) for o in self.primitives]
+                for o, n in enumerate(row):
+                    costs[kind][e][o] += n
+                self.norm += max(row)
+        self.cost_table = costs  # plain lists: exact integers, for reports and tests
+        device = network.alphas["normal"].device
+        dtype = network.alphas["normal"].dtype
+        self.cost = {k: backend.asarray(v, dtype=dtype, device=device) for k, v in costs.items()}
+
+    def __call__(self, alphas):
+        """sum_kind sum(relax(alpha_kind) * cost_kind) / norm, a scalar Tensor."""
+        total = None
+        for kind, alpha in alphas.items():
+            term = (relax(alpha, self.relaxation) * self.cost[kind].astype(alpha.dtype)).sum()
+            total = term if total is None else total + term
+        return total * (1.0 / self.norm)
+
+    def expected_params(self, alphas):
+        """The un-normalised expected weight count (a float)."""
+        return float(self(alphas).item()) * self.norm
+
+    def genotype_params(self, genotype):
+        """Weights of the cells of a discrete genotype: the kept operations only."""
+        index = {name: i for i, name in enumerate(self.primitives)}
+        total = 0.0
+        for kind, gene in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            table = self.cost_table[kind]
+            edge_of = _edge_index(self.steps)
+            for pos, (op, i) in enumerate(gene):
+                total += table[edge_of[(pos // 2, i)]][index[op]]
+        return int(total)
+
+    def genotype_of(self, alphas):
+        """The genotype that DARTS's rule derives from `alphas`."""
+        w = {k: relax(a.detach(), self.relaxation).numpy() for k, a in alphas.items()}
+        return derive_genotype(
+            w["normal"], w["reduce"], self.steps, self.multiplier, self.primitives
+        )
+
+
+def _edge_index(steps):
+    """(node, input) -> edge number, in the order the cell lays out its edges."""
+    index, e = {}, 0
+    for node in range(steps):
+        for i in range(node + 2):
+            index[(node, i)] = e
+            e += 1
+    return index

@@ -1,0 +1,137 @@
+"""Hypernetworks: the architecture as a function of the complexity knob lambda.
+
+Equation (4) of the paper: a hypernetwork G maps a complexity parameter lambda
+(and its own parameters u) to the architecture parameters,
+
+    G : Lambda x U -> A,        alpha = G(lambda; u).
+
+Equation (5), the linear hypernetwork used in the paper:
+
+    alpha(lambda) = lambda * b1 + b2,      u = (b1, b2), each shaped like alpha,
+
+one (b1, b2) pair per cell type. The search trains u on
+L_val(w, alpha(lambda)) + lambda * complexity(alpha(lambda)) with lambda drawn
+afresh at every step, so that afterwards any lambda gives an architecture of the
+matching complexity without further training.
+
+The input of G is configurable: lambda itself (eq. 5, the default) or
+t = (log10 lambda - log10 lambda_min) / (log10 lambda_max - log10 lambda_min) in
+[0, 1], which spreads the small lambdas out (with lambda itself, b1 only matters
+once lambda is large).
+"""
+
+import math
+
+from . import backend, nn
+from .autograd import Tensor
+from .cell import num_edges
+
+
+class LambdaInput:
+    """The input of a hypernetwork: lambda itself, or log10(lambda) rescaled to [0, 1]."""
+
+    def __init__(self, mode="lambda", lambda_min=1e-5, lambda_max=1.0):
+        if mode not in ("lambda", "log"):
+            raise ValueError(f"hypernet input must be 'lambda' or 'log', got {mode!r}")
+        if not 0 < lambda_min < lambda_max:
+            raise ValueError(f"need 0 < lambda_min < lambda_max, got {lambda_min} and {lambda_max}")
+        self.mode, self.lambda_min, self.lambda_max = mode, lambda_min, lambda_max
+
+    def __call__(self, lam):
+        if not lam > 0:
+            raise ValueError(f"lambda must be positive, got {lam}")
+        if self.mode == "lambda":
+            return float(lam)
+        lo, hi = math.log10(self.lambda_min), math.log10(self.lambda_max)
+        return (math.log10(lam) - lo) / (hi - lo)
+
+
+def sample_lambda(rng, lambda_min, lambda_max):
+    """lambda drawn log-uniformly from [lambda_min, lambda_max] (the authors' choice:
+    log10 lambda uniform in [-5, 0])."""
+    return 10 ** rng.uniform(math.log10(lambda_min), math.log10(lambda_max))
+
+
+def _arch_tensor(shape, rng, scale, device):
+    data = backend.asarray(scale * rng.standard_normal(shape), dtype=backend.float32, device=device)
+    return Tensor(data, requires_grad=True)
+
+
+class LinearHypernet:
+    """alpha_kind(lambda) = t(lambda) * b1_kind + b2_kind  (eq. 5), t the input map.
+
+    b2 starts as DARTS's alpha (1e-3 * randn); b1 as 1e-3 * randn too."""
+
+    def __init__(self, steps, n_ops, rng, lambda_input=None, scale=1e-3, device=None):
+        self.input = lambda_input or LambdaInput()
+        shape = (num_edges(steps), n_ops)
+        self.b1 = {k: _arch_tensor(shape, rng, scale, device) for k in ("normal", "reduce")}
+        self.b2 = {k: _arch_tensor(shape, rng, scale, device) for k in ("normal", "reduce")}
+
+    def parameters(self):
+        return [self.b1["normal"], self.b1["reduce"], self.b2["normal"], self.b2["reduce"]]
+
+    def __call__(self, lam):
+        t = self.input(lam)
+        return {k: self.b1[k] * t + self.b2[k] for k in ("normal", "reduce")}
+
+    def state_dict(self):
+        return {
+            f"{name}.{k}": getattr(self, name)[k].data
+            for name in ("b1", "b2")
+            for k in ("normal", "reduce")
+        }
+
+    def load_state_dict(self, state):
+        _load_into(
+            self.state_dict(),
+            state,
+            {f"{n}.{k}": getattr(self, n)[k] for n in ("b1", "b2") for k in ("normal", "reduce")},
+        )
+
+
+class MLPHypernet(nn.Module):
+    """alpha(lambda) = W_out relu(... relu(W_1 t + c_1) ...) + c_out, reshaped into both
+    cell types' alphas: a small MLP on the scalar input t(lambda).
+
+    hidden: sizes of the hidden layers, e.g. (16,). The output layer starts at
+    weight 0 and bias 1e-3 * randn, so alpha(lambda) starts as DARTS's alpha."""
+
+    def __init__(self, steps, n_ops, rng, hidden=(16,), lambda_input=None, scale=1e-3, device=None):
+        super().__init__()
+        self.input = lambda_input or LambdaInput()
+        self.shape = (num_edges(steps), n_ops)
+        sizes = [1, *hidden]
+        layers = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        out = nn.Linear(sizes[-1], 2 * self.shape[0] * self.shape[1])
+        out.weight.data[...] = 0
+        out.bias.data[...] = backend.asarray(
+            scale * rng.standard_normal(out.bias.shape),
+            dtype=backend.float32,
+            device=out.bias.device,
+        )
+        self.mlp = nn.Sequential(*layers, out)
+
+    def forward(self, lam):
+        t = Tensor(
+            backend.asarray(
+                [[self.input(lam)]], dtype=backend.float32, device=self.mlp[0].weight.device
+            )
+        )
+        flat = self.mlp(t).reshape(2, *self.shape)
+        return {"normal": flat[0], "reduce": flat[1]}
+
+
+def _load_into(mine, state, targets):
+    missing = sorted(set(mine) - set(state))
+    unexpected = sorted(set(state) - set(mine))
+    if missing or unexpected:
+        raise ValueError(f"hypernet state: missing {missing}, unexpected {unexpected}")
+    for key, t in targets.items():
+        if tuple(state[key].shape) != t.shape:
+            raise ValueError(
+                f"hypernet state: {key} has shape {tuple(state[key].shape)}, expected {t.shape}"
+            )
+        t.data[...] = backend.asarray(state[key], device=t.device)
