@@ -15,6 +15,10 @@ Operation counts (the work a kernel must do, not what an implementation happens 
     batch norm    forward  8 per element (mean, variance, normalise, nothing affine)
     pool / BN backward counted as equal to the forward
 
+The forward runs under no_grad; forward+backward records the graph and calls backward()
+with a fixed upstream gradient. The inputs are leaves, so that time also includes copying
+their gradients into .grad, as for parameters.
+
 The variants are timed interleaved (one call of each per round, `--repeats` rounds), so
 a burst of load from another process on a shared machine hits all of them alike.
 
