@@ -28,6 +28,25 @@ _SEARCH_FLAGS = {
         "validation batches evaluated per epoch (default: all)",
     ),
     "--log-every": ("log_every", int, "print a progress line every N steps"),
+    "--alpha-lr": ("alpha_lr", float, "Adam learning rate of the architecture (DARTS: 3e-4)"),
+    "--penalty": (
+        "penalty",
+        float,
+        "the baseline: a fixed lambda, minimising L_val + lambda * complexity(alpha)",
+    ),
+    "--hypernet": (
+        "hypernet",
+        str,
+        "linear (eq. 5: alpha = lambda b1 + b2) or mlp: search a whole family of "
+        "architectures over lambda",
+    ),
+    "--hypernet-input": (
+        "hypernet_input",
+        str,
+        "what the hypernet sees: lambda (eq. 5) or log (log10 lambda scaled to [0, 1])",
+    ),
+    "--lambda-min": ("lambda_min", float, "smallest lambda drawn by a hypernet search"),
+    "--lambda-max": ("lambda_max", float, "largest lambda drawn by a hypernet search"),
 }
 
 

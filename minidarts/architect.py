@@ -10,8 +10,16 @@ alternates two steps per iteration (search.py):
     alpha <- alpha - Adam(grad_alpha L_val(w, alpha))      on a validation batch
     w     <- w     - SGD(grad_w L_train(w, alpha))         on a training batch
 
-Only alpha needs a gradient in the first step, so the weights are frozen during
-it: the backward pass then skips every weight gradient (a third of its work).
+With complexity control (section 2.2) the upper level becomes
+
+    L_val(w, alpha) + lambda * complexity(alpha),
+
+with alpha = alpha(lambda) = G(lambda; u) the output of a hypernetwork (eq. 4-5)
+whose parameters u are what the step updates, or with alpha itself and a fixed
+lambda (the paper's baseline).
+
+Only the architecture needs a gradient in this step, so the weights are frozen
+during it: the backward pass then skips every weight gradient.
 """
 
 from contextlib import contextmanager
@@ -35,28 +43,38 @@ def frozen(tensors):
 
 
 class Architect:
-    """Updates the architecture parameters on validation batches (eq. 3, upper level).
+    """Updates the architecture on validation batches (eq. 3, upper level).
 
-    model: the search Network; optimizer: over the architecture parameters (alpha,
-    or a hypernetwork's parameters); alphas_fn: returns the alphas for the forward
-    pass (None: the network's own alpha)."""
+    model: the search Network; optimizer: over the architecture parameters (the
+    network's alpha, or the hypernetwork's parameters); hypernet: maps lambda to
+    alphas (None: the network's own alpha); complexity: the penalty term (None:
+    no penalty)."""
 
-    def __init__(self, model, optimizer, alphas_fn=None):
+    def __init__(self, model, optimizer, hypernet=None, complexity=None):
         self.model = model
         self.optimizer = optimizer
-        self.alphas_fn = alphas_fn
+        self.hypernet = hypernet
+        self.complexity = complexity
 
-    def loss(self, x, y):
-        """L_val(w, alpha) on one batch: (loss Tensor, logits Tensor)."""
-        alphas = None if self.alphas_fn is None else self.alphas_fn()
+    def alphas(self, lam):
+        """The architecture used at complexity weight `lam`."""
+        return self.model.alphas if self.hypernet is None else self.hypernet(lam)
+
+    def loss(self, x, y, lam=0.0):
+        """L_val(w, alpha(lambda)) + lambda * complexity(alpha(lambda)) on one batch:
+        (loss Tensor, logits Tensor)."""
+        alphas = self.alphas(lam)
         logits = self.model(x, alphas)
-        return F.cross_entropy(logits, y), logits
+        loss = F.cross_entropy(logits, y)
+        if lam and self.complexity is not None:
+            loss = loss + self.complexity(alphas) * lam
+        return loss, logits
 
-    def step(self, x_val, y_val):
-        """One first-order step on alpha; returns (validation loss, accuracy) of the batch."""
+    def step(self, x_val, y_val, lam=0.0):
+        """One first-order step; returns (validation loss with penalty, accuracy)."""
         self.optimizer.zero_grad()
         with frozen(self.model.parameters()):
-            loss, logits = self.loss(x_val, y_val)
+            loss, logits = self.loss(x_val, y_val, lam)
             loss.backward()
         self.optimizer.step()
         return loss.item(), accuracy(logits, y_val)

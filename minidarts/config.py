@@ -42,6 +42,14 @@ class SearchConfig:
     alpha_beta1: float = 0.5
     alpha_beta2: float = 0.999
     alpha_weight_decay: float = 1e-3
+    # complexity control (section 2.2 of the paper)
+    penalty: float = 0.0  # baseline: a fixed lambda in L_val + lambda * complexity
+    hypernet: str | None = None  # None (plain DARTS), "linear" (eq. 5) or "mlp"
+    hypernet_input: str = "lambda"  # "lambda" (eq. 5) or "log": log10(lambda) scaled to [0, 1]
+    hypernet_hidden: int = 16  # hidden units of the MLP hypernet (one layer)
+    lambda_min: float = 1e-5  # lambda is drawn log-uniformly from [lambda_min, lambda_max]
+    lambda_max: float = 1.0
+    eval_lambdas: list = dataclasses.field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1])
     # output
     out: str = "runs"
     name: str | None = None
@@ -69,6 +77,7 @@ PRESETS = {
 }
 
 _POSITIVE_INT = {
+    "hypernet_hidden",
     "channels",
     "layers",
     "nodes",
@@ -79,6 +88,7 @@ _POSITIVE_INT = {
     "log_every",
 }
 _NONNEG_FLOAT = {
+    "penalty",
     "w_lr",
     "w_lr_min",
     "w_momentum",
@@ -158,6 +168,31 @@ def validate(cfg, source="config"):
         raise ValueError(f"{source}: w_lr_min ({cfg.w_lr_min}) exceeds w_lr ({cfg.w_lr})")
     if cfg.device not in ("cpu", "gpu"):
         raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
+    if cfg.hypernet not in (None, "linear", "mlp"):
+        raise ValueError(
+            f"{source}: hypernet must be 'linear' or 'mlp' (or absent), got {cfg.hypernet!r}"
+        )
+    if cfg.hypernet and cfg.penalty:
+        raise ValueError(
+            f"{source}: penalty is the fixed-lambda baseline; a hypernet search draws lambda "
+            "itself from [lambda_min, lambda_max], so give one or the other"
+        )
+    if cfg.hypernet_input not in ("lambda", "log"):
+        raise ValueError(
+            f"{source}: hypernet_input must be 'lambda' or 'log', got {cfg.hypernet_input!r}"
+        )
+    if not 0 < cfg.lambda_min < cfg.lambda_max:
+        raise ValueError(
+            f"{source}: need 0 < lambda_min < lambda_max, got {cfg.lambda_min} and {cfg.lambda_max}"
+        )
+    lams = cfg.eval_lambdas
+    if (
+        not isinstance(lams, (list, tuple))
+        or not lams
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in lams)
+    ):
+        raise ValueError(f"{source}: eval_lambdas must be a list of positive numbers, got {lams!r}")
+    cfg.eval_lambdas = [float(v) for v in lams]
     if cfg.eval_batches is not None and cfg.eval_batches < 1:
         raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")
 

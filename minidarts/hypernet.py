@@ -135,3 +135,18 @@ def _load_into(mine, state, targets):
                 f"hypernet state: {key} has shape {tuple(state[key].shape)}, expected {t.shape}"
             )
         t.data[...] = backend.asarray(state[key], device=t.device)
+
+
+def make_hypernet(cfg, network):
+    """The hypernetwork a search config asks for (None for plain DARTS), shaped for
+    `network`'s alphas, on the default device."""
+    if cfg.hypernet is None:
+        return None
+    rng = backend.default_rng([cfg.seed, 5])
+    lambda_input = LambdaInput(cfg.hypernet_input, cfg.lambda_min, cfg.lambda_max)
+    n_ops = len(network.primitives)
+    if cfg.hypernet == "linear":
+        return LinearHypernet(network.steps, n_ops, rng, lambda_input)
+    if cfg.hypernet == "mlp":
+        return MLPHypernet(network.steps, n_ops, rng, (cfg.hypernet_hidden,), lambda_input)
+    raise ValueError(f"unknown hypernet {cfg.hypernet!r}: expected 'linear' or 'mlp'")

@@ -25,10 +25,13 @@ import time
 from . import backend, data, nn, optim
 from . import functional as F
 from .architect import Architect, frozen
+from .autograd import no_grad
 from .checkpoint import load_checkpoint, save_checkpoint
+from .complexity import Complexity
 from .config import SearchConfig, make_config
 from .evaluate import accuracy, evaluate
-from .genotype import derive_genotype, genotype_to_dict, genotype_to_str, save_genotype
+from .genotype import genotype_to_dict, genotype_to_str, save_genotype
+from .hypernet import make_hypernet, sample_lambda
 from .network import Network
 from .progress import Progress, format_seconds
 
@@ -60,8 +63,15 @@ class Search:
                 in_channels=1,
                 seed=cfg.seed,
             )
+            self.hypernet = make_hypernet(cfg, self.model)
         finally:
             backend.set_default_device(previous)
+        self.complexity = Complexity(self.model)
+        # lambda is drawn from its own generator, saved in checkpoints
+        self.lambda_rng = backend.default_rng([cfg.seed, 11])
+        arch_params = (
+            self.model.arch_parameters() if self.hypernet is None else self.hypernet.parameters()
+        )
         self.w_optimizer = optim.SGD(
             self.model.parameters(),
             lr=cfg.w_lr,
@@ -72,21 +82,41 @@ class Search:
             self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min
         )
         self.a_optimizer = optim.Adam(
-            self.model.arch_parameters(),
+            arch_params,
             lr=cfg.alpha_lr,
             betas=(cfg.alpha_beta1, cfg.alpha_beta2),
             weight_decay=cfg.alpha_weight_decay,
         )
-        self.architect = Architect(self.model, self.a_optimizer)
+        self.architect = Architect(
+            self.model,
+            self.a_optimizer,
+            hypernet=self.hypernet,
+            complexity=self.complexity if (self.hypernet or cfg.penalty) else None,
+        )
         self.epoch = 0
         self.history = []
 
     # --- one step and one epoch ------------------------------------------------
-    def weight_step(self, x, y):
-        """One SGD step on w from a training batch (alpha fixed); (loss, accuracy)."""
+    def sample_lambda(self):
+        """This step's complexity weight: drawn log-uniformly for a hypernet search,
+        the fixed penalty for the baseline, 0 for plain DARTS."""
+        if self.hypernet is None:
+            return self.cfg.penalty
+        return sample_lambda(self.lambda_rng, self.cfg.lambda_min, self.cfg.lambda_max)
+
+    def alphas(self, lam=None):
+        """The architecture at `lam` (detached: no gradient reaches the hypernet)."""
+        if self.hypernet is None:
+            return self.model.alphas
+        with no_grad():
+            return self.hypernet(self.cfg.lambda_min if lam is None else lam)
+
+    def weight_step(self, x, y, lam=0.0):
+        """One SGD step on w from a training batch at alpha(lam), alpha fixed;
+        returns (loss, accuracy)."""
         self.w_optimizer.zero_grad()
         with frozen(self.model.arch_parameters()):
-            logits = self.model(x)
+            logits = self.model(x, self.alphas(lam))
             loss = F.cross_entropy(logits, y)
             loss.backward()
         optim.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -99,8 +129,9 @@ class Search:
         self.model.train()
         pairs = data.paired_batches(self.train_batches, self.val_batches)
         for k, ((x, y), (x_val, y_val)) in enumerate(pairs, start=1):
-            arch_loss, arch_acc = self.architect.step(x_val, y_val)
-            loss, acc = self.weight_step(x, y)
+            lam = self.sample_lambda()
+            arch_loss, arch_acc = self.architect.step(x_val, y_val, lam)
+            loss, acc = self.weight_step(x, y, lam)
             if not all(map(_finite, (loss, arch_loss))):
                 raise FloatingPointError(
                     f"epoch {self.epoch + 1} step {k}: the loss became {loss} / {arch_loss}; "
@@ -118,21 +149,34 @@ class Search:
             )
         return {key: v / n for key, v in sums.items()}
 
-    def evaluate(self):
-        """Loss and accuracy on the search-validation set (eval mode, no gradients)."""
+    def evaluate(self, lam=None):
+        """Loss and accuracy on the search-validation set at alpha(lam) (eval mode)."""
         return evaluate(
             self.model,
             self.val_batches.dataset,
             self.cfg.batch_size,
             self.cfg.device,
             self.cfg.eval_batches,
+            alphas=self.alphas(lam),
         )
 
-    def genotype(self):
-        w = self.model.relaxed_weights()
-        return derive_genotype(
-            w["normal"], w["reduce"], self.cfg.nodes, self.cfg.multiplier, self.model.primitives
-        )
+    def genotype(self, lam=None):
+        """The genotype DARTS's rule derives from alpha(lam) (alpha for plain DARTS)."""
+        return self.complexity.genotype_of(self.alphas(lam))
+
+    def architecture_record(self, lam=None):
+        """What the architecture at `lam` is: validation loss and accuracy of the
+        supernetwork, expected complexity, cell weights of the derived genotype."""
+        alphas = self.alphas(lam)
+        genotype = self.genotype(lam)
+        val_loss, val_acc = self.evaluate(lam)
+        return {
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "complexity": float(self.complexity(alphas).item()),
+            "genotype_params": self.complexity.genotype_params(genotype),
+            "genotype": genotype_to_dict(genotype),
+        }
 
     # --- the run ---------------------------------------------------------------
     def run(self):
@@ -153,17 +197,19 @@ class Search:
             lr = self.scheduler.get_last_lr()[0]
             record = self.train_epoch(progress)
             self.scheduler.step()
-            val_loss, val_acc = self.evaluate()
-            genotype = self.genotype()
             self.epoch += 1
-            weights = self.model.relaxed_weights()
+            # plain DARTS and the baseline: the one architecture; a hypernet search:
+            # the architecture at lambda_min, and one record per evaluation lambda
+            main = self.architecture_record()
+            genotype = self.genotype()
+            weights = self.model.relaxed_weights(self.alphas())
+            record.update(epoch=self.epoch, lr=lr, **main)
+            if self.hypernet is not None:
+                record["lambdas"] = {
+                    f"{lam:g}": self.architecture_record(lam) for lam in cfg.eval_lambdas
+                }
             record.update(
-                epoch=self.epoch,
-                lr=lr,
-                val_loss=val_loss,
-                val_acc=val_acc,
                 seconds=time.perf_counter() - start,
-                genotype=genotype_to_dict(genotype),
                 alpha={k: v.tolist() for k, v in weights.items()},
             )
             self.history.append(record)
@@ -171,7 +217,8 @@ class Search:
             self.save()
             self.log(
                 f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
-                f" | train acc {record['train_acc']:.4f} | val acc {val_acc:.4f} | "
+                f" | train acc {record['train_acc']:.4f} | val acc {main['val_acc']:.4f} | "
+                f"complexity {main['complexity']:.3f} | "
                 f"{genotype_to_str(genotype)}"
             )
         if cfg.plots and self.history:
@@ -207,6 +254,8 @@ class Search:
             "history": self.history,
             "model": self.model.state_dict(),
             "alphas": {k: a.data for k, a in self.model.alphas.items()},
+            "hypernet": None if self.hypernet is None else self.hypernet.state_dict(),
+            "lambda_rng": self.lambda_rng.bit_generator.state,
             "w_optimizer": self.w_optimizer.state_dict(),
             "a_optimizer": self.a_optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -222,6 +271,9 @@ class Search:
         self.model.load_state_dict(state["model"])
         for k, a in self.model.alphas.items():
             a.data[...] = backend.asarray(state["alphas"][k], device=a.device)
+        if self.hypernet is not None:
+            self.hypernet.load_state_dict(state["hypernet"])
+        self.lambda_rng.bit_generator.state = state["lambda_rng"]
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

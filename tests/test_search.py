@@ -70,11 +70,11 @@ def interrupt_at_weight_step(search, step):
     """Raise KeyboardInterrupt instead of the `step`-th weight update (1-based)."""
     original, calls = search.weight_step, [0]
 
-    def weight_step(x, y):
+    def weight_step(x, y, *args):
         calls[0] += 1
         if calls[0] == step:
             raise KeyboardInterrupt
-        return original(x, y)
+        return original(x, y, *args)
 
     search.weight_step = weight_step
 
