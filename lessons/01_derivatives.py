@@ -36,7 +36,6 @@ builds that numerical derivative and learns where it breaks.
 Run from the repository root:  python lessons/01_derivatives.py   (figures: lessons/figures/01)
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -52,7 +51,6 @@ import numpy as np  # noqa: E402
 import minidarts as md  # noqa: E402
 from minidarts import Function  # noqa: E402
 
-FAST = "--fast" in sys.argv or os.environ.get("MINIDARTS_FAST") == "1"
 FIG_DIR = ROOT / "lessons" / "figures" / "01"
 md.set_default_device("cpu")  # the lesson compares with NumPy on the CPU
 
