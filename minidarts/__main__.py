@@ -121,6 +121,74 @@ def _cmd_search(args):
     Search(cfg).run()
 
 
+def _sweep_parser(sub):
+    p = sub.add_parser(
+        "sweep",
+        help="evaluate a finished hypernet search at many lambdas (no training)",
+        description="Walk lambdas through a finished hypernet search: derived genotype, its "
+        "cell weights, expected complexity and supernetwork validation accuracy at "
+        "alpha(lambda). Writes RUN/sweep/ (sweep.csv, sweep.md, pareto.png, complexity.png, "
+        "cells.png).",
+    )
+    p.add_argument("run", metavar="RUN", help="the run folder of a hypernet search")
+    p.add_argument(
+        "--lambdas",
+        help="comma-separated lambdas, e.g. 1e-5,1e-4,1e-3 (default: 9 log-spaced values "
+        "over the run's [lambda_min, lambda_max])",
+    )
+    p.add_argument(
+        "--eval-batches", type=int, help="validation batches per lambda (default: the run's)"
+    )
+
+
+def _parse_lambdas(text):
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--lambdas: expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise ValueError(f"--lambdas: expected positive numbers, got {text!r}")
+    return values
+
+
+def _cmd_sweep(args):
+    from .sweep import run_sweep
+
+    lambdas = _parse_lambdas(args.lambdas) if args.lambdas else None
+    if args.eval_batches is not None and args.eval_batches < 1:
+        raise ValueError(f"--eval-batches must be at least 1, got {args.eval_batches}")
+    run_sweep(args.run, lambdas, args.eval_batches)
+
+
+def _experiment_parser(sub):
+    p = sub.add_parser(
+        "experiment",
+        help="the paper's experiment: fixed-penalty DARTS against one hypernet search",
+        description="Runs DARTS with a fixed complexity penalty at lambda = 1e-4, 1e-3, 1e-2, "
+        "1e-1 and one linear-hypernet search (lambda and log-lambda input), evaluates them at "
+        "those lambdas, and writes the paper's table (validation accuracy by epoch, beside the "
+        "paper's numbers) and figures. An interrupted experiment continues where it stopped.",
+    )
+    p.add_argument("which", choices=["paper"], help="the experiment to run")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="shrink data (60000 x S images) and epochs (100 x S): 1 is the paper's size "
+        "(for a GPU); 0.05 runs in about half an hour on a 2-core CPU (default: 1)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or gpu (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", default="runs", help="folder for the experiment folder")
+    p.add_argument("--name", help="experiment folder name (default: experiment-paper-scaleS)")
+
+
+def _cmd_experiment(args):
+    from .experiment import run_experiment
+
+    run_experiment(args.scale, args.device, args.seed, args.out, args.name)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m minidarts",
@@ -128,6 +196,11 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _search_parser(sub)
+    from .train import add_train_parser, run_train
+
+    add_train_parser(sub)
+    _sweep_parser(sub)
+    _experiment_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -135,6 +208,12 @@ def main(argv=None):
     try:
         if args.command == "search":
             _cmd_search(args)
+        elif args.command == "train":
+            run_train(args)
+        elif args.command == "sweep":
+            _cmd_sweep(args)
+        elif args.command == "experiment":
+            _cmd_experiment(args)
     except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,228 @@
+"""The lambda sweep: one finished hypernet search, a whole family of architectures.
+
+The point of the hypernetwork (eq. 4-5) is that after one search, any lambda
+gives an architecture alpha(lambda) with no further training. `sweep` walks a
+list of lambdas through a finished search and reports, for each:
+
+    the derived genotype (DARTS's rule on softmax(alpha(lambda)))
+    its cell weights (the kept operations of the search network's cells)
+    the expected complexity of alpha(lambda) (complexity.py, in [0, 1])
+    the supernetwork's validation loss and accuracy at alpha(lambda)
+
+and writes RUN/sweep/: sweep.csv, sweep.md, pareto.png (accuracy against
+weights), complexity.png (complexity and weights against lambda) and cells.png
+(the reduction cells side by side). The rank correlation between lambda and the
+weight count says whether lambda really controls the complexity.
+"""
+
+import csv
+import math
+import os
+
+from .genotype import genotype_to_str
+
+
+def log_spaced(lo, hi, n):
+    """n values from lo to hi, evenly spaced in log10."""
+    if n == 1:
+        return [lo]
+    a, b = math.log10(lo), math.log10(hi)
+    return [10 ** (a + (b - a) * i / (n - 1)) for i in range(n)]
+
+
+def _ranks(values):
+    """Ranks 1..n, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x, y):
+    """Spearman's rank correlation: the Pearson correlation of the ranks (ties
+    averaged). NaN when either side is constant."""
+    rx, ry = _ranks(x), _ranks(y)
+    n = len(x)
+    mx, my = sum(rx) / n, sum(ry) / n
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    if vx == 0 or vy == 0:
+        return float("nan")
+    return cov / math.sqrt(vx * vy)
+
+
+def sweep(search, lambdas, log=print):
+    """Evaluate a finished hypernet Search at each lambda; returns a list of rows."""
+    if search.hypernet is None:
+        raise ValueError(
+            f"{search.folder} is not a hypernet search (hypernet = None): a sweep needs "
+            "`python -m minidarts search --hypernet linear|mlp`"
+        )
+    rows = []
+    for lam in lambdas:
+        record = search.architecture_record(lam)
+        record["lambda"] = lam
+        record["genotype_str"] = genotype_to_str(search.genotype(lam))
+        rows.append(record)
+        log(
+            f"lambda {lam:9.3g} | val acc {record['val_acc']:.4f} | complexity "
+            f"{record['complexity']:.4f} | cell weights {record['genotype_params']:6d}"
+        )
+    return rows
+
+
+def summary(rows):
+    """Spearman(lambda, cell weights) and the ratio of the largest to the smallest count."""
+    params = [r["genotype_params"] for r in rows]
+    lams = [r["lambda"] for r in rows]
+    span = max(params) / min(params) if min(params) > 0 else float("inf")
+    return {"spearman": spearman(lams, params), "span": span}
+
+
+def write_tables(rows, folder):
+    """sweep.csv and sweep.md in `folder`; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    csv_path = os.path.join(folder, "sweep.csv")
+    keys = ["lambda", "val_acc", "val_loss", "complexity", "genotype_params", "genotype_str"]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(keys)
+        for r in rows:
+            writer.writerow([r[k] for k in keys])
+    stats = summary(rows)
+    md_path = os.path.join(folder, "sweep.md")
+    with open(md_path, "w") as f:
+        f.write("| lambda | val acc, % | complexity | cell weights | reduction cell |\n")
+        f.write("|---:|---:|---:|---:|---|\n")
+        for r in rows:
+            cell = ", ".join(f"{op}<-{i}" for op, i in r["genotype"]["reduce"])
+            f.write(
+                f"| {r['lambda']:.3g} | {100 * r['val_acc']:.2f} | {r['complexity']:.4f} | "
+                f"{r['genotype_params']} | {cell} |\n"
+            )
+        f.write(
+            f"\nSpearman rank correlation of lambda and cell weights: {stats['spearman']:.3f}; "
+            f"largest / smallest weight count: {stats['span']:.2f}\n"
+        )
+    return [csv_path, md_path]
+
+
+def plot_sweep(rows, folder, kinds=("reduce",)):
+    """pareto.png, complexity.png and cells.png in `folder`; returns their paths."""
+    from . import plots
+    from .genotype import genotype_from_dict
+
+    plt = plots.plt
+    lams = [r["lambda"] for r in rows]
+    params = [r["genotype_params"] for r in rows]
+    accs = [100 * r["val_acc"] for r in rows]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    sc = ax.scatter(params, accs, c=[math.log10(v) for v in lams], cmap="viridis", s=50)
+    for p, a, lam in zip(params, accs, lams):
+        ax.annotate(f"{lam:.0e}", (p, a), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = _pareto_front(params, accs)
+    ax.plot(
+        [params[i] for i in front],
+        [accs[i] for i in front],
+        "--",
+        color="#d62728",
+        lw=1,
+        label="Pareto front",
+    )
+    ax.set(
+        xlabel="cell weights of the derived architecture",
+        ylabel="supernetwork validation accuracy, %",
+        title="one hypernet search, every lambda",
+    )
+    fig.colorbar(sc, ax=ax, label="log10 lambda")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(folder, "pareto.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax1 = plt.subplots(figsize=(5.5, 4))
+    ax1.semilogx(lams, [r["complexity"] for r in rows], "o-", color="#1f77b4")
+    ax1.set(xlabel="lambda", ylabel="expected complexity (0..1)")
+    ax1.tick_params(axis="y", colors="#1f77b4")
+    ax2 = ax1.twinx()
+    ax2.semilogx(lams, params, "s--", color="#ff7f0e")
+    ax2.set_ylabel("cell weights of the derived genotype")
+    ax2.tick_params(axis="y", colors="#ff7f0e")
+    ax1.set_title("complexity against lambda")
+    ax1.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(os.path.join(folder, "complexity.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    kind = kinds[-1]
+    cols = min(3, len(rows))
+    rows_n = math.ceil(len(rows) / cols)
+    steps = len(rows[0]["genotype"]["reduce"]) // 2
+    fig, axes = plt.subplots(
+        rows_n, cols, figsize=(cols * (1.6 * steps + 2.6), rows_n * 3.2), squeeze=False
+    )
+    for ax, r in zip(axes.flat, rows):
+        g = genotype_from_dict(r["genotype"])
+        gene, concat = (
+            (g.reduce, g.reduce_concat) if kind == "reduce" else (g.normal, g.normal_concat)
+        )
+        plots.draw_cell(
+            gene, concat, ax=ax, title=f"lambda {r['lambda']:.1e}: {r['genotype_params']} weights"
+        )
+    for ax in list(axes.flat)[len(rows) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    paths.append(os.path.join(folder, "cells.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def _pareto_front(params, accs):
+    """Indices of the points no other point beats on both weights (fewer) and
+    accuracy (higher), sorted by weights."""
+    idx = sorted(range(len(params)), key=lambda i: (params[i], -accs[i]))
+    front, best = [], -math.inf
+    for i in idx:
+        if accs[i] > best:
+            front.append(i)
+            best = accs[i]
+    return front
+
+
+def run_sweep(folder, lambdas=None, eval_batches=None, log=print):
+    """Load the search in `folder`, sweep it, write tables and plots to folder/sweep/."""
+    from .search import Search
+
+    search = Search.resume(folder, log=lambda *_: None)
+    if eval_batches is not None:
+        search.cfg.eval_batches = eval_batches
+    if lambdas is None:
+        lambdas = log_spaced(search.cfg.lambda_min, search.cfg.lambda_max, 9)
+    log(f"sweep: {folder} | {len(lambdas)} lambdas from {min(lambdas):g} to {max(lambdas):g}")
+    rows = sweep(search, lambdas, log=log)
+    out = os.path.join(folder, "sweep")
+    paths = write_tables(rows, out)
+    paths += plot_sweep(rows, out, kinds=search.model.cell_kinds())
+    stats = summary(rows)
+    log(
+        f"Spearman(lambda, cell weights) = {stats['spearman']:.3f} | largest / smallest = "
+        f"{stats['span']:.2f}\nwrote " + ", ".join(paths)
+    )
+    return rows
+
+
+__all__ = ["log_spaced", "run_sweep", "spearman", "sweep"]
