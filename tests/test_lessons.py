@@ -40,10 +40,8 @@ def test_lesson_runs_and_passes_its_checks(path):
             timeout=TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as err:
-        out = err.stdout or b""
-        out = (
-            out.decode(errors="replace") if isinstance(out, bytes) else out
-        )  # bytes, even with text=True
+        out = err.stdout or b""  # the partial output comes as bytes, even with text=True
+        out = out.decode(errors="replace") if isinstance(out, bytes) else out
         pytest.fail(f"{path.name} ran longer than {TIMEOUT_S} s:\n{_tail(out)}")
     assert proc.returncode == 0, (
         f"{path.name} exited with status {proc.returncode}\n--- stdout ---\n"
