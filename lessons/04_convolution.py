@@ -162,7 +162,7 @@ y_mine = y_mine + bt.data.reshape(1, 4, 1, 1)
 yt = F.conv2d(xt, wt, bt, stride=2, padding=1, dilation=2)
 print(f"x {xt.shape}, w {wt.shape}, stride 2, padding 1, dilation 2")
 print(f"H_out = (9 + 2*1 - 2*(3 - 1) - 1) // 2 + 1 = {conv_out(9, 3, 2, 1, 2)}; y {yt.shape}")
-print(f"cols per image: K = 3*3*3 = {cols.shape[1]} rows, P = 3*3 = {cols.shape[2]} columns")
+print(f"cols per image: K = 3*3*3 = {cols.shape[1]} rows, P = 4*4 = {cols.shape[2]} columns")
 same(y_mine, yt.numpy())
 same(y_mine, scipy_conv2d(xt.data, wt.data, **settings) + bt.data.reshape(1, 4, 1, 1))
 print("im2col by hand = F.conv2d = the SciPy reference")
@@ -183,9 +183,10 @@ dcols = wt.data.reshape(o, -1).T @ Gm  # (N, K, P)
 _, c, h, wd = xt.shape
 s, p, d = settings["s"], settings["p"], settings["d"]
 hp, wp = h + 2 * p, wd + 2 * p
-kk, ho, wo = 3, *yt.shape[2:]
-i, j, a, v = np.meshgrid(np.arange(kk), np.arange(kk), np.arange(ho), np.arange(wo), indexing="ij")
-flat_pos = ((a * s + i * d) * wp + (v * s + j * d)).reshape(kk * kk, ho * wo)  # (k*k, P)
+kk, ho, wo = 3, *yt.shape[2:]  # kernel size, output size
+ti, tj, oh, ow = np.meshgrid(*(np.arange(m) for m in (kk, kk, ho, wo)), indexing="ij")
+# tap (ti, tj) of output pixel (oh, ow) reads padded pixel (oh*s + ti*d, ow*s + tj*d)
+flat_pos = ((oh * s + ti * d) * wp + (ow * s + tj * d)).reshape(kk * kk, ho * wo)  # (k*k, P)
 xpad = np.pad(xt.data, ((0, 0), (0, 0), (p, p), (p, p))).reshape(n, c, hp * wp)
 same(xpad[:, :, flat_pos].reshape(n, -1, ho * wo), cols)  # gather = the im2col copy
 gxpad = np.zeros((n, c, hp * wp))
