@@ -47,6 +47,36 @@ def plot_curves(history, path):
     return path
 
 
+def plot_train_curves(history, path):
+    """Loss and accuracy per epoch of a retraining run (train.py): the training
+    batches (mean over the epoch, training mode) and the test set (after the epoch)."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (during the epoch)")
+    ax1.plot(epochs, [r["test_loss"] for r in history], "^-", label="test")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax2.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train")
+    ax2.plot(epochs, [100 * r["test_acc"] for r in history], "^-", label="test")
+    best = max(history, key=lambda r: r["test_acc"])
+    ax2.annotate(
+        f"{100 * best['test_acc']:.2f}%",
+        (best["epoch"], 100 * best["test_acc"]),
+        textcoords="offset points",
+        xytext=(0, -14),
+        ha="center",
+        fontsize=8,
+    )
+    ax2.set(xlabel="epoch", ylabel="accuracy, %", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_alpha_heatmaps(history, primitives, kind, path, steps=None):
     """softmax(alpha) of every edge of one cell type over the epochs: one panel per
     edge (operations down, epochs across), panels laid out by target node.
