@@ -200,16 +200,135 @@ def bench_kernels(args):
     return [case.row() for case in cases]
 
 
+def _search_parts(batch, device, order=1):
+    """The paper's search network (C=8, one reduction cell, 4 nodes) with its two
+    optimisers and a fixed train and val batch of random images on `device`."""
+    from . import optim
+    from .architect import Architect
+    from .network import Network
+
+    previous = backend.default_device()
+    backend.set_default_device(device)
+    try:
+        net = Network(C=8, layers=1, steps=4, seed=0)
+    finally:
+        backend.set_default_device(previous)
+    w_opt = optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    a_opt = optim.Adam(net.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    rng = backend.default_rng(7)
+    batches = [
+        (
+            _tensor((batch, 1, 28, 28), device, False, seed=300 + i),
+            backend.asarray(rng.integers(0, 10, batch), backend.int64, device),
+        )
+        for i in range(2)
+    ]
+    return net, w_opt, Architect(net, a_opt), batches
+
+
+def _step_functions(net, w_opt, architect, batches):
+    """name -> callable for the network's forward, forward+backward and search steps."""
+    from . import optim
+    from .architect import frozen
+    from .functional import cross_entropy
+
+    (x, y), (x_val, y_val) = batches
+
+    def forward():
+        with no_grad():
+            net(x)
+
+    def forward_backward():
+        net.zero_grad()
+        cross_entropy(net(x), y).backward()
+
+    def weight_step():
+        w_opt.zero_grad()
+        with frozen(net.arch_parameters()):
+            cross_entropy(net(x), y).backward()
+        optim.clip_grad_norm_(net.parameters(), 5.0)
+        w_opt.step()
+
+    def alpha_step():
+        architect.step(x_val, y_val)
+
+    def search_step():
+        alpha_step()
+        weight_step()
+
+    return {
+        "network forward": forward,
+        "network fwd+bwd": forward_backward,
+        "alpha step (1st order)": alpha_step,
+        "weight step": weight_step,
+        "search step (1st order)": search_step,
+    }
+
+
+def peak_step_memory(device, batch):
+    """Peak bytes of arrays alive during one first-order search step, beyond those
+    alive before it (tracemalloc sees NumPy's allocations; CuPy's pool on the GPU)."""
+    net, w_opt, architect, batches = _search_parts(batch, device)
+    steps = _step_functions(net, w_opt, architect, batches)
+    steps["search step (1st order)"]()  # optimiser state exists from here on
+    if device == "gpu":
+        xp = backend.array_module(device)
+        pool = xp.get_default_memory_pool()
+        pool.free_all_blocks()
+        before = pool.used_bytes()
+        steps["search step (1st order)"]()
+        return pool.total_bytes() - before
+    import tracemalloc
+
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    steps["search step (1st order)"]()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - base
+
+
+def bench_network(args):
+    """The paper's search network (C=8, one reduction cell, batch 64): forward,
+    forward+backward, and the steps of first-order DARTS (eq. 3)."""
+    net, w_opt, architect, batches = _search_parts(args.batch, args.device)
+    steps = _step_functions(net, w_opt, architect, batches)
+    xp = backend.array_module(args.device)
+    for fn in steps.values():  # warm-up
+        fn()
+    times = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, fn in steps.items():
+            times[name].append(_timed(fn, xp))
+    shape = f"({args.batch},1,28,28)"
+    rows = [Row(name, shape, statistics.median(t), None, 0.0, 0.0) for name, t in times.items()]
+    peak = peak_step_memory(args.device, args.batch)
+    args.notes.append(
+        f"peak memory of one first-order search step: {peak / 2**20:.0f} MiB of arrays"
+    )
+    return rows
+
+
 # name -> function(args) -> list of Row, in the order they run and print.
-SECTIONS = {"kernels": bench_kernels}
+SECTIONS = {"kernels": bench_kernels, "network": bench_network}
 
 
 def print_table(title, rows, matmul):
+    """Kernel rows get forward, forward+backward and GFLOP/s columns; rows with only
+    one time (whole steps) get a single 'ms' column."""
+    print(f"\n{title}")
+    if all(r.fwdbwd_s is None for r in rows):
+        header = f"{'step':<26} {'input':<16} {'median ms':>10}"
+        print(header)
+        print("-" * len(header))
+        for r in rows:
+            print(f"{r.name:<26} {r.shape:<16} {r.fwd_s * 1e3:>10.1f}")
+        print("-" * len(header))
+        return
     header = (
         f"{'kernel':<22} {'shape':<32} {'fwd ms':>8} {'fwd+bwd ms':>11} "
         f"{'fwd GFLOP/s':>12} {'f+b GFLOP/s':>12}"
     )
-    print(f"\n{title}")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -234,7 +353,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--batch", type=int, default=64, help="batch size (the paper: 64)")
     parser.add_argument(
-        "--sections", nargs="+", default=["kernels"], choices=list(SECTIONS), help="what to time"
+        "--sections",
+        nargs="+",
+        default=list(SECTIONS),
+        choices=list(SECTIONS),
+        help="what to time (default: all)",
     )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch < 2:
@@ -247,7 +370,10 @@ def main(argv=None):
     )
     for name in SECTIONS:
         if name in args.sections:
+            args.notes = []
             print_table(f"[{name}] {SECTIONS[name].__doc__}", SECTIONS[name](args), matmul)
+            for note in args.notes:
+                print(note)
 
 
 if __name__ == "__main__":
