@@ -25,6 +25,7 @@ def numerical_grad(f, x, eps=1e-6):
     xp = backend.get_array_module(x)
     grad = xp.zeros(x.shape, dtype=backend.float64)
     flat, g = x.reshape(-1), grad.reshape(-1)  # views: writing flat[i] changes x
+    # BEGIN SOLUTION numerical_grad: g[i] = (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), all i
     for i in range(flat.size):
         old = flat[i].item()
         flat[i] = old + eps
@@ -33,6 +34,7 @@ def numerical_grad(f, x, eps=1e-6):
         f_minus = float(f(x))
         flat[i] = old
         g[i] = (f_plus - f_minus) / (2 * eps)
+    # END SOLUTION
     return grad
 
 

@@ -38,8 +38,12 @@ class LambdaInput:
         self.mode, self.lambda_min, self.lambda_max = mode, lambda_min, lambda_max
 
     def __call__(self, lam):
-        if not lam > 0:
-            raise ValueError(f"lambda must be positive, got {lam}")
+        # a string or None would fail deep in a comparison, and an infinite lambda
+        # would turn alpha into inf / NaN: say so here, naming the caller
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+            raise TypeError(f"hypernet: lambda must be a number, got {lam!r}")
+        if not 0 < lam < math.inf:
+            raise ValueError(f"hypernet: lambda must be positive and finite, got {lam}")
         if self.mode == "lambda":
             return float(lam)
         lo, hi = math.log10(self.lambda_min), math.log10(self.lambda_max)
@@ -49,7 +53,11 @@ class LambdaInput:
 def sample_lambda(rng, lambda_min, lambda_max):
     """lambda drawn log-uniformly from [lambda_min, lambda_max] (the authors' choice:
     log10 lambda uniform in [-5, 0])."""
-    return 10 ** rng.uniform(math.log10(lambda_min), math.log10(lambda_max))
+    if not 0 < lambda_min < lambda_max:
+        raise ValueError(
+            f"sample_lambda: need 0 < lambda_min < lambda_max, got {lambda_min} and {lambda_max}"
+        )
+    return float(10 ** rng.uniform(math.log10(lambda_min), math.log10(lambda_max)))
 
 
 def _arch_tensor(shape, rng, scale, device):
@@ -72,12 +80,16 @@ class LinearHypernet:
         return [self.b1["normal"], self.b1["reduce"], self.b2["normal"], self.b2["reduce"]]
 
     def __call__(self, lam):
+        # BEGIN SOLUTION hypernet: alpha_kind = t * b1_kind + b2_kind with t = self.input(lam)
         t = self.input(lam)
         return {k: self.b1[k] * t + self.b2[k] for k in ("normal", "reduce")}
+        # END SOLUTION
 
     def state_dict(self):
+        """NumPy copies of b1 and b2 (as nn.Module.state_dict: later steps, which
+        update the tensors in place, must not change a state already taken)."""
         return {
-            f"{name}.{k}": getattr(self, name)[k].data
+            f"{name}.{k}": backend.to_numpy(getattr(self, name)[k].data).copy()
             for name in ("b1", "b2")
             for k in ("normal", "reduce")
         }
@@ -104,8 +116,10 @@ class MLPHypernet(nn.Module):
         sizes = [1, *hidden]
         layers = []
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        out = nn.Linear(sizes[-1], 2 * self.shape[0] * self.shape[1])
+            # the hidden layers draw from `rng` too, not the global generator: the same
+            # rng gives the same hypernet whatever was built before it
+            layers += [nn.Linear(a, b, rng=rng, device=device), nn.ReLU()]
+        out = nn.Linear(sizes[-1], 2 * self.shape[0] * self.shape[1], rng=rng, device=device)
         out.weight.data[...] = 0
         out.bias.data[...] = backend.asarray(
             scale * rng.standard_normal(out.bias.shape),
@@ -115,11 +129,8 @@ class MLPHypernet(nn.Module):
         self.mlp = nn.Sequential(*layers, out)
 
     def forward(self, lam):
-        t = Tensor(
-            backend.asarray(
-                [[self.input(lam)]], dtype=backend.float32, device=self.mlp[0].weight.device
-            )
-        )
+        weight = self.mlp[0].weight  # t in the weights' dtype: float64 for gradient checks
+        t = Tensor(backend.asarray([[self.input(lam)]], dtype=weight.dtype, device=weight.device))
         flat = self.mlp(t).reshape(2, *self.shape)
         return {"normal": flat[0], "reduce": flat[1]}
 

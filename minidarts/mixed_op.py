@@ -34,6 +34,7 @@ class MixedOp(nn.Module):
         """sum_o weights[o] * o(x). The 'none' operation is skipped: it outputs zeros,
         so it adds nothing to the sum and nothing to any gradient (its weight still
         takes part in the softmax that produced `weights`)."""
+        # BEGIN SOLUTION mixed_op: sum over o of weights[o] * op_o(x) (skip 'none')
         out = None
         for k, (name, op) in enumerate(zip(self.primitives, self._ops)):
             if name == "none":
@@ -41,3 +42,4 @@ class MixedOp(nn.Module):
             term = weights[k] * op(x)
             out = term if out is None else out + term
         return out
+        # END SOLUTION

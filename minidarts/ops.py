@@ -93,8 +93,10 @@ class Mul(Function):
         return _binary("mul", _xp(a), lambda u, v: u * v, a, b)
 
     def backward(self, gy):
+        # BEGIN SOLUTION backward_mul: (ga, gb) for y = a * b, summed back to each input's shape
         a, b = self.a, self.b
         return unbroadcast(gy * b, a.shape), unbroadcast(gy * a, b.shape)
+        # END SOLUTION
 
 
 class Div(Function):
@@ -207,6 +209,7 @@ class MatMul(Function):
             ) from None
 
     def backward(self, gy):
+        # BEGIN SOLUTION backward_matmul: (ga, gb) for y = a @ b, batched and broadcast
         a, b = self.a, self.b
         xp = _xp(a)
         a2 = a[None, :] if a.ndim == 1 else a
@@ -222,6 +225,7 @@ class MatMul(Function):
         return unbroadcast(ga, a2.shape).reshape(a.shape), unbroadcast(gb, b2.shape).reshape(
             b.shape
         )
+        # END SOLUTION
 
 
 # --- reductions ------------------------------------------------------------------
@@ -444,8 +448,10 @@ class Softmax(Function):
         return self.y
 
     def backward(self, gy):
+        # BEGIN SOLUTION backward_softmax: gx = y * (gy - sum(gy * y)) along self.dim
         y = self.y
         return (y * (gy - (gy * y).sum(axis=self.dim, keepdims=True)),)
+        # END SOLUTION
 
 
 class LogSoftmax(Function):
@@ -478,9 +484,11 @@ class CrossEntropy(Function):
         return -logp[rows, target].mean()
 
     def backward(self, gy):
+        # BEGIN SOLUTION backward_cross_entropy: (softmax - onehot) * gy / N, None for target
         g = self.p.copy()
         g[self.rows, self.target] -= 1
         return g * (gy / g.shape[0]), None
+        # END SOLUTION
 
 
 # --- the public functions --------------------------------------------------------
