@@ -8,6 +8,11 @@ the space (every edge taking its largest operation), so that it lies in [0, 1]:
     complexity(alpha) = sum_cells sum_e sum_o p_{e,o} * params(o, C_cell, stride_e)
                         / sum_cells sum_e max_o params(o, C_cell, stride_e)
 
+With the sigmoid relaxation (every operation on independently with probability
+sigmoid(alpha_{e,o})) the same sum is again the expected weight count, but the
+richest architecture then has every operation on, so the normaliser is
+sum_o params(o) instead of max_o params(o).
+
 It is bounded and smooth, and its gradient says "move probability from the
 heavy operations to the light ones". (The authors' code multiplied parameter
 norms by raw, unbounded alphas, and their penalty ran off to -5e5.)
@@ -55,7 +60,8 @@ class Complexity:
                 row = [op_param_count(o, C, stride) for o in self.primitives]
                 for o, n in enumerate(row):
                     costs[kind][e][o] += n
-                self.norm += max(row)
+                # the richest architecture: the heaviest op (softmax), or all ops (sigmoid)
+                self.norm += sum(row) if self.relaxation == "sigmoid" else max(row)
         self.cost_table = costs  # plain lists: exact integers, for reports and tests
         device = network.alphas["normal"].device
         dtype = network.alphas["normal"].dtype
