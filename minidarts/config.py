@@ -189,9 +189,14 @@ def validate(cfg, source="config"):
     if (
         not isinstance(lams, (list, tuple))
         or not lams
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in lams)
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+            for v in lams
+        )
     ):
-        raise ValueError(f"{source}: eval_lambdas must be a list of positive numbers, got {lams!r}")
+        raise ValueError(
+            f"{source}: eval_lambdas must be a list of positive finite numbers, got {lams!r}"
+        )
     cfg.eval_lambdas = [float(v) for v in lams]
     if cfg.eval_batches is not None and cfg.eval_batches < 1:
         raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")
