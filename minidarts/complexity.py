@@ -55,7 +55,12 @@ class Complexity:
         n_ops, n_edges = len(self.primitives), num_edges(network.steps)
         costs = {k: [[0.0] * n_ops for _ in range(n_edges)] for k in ("normal", "reduce")}
         self.norm = 0.0
-        for kind, C, strides in cell_plan(network):
+        plan = cell_plan(network)
+        # cell types the network has: the paper's one-cell network has no normal cell,
+        # and its normal alpha must get no gradient at all (not even a zero one, on
+        # which Adam's weight decay would still move it)
+        self.kinds = tuple(k for k in ("normal", "reduce") if any(p[0] == k for p in plan))
+        for kind, C, strides in plan:
             for e, stride in enumerate(strides):
                 row = [op_param_count(o, C, stride) for o in self.primitives]
                 for o, n in enumerate(row):
@@ -68,11 +73,19 @@ class Complexity:
         self.cost = {k: backend.asarray(v, dtype=dtype, device=device) for k, v in costs.items()}
 
     def __call__(self, alphas):
-        """sum_kind sum(relax(alpha_kind) * cost_kind) / norm, a scalar Tensor."""
+        """sum_kind sum(relax(alpha_kind) * cost_kind) / norm, a scalar Tensor (over the
+        cell types the network has)."""
         total = None
         for kind, alpha in alphas.items():
+            if kind not in self.kinds:
+                continue
             term = (relax(alpha, self.relaxation) * self.cost[kind].astype(alpha.dtype)).sum()
             total = term if total is None else total + term
+        if total is None:
+            raise ValueError(
+                f"Complexity: alphas has the cell types {sorted(alphas)}, the network "
+                f"{list(self.kinds)}"
+            )
         return total * (1.0 / self.norm)
 
     def expected_params(self, alphas):
