@@ -45,6 +45,22 @@ _SEARCH_FLAGS = {
         str,
         "what the hypernet sees: lambda (eq. 5) or log (log10 lambda scaled to [0, 1])",
     ),
+    "--order": (
+        "order",
+        int,
+        "1: first-order DARTS; 2: the architecture gradient through one virtual weight step",
+    ),
+    "--relaxation": (
+        "relaxation",
+        str,
+        "softmax (DARTS) or sigmoid (Fair DARTS: independent weights, zero-one loss)",
+    ),
+    "--zero-one-weight": (
+        "zero_one_weight",
+        float,
+        "weight of Fair DARTS's zero-one loss (sigmoid only; default: 10 with sigmoid, "
+        "0 with softmax)",
+    ),
     "--lambda-min": ("lambda_min", float, "smallest lambda drawn by a hypernet search"),
     "--lambda-max": ("lambda_max", float, "largest lambda drawn by a hypernet search"),
 }
@@ -54,7 +70,7 @@ def _search_parser(sub):
     defaults = SearchConfig()
     p = sub.add_parser(
         "search",
-        help="search an architecture on MNIST (DARTS, first order)",
+        help="search an architecture on MNIST (DARTS, first or second order)",
         description="DARTS search on the shipped MNIST. Without flags: the paper's search "
         f"space on {defaults.subset} training images for {defaults.epochs} epochs (a few "
         "minutes on a 2-core CPU). Writes a run folder with the genotype, metrics, plots "
@@ -84,7 +100,8 @@ def _search_parser(sub):
             dest=key,  # '--data' must land in args.data_root, where _cmd_search reads it
             type=typ,
             default=None,
-            help=f"{text} (default: {'all' if default is None else default})",
+            # texts that name their own default (e.g. --name) get no second one
+            help=text if "default" in text else f"{text} (default: {default})",
         )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p

@@ -202,7 +202,8 @@ def bench_kernels(args):
 
 def _search_parts(batch, device, order=1):
     """The paper's search network (C=8, one reduction cell, 4 nodes) with its two
-    optimisers and a fixed train and val batch of random images on `device`."""
+    optimisers, an Architect of the given order and a fixed train and val batch of
+    random images on `device`."""
     from . import optim
     from .architect import Architect
     from .network import Network
@@ -223,11 +224,12 @@ def _search_parts(batch, device, order=1):
         )
         for i in range(2)
     ]
-    return net, w_opt, Architect(net, a_opt), batches
+    return net, w_opt, Architect(net, a_opt, order=order, w_optimizer=w_opt), batches
 
 
 def _step_functions(net, w_opt, architect, batches):
-    """name -> callable for the network's forward, forward+backward and search steps."""
+    """name -> callable for the network's forward, forward+backward and search steps
+    (the alpha and search steps of the architect's order)."""
     from . import optim
     from .architect import frozen
     from .functional import cross_entropy
@@ -250,39 +252,45 @@ def _step_functions(net, w_opt, architect, batches):
         w_opt.step()
 
     def alpha_step():
-        architect.step(x_val, y_val)
+        architect.step(x_val, y_val, 0.0, x, y)  # order 1 does not use (x, y)
 
     def search_step():
         alpha_step()
         weight_step()
 
+    order = _ORDER_NAMES[architect.order]
     return {
         "network forward": forward,
         "network fwd+bwd": forward_backward,
-        "alpha step (1st order)": alpha_step,
+        f"alpha step ({order} order)": alpha_step,
         "weight step": weight_step,
-        "search step (1st order)": search_step,
+        f"search step ({order} order)": search_step,
     }
 
 
-def peak_step_memory(device, batch):
-    """Peak bytes of arrays alive during one first-order search step, beyond those
-    alive before it (tracemalloc sees NumPy's allocations; CuPy's pool on the GPU)."""
-    net, w_opt, architect, batches = _search_parts(batch, device)
-    steps = _step_functions(net, w_opt, architect, batches)
-    steps["search step (1st order)"]()  # optimiser state exists from here on
+_ORDER_NAMES = {1: "1st", 2: "2nd"}
+
+
+def peak_step_memory(device, batch, order=1):
+    """Peak bytes of arrays alive during one search step of the given order, beyond
+    those alive before it (tracemalloc sees NumPy's allocations; CuPy's pool on the GPU)."""
+    net, w_opt, architect, batches = _search_parts(batch, device, order)
+    step = _step_functions(net, w_opt, architect, batches)[
+        f"search step ({_ORDER_NAMES[order]} order)"
+    ]
+    step()  # optimiser state exists from here on
     if device == "gpu":
         xp = backend.array_module(device)
         pool = xp.get_default_memory_pool()
         pool.free_all_blocks()
         before = pool.used_bytes()
-        steps["search step (1st order)"]()
+        step()
         return pool.total_bytes() - before
     import tracemalloc
 
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    steps["search step (1st order)"]()
+    step()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak - base
@@ -290,9 +298,16 @@ def peak_step_memory(device, batch):
 
 def bench_network(args):
     """The paper's search network (C=8, one reduction cell, batch 64): forward,
-    forward+backward, and the steps of first-order DARTS (eq. 3)."""
+    forward+backward, and the steps of first- and second-order DARTS (eq. 3)."""
     net, w_opt, architect, batches = _search_parts(args.batch, args.device)
     steps = _step_functions(net, w_opt, architect, batches)
+    # second order on a network of its own (same seed, same batches), so that its
+    # steps do not change the first-order network between rounds
+    steps.update(
+        (name, fn)
+        for name, fn in _step_functions(*_search_parts(args.batch, args.device, 2)).items()
+        if "2nd" in name
+    )
     xp = backend.array_module(args.device)
     for fn in steps.values():  # warm-up
         fn()
@@ -302,10 +317,11 @@ def bench_network(args):
             times[name].append(_timed(fn, xp))
     shape = f"({args.batch},1,28,28)"
     rows = [Row(name, shape, statistics.median(t), None, 0.0, 0.0) for name, t in times.items()]
-    peak = peak_step_memory(args.device, args.batch)
-    args.notes.append(
-        f"peak memory of one first-order search step: {peak / 2**20:.0f} MiB of arrays"
-    )
+    for order, name in _ORDER_NAMES.items():
+        peak = peak_step_memory(args.device, args.batch, order)
+        args.notes.append(
+            f"peak memory of one {name}-order search step: {peak / 2**20:.0f} MiB of arrays"
+        )
     return rows
 
 

@@ -37,6 +37,14 @@ class SearchConfig:
     w_momentum: float = 0.9
     w_weight_decay: float = 3e-4
     grad_clip: float = 5.0
+    # the architecture gradient: 1 (first-order DARTS) or 2 (through one virtual weight step)
+    order: int = 1
+    # the mixing weights: "softmax" over each edge's operations (DARTS, eq. 2) or
+    # "sigmoid", every operation weighted independently (Fair DARTS)
+    relaxation: str = "softmax"
+    # w01 of Fair DARTS's zero-one loss (sigmoid only); None: 10 with sigmoid (Fair
+    # DARTS's value), 0 with softmax; 0 disables it
+    zero_one_weight: float | None = None
     # architecture alpha: Adam
     alpha_lr: float = 3e-4
     alpha_beta1: float = 0.5
@@ -89,6 +97,7 @@ _POSITIVE_INT = {
 }
 _NONNEG_FLOAT = {
     "penalty",
+    "zero_one_weight",
     "w_lr",
     "w_lr_min",
     "w_momentum",
@@ -168,6 +177,17 @@ def validate(cfg, source="config"):
         raise ValueError(f"{source}: w_lr_min ({cfg.w_lr_min}) exceeds w_lr ({cfg.w_lr})")
     if cfg.device not in ("cpu", "gpu"):
         raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
+    if cfg.order not in (1, 2):
+        raise ValueError(f"{source}: order must be 1 or 2, got {cfg.order}")
+    if cfg.relaxation not in ("softmax", "sigmoid"):
+        raise ValueError(
+            f"{source}: relaxation must be 'softmax' or 'sigmoid', got {cfg.relaxation!r}"
+        )
+    if cfg.relaxation == "softmax" and cfg.zero_one_weight:
+        raise ValueError(
+            f"{source}: zero_one_weight is Fair DARTS's loss on sigmoid weights; it needs "
+            "relaxation = 'sigmoid'"
+        )
     if cfg.hypernet not in (None, "linear", "mlp"):
         raise ValueError(
             f"{source}: hypernet must be 'linear' or 'mlp' (or absent), got {cfg.hypernet!r}"
@@ -200,6 +220,14 @@ def validate(cfg, source="config"):
     cfg.eval_lambdas = [float(v) for v in lams]
     if cfg.eval_batches is not None and cfg.eval_batches < 1:
         raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")
+
+
+def resolved_zero_one_weight(cfg):
+    """w01 of the zero-one loss a config asks for: its zero_one_weight, or by default
+    10 with the sigmoid relaxation (Fair DARTS) and 0 with softmax."""
+    if cfg.zero_one_weight is not None:
+        return cfg.zero_one_weight
+    return 10.0 if cfg.relaxation == "sigmoid" else 0.0
 
 
 def load_toml(path):

@@ -7,13 +7,24 @@ edges, and each kept edge its strongest operation, 'none' excluded:
     node j keeps the 2 edges with the largest strength, each with its argmax op.
 
 The rule reads softmax(alpha), not raw alpha (reading raw alpha is a known bug of
-some public DARTS code; with the sigmoid relaxation of issue 7 the weights are
-sigmoid(alpha)). The result is printed in DARTS's own form,
+some public DARTS code). The result is printed in DARTS's own form,
 
     Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5],
              reduce=[...], reduce_concat=[2, 3, 4, 5])
 
 so that other DARTS code can take it, and saved as JSON.
+
+With the sigmoid relaxation (Fair DARTS) the weights are sigmoid(alpha), each in
+(0, 1) and independent of the others. Fair DARTS keeps every operation whose
+weight exceeds a threshold (0.85), which gives cells with any number of inputs
+per node. Here the genotype keeps DARTS's shape, so that the evaluation network
+and other DARTS code take it unchanged: the same rule, on sigmoid weights,
+
+    strength(edge) = max over o != none of sigmoid(alpha_edge)_o
+    node j keeps the 2 edges with the largest strength, each with its argmax op,
+
+and threshold_record() lists beside it, in the genotype JSON, which operations
+pass Fair DARTS's threshold.
 """
 
 import json
@@ -23,12 +34,15 @@ from .operations import PRIMITIVES
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
+FAIR_DARTS_THRESHOLD = 0.85  # Fair DARTS keeps the operations with sigmoid(alpha) above this
+
 
 def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
     """The kept (operation, input node) pairs of one cell, 2 per intermediate node.
 
-    weights: (num_edges, num_ops) array-like of relaxed weights (softmax(alpha)).
-    Ties are broken by the lower edge / operation index (a stable order)."""
+    weights: (num_edges, num_ops) array-like of relaxed weights (softmax(alpha), or
+    sigmoid(alpha) with the sigmoid relaxation). Ties are broken by the lower edge /
+    operation index (a stable order)."""
     rows = [[float(w) for w in row] for row in weights]
     expected = sum(2 + i for i in range(steps))
     if len(rows) != expected or any(len(r) != len(primitives) for r in rows):
@@ -48,6 +62,40 @@ def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
             gene.append((primitives[best_op[i]], i))
         start += n_inputs
     return gene
+
+
+def threshold_cell(weights, steps=4, primitives=PRIMITIVES, threshold=FAIR_DARTS_THRESHOLD):
+    """Fair DARTS's rule on one cell: every (node, input, operation) whose weight
+    exceeds `threshold`, 'none' excluded, as dicts {node, input, op, weight}, in edge
+    and operation order. weights: (num_edges, num_ops) sigmoid(alpha). A node may
+    get any number of inputs, none included."""
+    rows = [[float(w) for w in row] for row in weights]
+    expected = sum(2 + i for i in range(steps))
+    if len(rows) != expected or any(len(r) != len(primitives) for r in rows):
+        raise ValueError(
+            f"threshold_cell: weights must have shape ({expected}, {len(primitives)}) for "
+            f"{steps} nodes, got ({len(rows)}, {len(rows[0]) if rows else 0})"
+        )
+    kept, e = [], 0
+    for node in range(steps):
+        for i in range(node + 2):
+            for o, name in enumerate(primitives):
+                if name != "none" and rows[e][o] > threshold:
+                    kept.append({"node": node, "input": i, "op": name, "weight": rows[e][o]})
+            e += 1
+    return kept
+
+
+def threshold_record(
+    weights_normal, weights_reduce, steps=4, primitives=PRIMITIVES, threshold=FAIR_DARTS_THRESHOLD
+):
+    """What Fair DARTS's threshold rule would keep in both cell types (JSON-ready):
+    {'threshold': t, 'normal': [...], 'reduce': [...]}, entries as threshold_cell's."""
+    return {
+        "threshold": threshold,
+        "normal": threshold_cell(weights_normal, steps, primitives, threshold),
+        "reduce": threshold_cell(weights_reduce, steps, primitives, threshold),
+    }
 
 
 def derive_genotype(weights_normal, weights_reduce, steps=4, multiplier=4, primitives=PRIMITIVES):
@@ -117,10 +165,15 @@ def genotype_from_dict(d, primitives=PRIMITIVES):
     )
 
 
-def save_genotype(genotype, path):
-    """Write the genotype as JSON, with DARTS's printed form beside it."""
+def save_genotype(genotype, path, extra=None):
+    """Write the genotype as JSON, with DARTS's printed form beside it and the entries
+    of `extra` (a dict, e.g. the sigmoid threshold record) after them."""
     data = genotype_to_dict(genotype)
     data["darts"] = genotype_to_str(genotype)
+    clash = set(extra or {}) & set(data)
+    if clash:
+        raise ValueError(f"save_genotype: extra keys {sorted(clash)} would replace the genotype's")
+    data.update(extra or {})
     with open(path, "w") as f:
         json.dump(data, f, indent=1)
 

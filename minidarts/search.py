@@ -1,16 +1,21 @@
 """The DARTS search loop: data, network, both optimisers, checkpoints, records.
 
-Per step (first-order DARTS, eq. 3):
-  1. the Architect takes one Adam step on alpha from a search-validation batch;
+Per step (DARTS, eq. 3):
+  1. the Architect takes one Adam step on alpha from a search-validation batch
+     (cfg.order 1: the gradient at the current weights; 2: through one virtual
+     weight step on this step's search-train batch, see architect.py);
   2. the weights take one SGD step from a search-train batch (gradient norm clipped).
+The relaxation (cfg.relaxation) is DARTS's softmax over each edge's operations or
+Fair DARTS's independent sigmoids (with its zero-one loss, cfg.zero_one_weight).
 Per epoch: the learning rate follows a cosine from w_lr down to w_lr_min; the
 network is evaluated on the search-validation set; the genotype is derived; the
 run folder gets metrics.jsonl, the genotype, plots and a checkpoint.
 
 A run folder (runs/NAME/) holds:
     config.json          the full configuration
-    metrics.jsonl        one JSON line per epoch: losses, accuracies, lr, softmax(alpha)
+    metrics.jsonl        one JSON line per epoch: losses, accuracies, lr, relaxed alpha
     genotypes/epoch_NNN.json, genotype.json (the latest), genotype.txt (DARTS's form)
+                         (sigmoid: with the operations above Fair DARTS's threshold)
     checkpoint.npz       everything needed to continue exactly (see checkpoint.py)
     plots/               curves, alpha heat maps, the cell
 
@@ -28,9 +33,9 @@ from .architect import Architect, frozen
 from .autograd import no_grad
 from .checkpoint import load_checkpoint, save_checkpoint
 from .complexity import Complexity
-from .config import SearchConfig, make_config
+from .config import SearchConfig, make_config, resolved_zero_one_weight
 from .evaluate import accuracy, evaluate
-from .genotype import genotype_to_dict, genotype_to_str, save_genotype
+from .genotype import genotype_to_dict, genotype_to_str, save_genotype, threshold_record
 from .hypernet import make_hypernet, sample_lambda
 from .network import Network
 from .progress import Progress, format_seconds
@@ -61,6 +66,7 @@ class Search:
                 multiplier=cfg.multiplier,
                 stem_multiplier=cfg.stem_multiplier,
                 in_channels=1,
+                relaxation=cfg.relaxation,
                 seed=cfg.seed,
             )
             self.hypernet = make_hypernet(cfg, self.model)
@@ -92,6 +98,9 @@ class Search:
             self.a_optimizer,
             hypernet=self.hypernet,
             complexity=self.complexity if (self.hypernet or cfg.penalty) else None,
+            order=cfg.order,
+            w_optimizer=self.w_optimizer,
+            zero_one_weight=resolved_zero_one_weight(cfg),
         )
         self.epoch = 0
         self.history = []
@@ -130,7 +139,7 @@ class Search:
         pairs = data.paired_batches(self.train_batches, self.val_batches)
         for k, ((x, y), (x_val, y_val)) in enumerate(pairs, start=1):
             lam = self.sample_lambda()
-            arch_loss, arch_acc = self.architect.step(x_val, y_val, lam)
+            arch_loss, arch_acc = self.architect.step(x_val, y_val, lam, x, y)
             loss, acc = self.weight_step(x, y, lam)
             if not all(map(_finite, (loss, arch_loss))):
                 raise FloatingPointError(
@@ -238,10 +247,22 @@ class Search:
         with open(os.path.join(self.folder, "metrics.jsonl"), "w") as f:
             for record in self.history:
                 f.write(json.dumps(record) + "\n")
+        extra = None
+        if self.cfg.relaxation == "sigmoid":
+            # the genotype keeps DARTS's shape (top 2 edges per node); beside it, which
+            # operations pass Fair DARTS's threshold (see genotype.threshold_record)
+            w = self.model.relaxed_weights(self.alphas())
+            extra = {
+                "sigmoid_threshold": threshold_record(
+                    w["normal"], w["reduce"], self.model.steps, self.model.primitives
+                )
+            }
         save_genotype(
-            genotype, os.path.join(self.folder, "genotypes", f"epoch_{self.epoch:03d}.json")
+            genotype,
+            os.path.join(self.folder, "genotypes", f"epoch_{self.epoch:03d}.json"),
+            extra,
         )
-        save_genotype(genotype, os.path.join(self.folder, "genotype.json"))
+        save_genotype(genotype, os.path.join(self.folder, "genotype.json"), extra)
         with open(os.path.join(self.folder, "genotype.txt"), "w") as f:
             f.write(genotype_to_str(genotype) + "\n")
 
