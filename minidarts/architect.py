@@ -187,12 +187,14 @@ class Architect:
         Order 2 also needs the training batch of this iteration (the virtual step's
         L_train); its loss and accuracy are those at the virtual weights w'."""
         if self.order == 1:
+            # BEGIN SOLUTION bilevel_step: zero_grad, loss at frozen weights, backward, step
             self.optimizer.zero_grad()
             with frozen(self.model.parameters()):
                 loss, logits = self.loss(x_val, y_val, lam)
                 loss.backward()
             self.optimizer.step()
             return loss.item(), accuracy(logits, y_val)
+            # END SOLUTION
         if x_train is None or y_train is None:
             raise ValueError(
                 "Architect.step: the second-order step needs the training batch "

@@ -79,10 +79,13 @@ def find_regions(text, path="<text>"):
     return regions
 
 
-def strip_solutions(text, path="<text>"):
-    """The text with each solution region replaced by a NotImplementedError stub."""
+def strip_solutions(text, path="<text>", tasks=None):
+    """The text with each solution region (of `tasks`, default all) replaced by a
+    NotImplementedError stub."""
     lines = text.splitlines(keepends=True)
     for task, what, begin, end in reversed(find_regions(text, path)):
+        if tasks is not None and task not in tasks:
+            continue
         indent = BEGIN.match(lines[begin].rstrip("\n"))["indent"]
         message = f"{task}: {what}".replace("\\", "\\\\").replace('"', '\\"')
         stub = f'{indent}raise NotImplementedError("{message}")\n'
@@ -101,8 +104,9 @@ def package_regions():
     return found
 
 
-def write_student_copy(outdir):
-    """Copy the repository to `outdir` with every solution region stubbed out."""
+def write_student_copy(outdir, tasks=None):
+    """Copy the repository to `outdir` with the solution regions of `tasks` (default:
+    all) stubbed out. Returns the number of files changed."""
     out = Path(outdir).resolve()
     if out == REPO or REPO in out.parents:
         raise ValueError(f"{outdir}: the student copy must be outside the repository")
@@ -120,7 +124,7 @@ def write_student_copy(outdir):
             src, dst = Path(root) / name, out / rel / name
             if name.endswith(".py") and rel.parts[:1] == ("minidarts",) and name != "assign.py":
                 text = src.read_text()
-                new = strip_solutions(text, src)
+                new = strip_solutions(text, src, tasks)
                 stubbed += text != new
                 dst.write_text(new)
             else:
@@ -137,19 +141,33 @@ def main(argv=None):
     )
     parser.add_argument("outdir", help="a new (or empty) folder outside the repository")
     parser.add_argument(
+        "--tasks",
+        help="comma-separated task ids to stub (default: all), e.g. to hand out one at a time",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="also import the copy in a fresh Python to make sure it loads",
     )
     args = parser.parse_args(argv)
+    known = [t for t, _, _ in TASKS]
+    tasks = None
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in known]
+        if unknown:
+            print(f"error: unknown tasks {unknown}; the tasks are {known}", file=sys.stderr)
+            return 1
     try:
-        files = write_student_copy(args.outdir)
+        files = write_student_copy(args.outdir, tasks)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.outdir}: {len(TASKS)} tasks stubbed in {files} files")
+    listed = [t for t in TASKS if tasks is None or t[0] in tasks]
+    print(f"wrote {args.outdir}: {len(listed)} tasks stubbed in {files} files")
     for i, (task, where, what) in enumerate(TASKS, 1):
-        print(f"  {i:2d}. {task:<24} minidarts/{where:<14} {what}")
+        if tasks is None or task in tasks:
+            print(f"  {i:2d}. {task:<24} minidarts/{where:<14} {what}")
     print("grade one task with:  python -m pytest -m TASK   (inside the copy)")
     if args.check:
         proc = subprocess.run(

@@ -75,12 +75,14 @@ class Complexity:
     def __call__(self, alphas):
         """sum_kind sum(relax(alpha_kind) * cost_kind) / norm, a scalar Tensor (over the
         cell types the network has)."""
+        # BEGIN SOLUTION complexity: total = sum over kinds of sum(relax(alpha) * cost[kind])
         total = None
         for kind, alpha in alphas.items():
             if kind not in self.kinds:
                 continue
             term = (relax(alpha, self.relaxation) * self.cost[kind].astype(alpha.dtype)).sum()
             total = term if total is None else total + term
+        # END SOLUTION
         if total is None:
             raise ValueError(
                 f"Complexity: alphas has the cell types {sorted(alphas)}, the network "

@@ -50,6 +50,7 @@ def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
             f"parse_cell: weights must have shape ({expected}, {len(primitives)}) for "
             f"{steps} nodes, got ({len(rows)}, {len(rows[0]) if rows else 0})"
         )
+    # BEGIN SOLUTION genotype: per node, the k strongest edges (best non-none op of each)
     candidates = [i for i, name in enumerate(primitives) if name != "none"]
     gene, start = [], 0
     for node in range(steps):
@@ -62,6 +63,7 @@ def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
             gene.append((primitives[best_op[i]], i))
         start += n_inputs
     return gene
+    # END SOLUTION
 
 
 def threshold_cell(weights, steps=4, primitives=PRIMITIVES, threshold=FAIR_DARTS_THRESHOLD):

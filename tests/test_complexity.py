@@ -24,6 +24,8 @@ from minidarts.network import Network
 from minidarts.operations import PRIMITIVES
 from minidarts.search import Search
 
+pytestmark = pytest.mark.complexity
+
 KINDS = ("normal", "reduce")
 
 

@@ -16,6 +16,8 @@ import minidarts as md
 import minidarts.functional as F
 from minidarts.conv import conv2d
 
+pytestmark = pytest.mark.im2col
+
 # name: (N, C, O, H, W, kernel, stride, padding, dilation, groups, bias)
 CASES = {
     # the DARTS search network (MNIST): stem, preprocessing / pointwise, FactorizedReduce

@@ -26,6 +26,8 @@ from minidarts.genotype import (
 )
 from minidarts.operations import PRIMITIVES
 
+pytestmark = pytest.mark.genotype
+
 OP = {name: i for i, name in enumerate(PRIMITIVES)}
 N_OPS = len(PRIMITIVES)
 

@@ -161,6 +161,7 @@ def test_output_not_depending_on_the_inputs_is_an_error():
 # --- numerical_grad on its own --------------------------------------------------------------
 
 
+@pytest.mark.numerical_grad
 def test_numerical_grad_matches_a_known_derivative():
     """f(x) = sum(sin(x) x^2),  df/dx = cos(x) x^2 + 2 x sin(x)."""
     x = np.linspace(-2.0, 3.0, 12).reshape(3, 4)
@@ -172,6 +173,7 @@ def test_numerical_grad_matches_a_known_derivative():
     np.testing.assert_array_equal(x, before)  # perturbed in place, then restored
 
 
+@pytest.mark.numerical_grad
 def test_numerical_grad_of_a_nonlinear_function_of_all_elements():
     """f(x) = log(sum(e^x)),  df/dx = softmax(x): every element depends on every other."""
     x = np.array([0.3, -1.2, 2.0, 0.7])
@@ -179,6 +181,7 @@ def test_numerical_grad_of_a_nonlinear_function_of_all_elements():
     np.testing.assert_allclose(g, np.exp(x) / np.exp(x).sum(), rtol=1e-8)
 
 
+@pytest.mark.numerical_grad
 def test_numerical_grad_on_the_device(device):
     x = backend.asarray(np.linspace(0.5, 2.0, 6), device=device)
     g = md.numerical_grad(lambda a: float((a**3).sum()), x)

@@ -56,6 +56,7 @@ def _t_log(lam, lo, hi):
 # --- the linear hypernetwork (eq. 5) ------------------------------------------------
 
 
+@pytest.mark.hypernet
 @pytest.mark.parametrize("lam", [1e-5, 1e-3, 0.37, 1.0, 3.0])
 def test_linear_hypernet_is_equation_5(lam):
     """alpha(lambda) = lambda * b1 + b2, bit for bit the float32 arithmetic of the formula."""
@@ -71,6 +72,7 @@ def test_linear_hypernet_is_equation_5(lam):
         np.testing.assert_array_equal(alphas[k].data, expected)
 
 
+@pytest.mark.hypernet
 @pytest.mark.parametrize("lam", [1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 1.0])
 def test_linear_hypernet_log_input(lam):
     """Input 'log': alpha = t b1 + b2 with t = (log10 lambda - log10 lmin) / (log10 lmax -
@@ -383,6 +385,7 @@ def _float64_setup(seed=0):
     return model, x, y
 
 
+@pytest.mark.hypernet
 @pytest.mark.parametrize(
     "mode, lam", [("lambda", 1e-3), ("lambda", 0.7), ("log", 2e-2)], ids=["1e-3", "0.7", "log"]
 )

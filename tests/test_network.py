@@ -17,6 +17,8 @@ from minidarts.genotype import derive_genotype
 from minidarts.network import Network, relax
 from minidarts.operations import PRIMITIVES
 
+pytestmark = pytest.mark.cell
+
 TINY = dict(C=4, steps=2, multiplier=2)
 
 

@@ -166,6 +166,7 @@ def test_factorized_reduce_matches_reference():
 # --- the mixed operation (eq. 2) ------------------------------------------------------------
 
 
+@pytest.mark.mixed_op
 @pytest.mark.parametrize("stride", [1, 2])
 def test_mixed_op_is_the_weighted_sum_of_its_ops(stride):
     minidarts.manual_seed(4)
