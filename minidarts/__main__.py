@@ -29,6 +29,11 @@ _SEARCH_FLAGS = {
     ),
     "--log-every": ("log_every", int, "print a progress line every N steps"),
     "--alpha-lr": ("alpha_lr", float, "Adam learning rate of the architecture (DARTS: 3e-4)"),
+    "--warmup-epochs": (
+        "warmup_epochs",
+        int,
+        "first epochs train only the weights, alpha frozen (DARTS: 0)",
+    ),
     "--penalty": (
         "penalty",
         float,

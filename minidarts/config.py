@@ -46,6 +46,10 @@ class SearchConfig:
     # DARTS's value), 0 with softmax; 0 disables it
     zero_one_weight: float | None = None
     # architecture alpha: Adam
+    # epochs at the start that train only the weights (alpha frozen), so that the
+    # parametric operations have learned something before alpha compares them with
+    # the parameter-free ones (a warm-up as in PC-DARTS / P-DARTS; DARTS: 0)
+    warmup_epochs: int = 0
     alpha_lr: float = 3e-4
     alpha_beta1: float = 0.5
     alpha_beta2: float = 0.999
@@ -218,6 +222,11 @@ def validate(cfg, source="config"):
             f"{source}: eval_lambdas must be a list of positive finite numbers, got {lams!r}"
         )
     cfg.eval_lambdas = [float(v) for v in lams]
+    if cfg.warmup_epochs < 0 or cfg.warmup_epochs >= cfg.epochs:
+        raise ValueError(
+            f"{source}: warmup_epochs must be in [0, epochs - 1] = [0, {cfg.epochs - 1}], "
+            f"got {cfg.warmup_epochs}"
+        )
     if cfg.eval_batches is not None and cfg.eval_batches < 1:
         raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")
 

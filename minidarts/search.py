@@ -139,7 +139,12 @@ class Search:
         pairs = data.paired_batches(self.train_batches, self.val_batches)
         for k, ((x, y), (x_val, y_val)) in enumerate(pairs, start=1):
             lam = self.sample_lambda()
-            arch_loss, arch_acc = self.architect.step(x_val, y_val, lam, x, y)
+            if self.epoch < self.cfg.warmup_epochs:  # warm-up: alpha stays, only measured
+                with no_grad():
+                    arch_loss_t, logits = self.architect.loss(x_val, y_val, lam)
+                arch_loss, arch_acc = arch_loss_t.item(), accuracy(logits, y_val)
+            else:
+                arch_loss, arch_acc = self.architect.step(x_val, y_val, lam, x, y)
             loss, acc = self.weight_step(x, y, lam)
             if not all(map(_finite, (loss, arch_loss))):
                 raise FloatingPointError(
