@@ -35,6 +35,7 @@ gradcheck's default tolerances.
 
 import numpy as np
 import pytest
+from test_search import assert_same_state, interrupt_after_epoch
 
 from minidarts import architect as architect_module
 from minidarts import functional as F
@@ -346,3 +347,20 @@ def test_cli_second_order_search_end_to_end(tmp_path, capsys):
         assert all(np.isfinite(v) for v in state["history"][0].values() if isinstance(v, float))
     assert not np.array_equal(first["alphas"]["reduce"], second["alphas"]["reduce"])
     assert set(hyper["history"][0]["lambdas"]) == {"0.0001", "0.001", "0.01", "0.1"}
+
+
+def test_second_order_search_resumes_bitwise(tmp_path):
+    """Order 2 adds no state of its own: a run stopped after epoch 1 and resumed ends
+    bit-identical to one that never stopped (weights, alpha, optimisers, batches)."""
+    from minidarts.search import Search
+
+    cfg = make_config("tiny", {"epochs": 2, "plots": False, "order": 2})
+    full = Search(cfg, folder=str(tmp_path / "full"), log=lambda *_: None)
+    full.run()
+    stopped = Search(cfg, folder=str(tmp_path / "stopped"), log=lambda *_: None)
+    interrupt_after_epoch(stopped, 1)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.run()
+    resumed = Search.resume(str(tmp_path / "stopped"), log=lambda *_: None)
+    resumed.run()
+    assert_same_state(full.state_dict(), resumed.state_dict())
