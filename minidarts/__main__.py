@@ -159,7 +159,9 @@ def _sweep_parser(sub):
         "over the run's [lambda_min, lambda_max])",
     )
     p.add_argument(
-        "--eval-batches", type=int, help="validation batches per lambda (default: the run's)"
+        "--eval-batches",
+        type=int,
+        help="validation batches per lambda; 0 = the whole split (default: the run's)",
     )
 
 
@@ -177,8 +179,8 @@ def _cmd_sweep(args):
     from .sweep import run_sweep
 
     lambdas = _parse_lambdas(args.lambdas) if args.lambdas else None
-    if args.eval_batches is not None and args.eval_batches < 1:
-        raise ValueError(f"--eval-batches must be at least 1, got {args.eval_batches}")
+    if args.eval_batches is not None and args.eval_batches < 0:
+        raise ValueError(f"--eval-batches must be >= 0 (0: all), got {args.eval_batches}")
     run_sweep(args.run, lambdas, args.eval_batches)
 
 

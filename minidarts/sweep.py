@@ -204,12 +204,13 @@ def _pareto_front(params, accs):
 
 
 def run_sweep(folder, lambdas=None, eval_batches=None, log=print):
-    """Load the search in `folder`, sweep it, write tables and plots to folder/sweep/."""
+    """Load the search in `folder`, sweep it, write tables and plots to folder/sweep/.
+    eval_batches: validation batches per lambda (None: the run's setting, 0: all)."""
     from .search import Search
 
     search = Search.resume(folder, log=lambda *_: None)
-    if eval_batches is not None:
-        search.cfg.eval_batches = eval_batches
+    if eval_batches is not None:  # 0: the whole validation split
+        search.cfg.eval_batches = eval_batches or None
     if lambdas is None:
         lambdas = log_spaced(search.cfg.lambda_min, search.cfg.lambda_max, 9)
     log(f"sweep: {folder} | {len(lambdas)} lambdas from {min(lambdas):g} to {max(lambdas):g}")
