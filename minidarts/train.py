@@ -60,7 +60,16 @@ class TrainConfig:
     normal alpha never enters the loss). layers=1 sees only one cell on a 14x14 map;
     layers=3 adds a normal cell at the full 28x28 resolution, which costs more than the
     two reduction cells together (measured: 0.10 s per batch of 64 for 2 cells at C=8 on
-    a 2-core CPU, 0.18 s for 3 cells, 0.46 s for 3 cells at C=16)."""
+    a 2-core CPU, 0.18 s for 3 cells, 0.46 s for 3 cells at C=16).
+
+    Default length: 3 epochs, the fewest that reached 99% test accuracy. Measured on
+    the 2-core CPU (other jobs sharing it) with the genotype of a default 4-epoch search
+    (mostly pools, 13058 weights): test accuracy 97.90 / 98.59 / 99.16% after epochs
+    1 / 2 / 3, 1m23s to 2m45s per epoch with the test evaluation (depending on the other
+    jobs), 6m11s in all; seed 1: 97.83 / 97.19 / 99.17%; the 2-epoch cosine stopped at
+    98.89%. A hand-written genotype of separable and dilated convolutions (23474
+    weights) gave 97.59 / 98.63 / 99.08%. The margin over 99% is small (0.1-0.2 points):
+    --epochs 4 buys more at 4/3 of the time."""
 
     genotype: str | None = None  # genotype JSON file (or a search run folder holding one)
     # data
@@ -437,7 +446,8 @@ def add_train_parser(subparsers):
         description="Build the discrete network of a genotype (DARTS's evaluation network) "
         "and train it from scratch on the 60000 MNIST training images, reporting the test "
         f"accuracy each epoch. Without flags: {defaults.layers} cells, C={defaults.channels}, "
-        f"{defaults.epochs} epochs. "
+        f"{defaults.epochs} epochs (99.1-99.2% test accuracy in about 6 minutes on a 2-core "
+        "CPU, measured). "
         "Writes a run folder with metrics, plots, summary and a checkpoint per epoch.",
     )
     p.add_argument(
