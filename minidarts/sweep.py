@@ -19,7 +19,7 @@ import csv
 import math
 import os
 
-from .genotype import genotype_to_str
+from .genotype import genotype_from_dict, genotype_to_str, save_genotype
 
 
 def log_spaced(lo, hi, n):
@@ -87,8 +87,14 @@ def summary(rows):
     return {"spearman": spearman(lams, params), "span": span}
 
 
+def genotype_path(folder, lam):
+    """Where the sweep saves the genotype at `lam`: folder/genotype_lambda_1e-04.json."""
+    return os.path.join(folder, f"genotype_lambda_{lam:.3g}.json")
+
+
 def write_tables(rows, folder):
-    """sweep.csv and sweep.md in `folder`; returns their paths."""
+    """sweep.csv, sweep.md and one genotype_lambda_*.json per row in `folder`; returns
+    the paths of the two tables."""
     os.makedirs(folder, exist_ok=True)
     csv_path = os.path.join(folder, "sweep.csv")
     keys = ["lambda", "val_acc", "val_loss", "complexity", "genotype_params", "genotype_str"]
@@ -97,6 +103,8 @@ def write_tables(rows, folder):
         writer.writerow(keys)
         for r in rows:
             writer.writerow([r[k] for k in keys])
+    for r in rows:  # each architecture of the family, ready for `minidarts train`
+        save_genotype(genotype_from_dict(r["genotype"]), genotype_path(folder, r["lambda"]))
     stats = summary(rows)
     md_path = os.path.join(folder, "sweep.md")
     with open(md_path, "w") as f:
@@ -118,7 +126,6 @@ def write_tables(rows, folder):
 def plot_sweep(rows, folder, kinds=("reduce",)):
     """pareto.png, complexity.png and cells.png in `folder`; returns their paths."""
     from . import plots
-    from .genotype import genotype_from_dict
 
     plt = plots.plt
     lams = [r["lambda"] for r in rows]

@@ -11,7 +11,8 @@ from minidarts import experiment
 from minidarts.__main__ import main
 from minidarts.config import make_config
 from minidarts.search import Search
-from minidarts.sweep import _pareto_front, log_spaced, spearman, summary
+from minidarts.genotype import load_genotype
+from minidarts.sweep import _pareto_front, genotype_path, log_spaced, spearman, summary
 
 TINY_HYPERNET = {
     "epochs": 2,
@@ -37,6 +38,9 @@ def test_sweep_cli_writes_tables_and_plots(hyper_run, capsys):
     folder = hyper_run / "sweep"
     for name in ("sweep.csv", "sweep.md", "pareto.png", "complexity.png", "cells.png"):
         assert (folder / name).stat().st_size > 0, name
+    search = Search.resume(str(hyper_run), log=lambda *_: None)
+    for lam in (1e-3, 1e-2, 1e-1, 1.0, 10.0):  # each architecture saved for retraining
+        assert load_genotype(genotype_path(folder, lam)) == search.genotype(lam)
     with open(folder / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["lambda"]) for r in rows] == [1e-3, 1e-2, 1e-1, 1.0, 10.0]
