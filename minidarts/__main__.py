@@ -3,7 +3,8 @@
 import argparse
 import sys
 
-from .config import PRESETS, SearchConfig, load_toml, make_config
+from .cli import add_run_arguments, check_resume_arguments, config_from_arguments
+from .config import PRESETS, SearchConfig, make_config
 
 # flag -> (config key, type, help)
 _SEARCH_FLAGS = {
@@ -25,7 +26,7 @@ _SEARCH_FLAGS = {
     "--eval-batches": (
         "eval_batches",
         int,
-        "validation batches evaluated per epoch (default: all)",
+        "validation batches evaluated per epoch; 0 = all (default: all)",
     ),
     "--log-every": ("log_every", int, "print a progress line every N steps"),
     "--alpha-lr": ("alpha_lr", float, "Adam learning rate of the architecture (DARTS: 3e-4)"),
@@ -81,34 +82,13 @@ def _search_parser(sub):
         "minutes on a 2-core CPU). Writes a run folder with the genotype, metrics, plots "
         "and a checkpoint per epoch.",
     )
-    p.add_argument(
-        "--config",
-        metavar="FILE.toml",
-        help="read settings from a TOML file "
-        "(key = value, keys as in config.json); flags override it",
+    add_run_arguments(
+        p,
+        _SEARCH_FLAGS,
+        defaults,
+        PRESETS,
+        "paper: the paper's full search (60k images, 50 epochs, for a GPU); tiny: a smoke test",
     )
-    p.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="paper: the paper's full "
-        "search (60k images, 50 epochs, for a GPU); tiny: a smoke test",
-    )
-    p.add_argument(
-        "--resume",
-        metavar="RUN",
-        help="continue the run in folder RUN from its last checkpoint (only --epochs may change)",
-    )
-    for flag, (key, typ, text) in _SEARCH_FLAGS.items():
-        default = getattr(defaults, key)
-        p.add_argument(
-            flag,
-            dest=key,  # '--data' must land in args.data_root, where _cmd_search reads it
-            type=typ,
-            default=None,
-            # texts that name their own default (e.g. --name) get no second one
-            help=text if "default" in text else f"{text} (default: {default})",
-        )
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
 
 
@@ -116,31 +96,12 @@ def _cmd_search(args):
     from .search import Search
 
     if args.resume:
-        others = [
-            f
-            for f, (key, _, _) in _SEARCH_FLAGS.items()
-            if getattr(args, key, None) is not None and key != "epochs"
-        ]
-        if others or args.config or args.preset:
-            raise SystemExit(
-                f"--resume continues a run with its saved settings; only --epochs "
-                f"may be given with it (got {' '.join(others) or '--config/--preset'})"
-            )
+        check_resume_arguments(args, _SEARCH_FLAGS)
         Search.resume(args.resume, epochs=args.epochs).run()
         return
-    overrides = load_toml(args.config) if args.config else {}
-    for key, _, _ in _SEARCH_FLAGS.values():
-        value = getattr(args, key)
-        if value is not None:
-            overrides[key] = value
-    if overrides.get("subset") == 0:
-        overrides["subset"] = None
-    if args.no_plots:
-        overrides["plots"] = False
-    cfg = make_config(
-        args.preset, overrides, source=f"config {args.config}" if args.config else "options"
-    )
-    Search(cfg).run()
+    Search(
+        config_from_arguments(args, _SEARCH_FLAGS, make_config, ("subset", "eval_batches"))
+    ).run()
 
 
 def _sweep_parser(sub):

@@ -112,18 +112,15 @@ _NONNEG_FLOAT = {
 }
 
 
-def _field_types():
-    return {f.name: f.type for f in fields(SearchConfig)}
-
-
-def make_config(preset=None, overrides=None, source="arguments"):
-    """A validated SearchConfig from a preset name and a dict of overrides."""
+def build_config(cls, presets, preset=None, overrides=None, source="arguments"):
+    """An (unvalidated) config dataclass `cls` from a preset name and overrides,
+    rejecting unknown keys with the list of valid ones."""
     values = {}
     if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
-        values.update(PRESETS[preset])
-    known = _field_types()
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}: expected one of {sorted(presets)}")
+        values.update(presets[preset])
+    known = {f.name for f in fields(cls)}
     for key, value in (overrides or {}).items():
         key = key.replace("-", "_")
         if key not in known:
@@ -131,15 +128,15 @@ def make_config(preset=None, overrides=None, source="arguments"):
                 f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(known))}"
             )
         values[key] = value
-    cfg = SearchConfig(**values)
-    validate(cfg, source)
-    return cfg
+    return cls(**values)
 
 
-def validate(cfg, source="config"):
-    """Reject values of the wrong type or range, naming the key."""
-    for key, typ in _field_types().items():
-        value = getattr(cfg, key)
+def check_fields(cfg, source, positive_int=(), nonneg_float=()):
+    """Check every field of a config dataclass against its annotated type (int, float,
+    str, bool, optional with None), and the ranges named: keys in `positive_int` must
+    be >= 1, keys in `nonneg_float` >= 0. Floats are normalised to float."""
+    for f in fields(cfg):
+        key, value, typ = f.name, getattr(cfg, f.name), f.type
         args = getattr(typ, "__args__", ())
         optional = type(None) in args
         base = (args[0] if args else typ).__name__
@@ -163,12 +160,26 @@ def validate(cfg, source="config"):
             raise ValueError(f"{source}: {key} must be a string, got {value!r}")
         if base == "bool" and not isinstance(value, bool):
             raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
-        if key in _POSITIVE_INT and value < 1:
+        if key in positive_int and value < 1:
             raise ValueError(f"{source}: {key} must be at least 1, got {value}")
-        if key in _NONNEG_FLOAT and value < 0:
+        if key in nonneg_float and value < 0:
             raise ValueError(f"{source}: {key} must be >= 0, got {value}")
-    if cfg.seed < 0:  # numpy's generators take only non-negative seeds
+    if getattr(cfg, "seed", 0) < 0:  # numpy's generators take only non-negative seeds
         raise ValueError(f"{source}: seed must be >= 0, got {cfg.seed}")
+    if getattr(cfg, "device", "cpu") not in ("cpu", "gpu"):
+        raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
+
+
+def make_config(preset=None, overrides=None, source="arguments"):
+    """A validated SearchConfig from a preset name and a dict of overrides."""
+    cfg = build_config(SearchConfig, PRESETS, preset, overrides, source)
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg, source="config"):
+    """Reject values of the wrong type or range, naming the key."""
+    check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
     if cfg.subset is not None and not 2 <= cfg.subset <= 60000:
         raise ValueError(f"{source}: subset must be between 2 and 60000 images, got {cfg.subset}")
     if cfg.multiplier > cfg.nodes:
@@ -179,8 +190,6 @@ def validate(cfg, source="config"):
         raise ValueError(f"{source}: alpha_beta1 and alpha_beta2 must be in [0, 1)")
     if cfg.w_lr_min > cfg.w_lr:
         raise ValueError(f"{source}: w_lr_min ({cfg.w_lr_min}) exceeds w_lr ({cfg.w_lr})")
-    if cfg.device not in ("cpu", "gpu"):
-        raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
     if cfg.order not in (1, 2):
         raise ValueError(f"{source}: order must be 1 or 2, got {cfg.order}")
     if cfg.relaxation not in ("softmax", "sigmoid"):

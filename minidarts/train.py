@@ -27,14 +27,15 @@ The default network (2 cells, both reduction cells, C = 8) is explained at Train
 
 import dataclasses
 import json
-import math
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from . import backend, data, nn, optim
 from . import functional as F
 from .checkpoint import load_checkpoint, save_checkpoint
+from .cli import add_run_arguments, check_resume_arguments, config_from_arguments
+from .config import build_config, check_fields
 from .evaluate import accuracy, evaluate
 from .genotype import (
     genotype_from_dict,
@@ -116,58 +117,16 @@ _NONNEG_FLOAT = {"lr", "lr_min", "momentum", "weight_decay", "grad_clip"}
 
 def make_train_config(preset=None, overrides=None, source="arguments"):
     """A validated TrainConfig from a preset name and a dict of overrides."""
-    values = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
-        values.update(PRESETS[preset])
-    known = {f.name for f in fields(TrainConfig)}
-    for key, value in (overrides or {}).items():
-        key = key.replace("-", "_")
-        if key not in known:
-            raise ValueError(
-                f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(known))}"
-            )
-        values[key] = value
-    cfg = TrainConfig(**values)
+    cfg = build_config(TrainConfig, PRESETS, preset, overrides, source)
     validate_train_config(cfg, source)
     return cfg
 
 
 def validate_train_config(cfg, source="config"):
     """Reject values of the wrong type or range, naming the key."""
-    for f in fields(TrainConfig):
-        key, value = f.name, getattr(cfg, f.name)
-        args = getattr(f.type, "__args__", ())
-        base = (args[0] if args else f.type).__name__
-        if value is None:
-            if type(None) not in args:
-                raise ValueError(f"{source}: {key} cannot be empty")
-            continue
-        if base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{source}: {key} must be an integer, got {value!r}")
-        if base == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{source}: {key} must be a number, got {value!r}")
-            try:
-                value = float(value)
-            except OverflowError:
-                value = math.inf
-            if not math.isfinite(value):
-                raise ValueError(f"{source}: {key} must be finite, got {getattr(cfg, key)!r}")
-            setattr(cfg, key, value)
-        if base == "str" and not isinstance(value, str):
-            raise ValueError(f"{source}: {key} must be a string, got {value!r}")
-        if base == "bool" and not isinstance(value, bool):
-            raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
-        if key in _POSITIVE_INT and value < 1:
-            raise ValueError(f"{source}: {key} must be at least 1, got {value}")
-        if key in _NONNEG_FLOAT and value < 0:
-            raise ValueError(f"{source}: {key} must be >= 0, got {value}")
+    check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
     if cfg.genotype is None:
         raise ValueError(f"{source}: a genotype is required (--genotype FILE.json)")
-    if cfg.seed < 0:
-        raise ValueError(f"{source}: seed must be >= 0, got {cfg.seed}")
     if cfg.subset is not None and not 1 <= cfg.subset <= 60000:
         raise ValueError(f"{source}: subset must be between 1 and 60000 images, got {cfg.subset}")
     if cfg.test_subset is not None and not 1 <= cfg.test_subset <= 10000:
@@ -176,8 +135,6 @@ def validate_train_config(cfg, source="config"):
         )
     if cfg.lr_min > cfg.lr:
         raise ValueError(f"{source}: lr_min ({cfg.lr_min}) exceeds lr ({cfg.lr})")
-    if cfg.device not in ("cpu", "gpu"):
-        raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
 
 
 def read_genotype(path):
@@ -428,8 +385,12 @@ _TRAIN_FLAGS = {
     "--lr-min": ("lr_min", float, "final learning rate of the cosine"),
     "--seed": ("seed", int, "random seed: same seed, same numbers"),
     "--device": ("device", str, "cpu or gpu (gpu needs CuPy)"),
-    "--subset": ("subset", int, "train on N of the 60000 training images; 0 = all"),
-    "--test-subset": ("test_subset", int, "evaluate the first N test images; 0 = all 10000"),
+    "--subset": ("subset", int, "train on N of the 60000 training images; 0 = all (default: all)"),
+    "--test-subset": (
+        "test_subset",
+        int,
+        "evaluate the first N test images; 0 = all (default: all 10000)",
+    ),
     "--out": ("out", str, "folder for run folders"),
     "--name": ("name", str, "run folder name (default: train-DATE-TIME)"),
     "--data": ("data_root", str, "folder with the MNIST IDX files (default: data/mnist)"),
@@ -450,63 +411,24 @@ def add_train_parser(subparsers):
         "CPU, measured). "
         "Writes a run folder with metrics, plots, summary and a checkpoint per epoch.",
     )
-    p.add_argument(
-        "--config",
-        metavar="FILE.toml",
-        help="read settings from a TOML file (keys as in config.json); flags override it",
+    add_run_arguments(
+        p,
+        _TRAIN_FLAGS,
+        defaults,
+        PRESETS,
+        "tiny: a smoke test; large: 3 cells, C=16, 10 epochs (for a GPU)",
     )
-    p.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="tiny: a smoke test; large: 3 cells, C=16, 10 epochs (for a GPU)",
-    )
-    p.add_argument(
-        "--resume",
-        metavar="RUN",
-        help="continue the run in folder RUN from its last checkpoint (only --epochs may change)",
-    )
-    for flag, (key, typ, text) in _TRAIN_FLAGS.items():
-        default = getattr(defaults, key)
-        p.add_argument(
-            flag,
-            dest=key,
-            type=typ,
-            default=None,
-            help=f"{text} (default: {'all' if default is None and key != 'genotype' else default})",
-        )
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
 
 
 def run_train(args):
     """Carry out `python -m minidarts train` from its parsed arguments."""
     if args.resume:
-        others = [
-            f
-            for f, (key, _, _) in _TRAIN_FLAGS.items()
-            if getattr(args, key, None) is not None and key != "epochs"
-        ]
-        if others or args.config or args.preset or args.no_plots:
-            raise SystemExit(
-                f"--resume continues a run with its saved settings; only --epochs "
-                f"may be given with it (got {' '.join(others) or '--config/--preset/--no-plots'})"
-            )
+        check_resume_arguments(args, _TRAIN_FLAGS)
         Train.resume(args.resume, epochs=args.epochs).run()
         return
-    from .config import load_toml
-
-    overrides = load_toml(args.config) if args.config else {}
-    for key, _, _ in _TRAIN_FLAGS.values():
-        value = getattr(args, key)
-        if value is not None:
-            overrides[key] = value
-    for key in ("subset", "test_subset"):
-        if overrides.get(key) == 0:
-            overrides[key] = None
-    if args.no_plots:
-        overrides["plots"] = False
-    cfg = make_train_config(
-        args.preset, overrides, source=f"config {args.config}" if args.config else "options"
+    cfg = config_from_arguments(
+        args, _TRAIN_FLAGS, make_train_config, zero_means_all=("subset", "test_subset")
     )
     Train(cfg).run()
 
