@@ -29,7 +29,7 @@ would have to checkpoint.
 """
 
 from . import functional as F
-from . import nn
+from . import nn, random
 from .operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
 from .ops import cat
 
@@ -120,8 +120,8 @@ class EvalNetwork(nn.Module):
 
     C: channels of the first cell (doubled at each reduction cell); num_classes: 10
     for MNIST; in_channels: 1 for MNIST, 3 for CIFAR; stem_multiplier: the stem has
-    stem_multiplier * C channels. `seed` seeds the initial weights
-    (minidarts.manual_seed), so the same seed builds the same network."""
+    stem_multiplier * C channels. `seed` seeds the initial weights through a generator
+    of their own, so the same seed builds the same network."""
 
     def __init__(
         self, genotype, C=16, num_classes=10, layers=1, in_channels=1, stem_multiplier=3, seed=0
@@ -142,24 +142,26 @@ class EvalNetwork(nn.Module):
                 f"reduce_concat), got {type(genotype).__name__}"
             )
         self.genotype = genotype
-        nn.manual_seed(seed)
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
-        self.reduction_layers = sorted({layers // 3, 2 * layers // 3})
-        cells, reduction_prev = [], False
-        for i in range(layers):
-            reduction = i in self.reduction_layers
-            if reduction:
-                C_curr *= 2
-            cell = EvalCell(genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
-            cells.append(cell)
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
-        self.cells = nn.ModuleList(cells)
-        self.classifier = nn.Linear(C_prev, num_classes)
+        # the weights come from a generator of their own (the global one is left as it
+        # was), so the same seed builds the same network whatever ran before
+        with random.seeded(seed):
+            C_curr = stem_multiplier * C
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+            )
+            C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+            self.reduction_layers = sorted({layers // 3, 2 * layers // 3})
+            cells, reduction_prev = [], False
+            for i in range(layers):
+                reduction = i in self.reduction_layers
+                if reduction:
+                    C_curr *= 2
+                cell = EvalCell(genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+                cells.append(cell)
+                reduction_prev = reduction
+                C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            self.cells = nn.ModuleList(cells)
+            self.classifier = nn.Linear(C_prev, num_classes)
 
     def cell_kinds(self):
         """The cell types this network has: ('reduce',) alone for one cell."""
@@ -177,13 +179,7 @@ class EvalNetwork(nn.Module):
 
 def genotype_param_count(genotype, C, layers, in_channels=1, num_classes=10, stem_multiplier=3):
     """Number of learned weights of EvalNetwork(genotype, C, num_classes, layers,
-    in_channels, stem_multiplier), counted by building it (weights drawn from a private
-    generator state that is restored afterwards, so callers' random streams are unchanged)."""
-    from . import random as _random
-
-    state = _random.get_state()
-    try:
-        model = EvalNetwork(genotype, C, num_classes, layers, in_channels, stem_multiplier)
-        return nn.count_parameters(model)
-    finally:
-        _random.set_state(state)
+    in_channels, stem_multiplier), counted by building it (from a generator of its own:
+    callers' random streams are unchanged)."""
+    model = EvalNetwork(genotype, C, num_classes, layers, in_channels, stem_multiplier)
+    return nn.count_parameters(model)

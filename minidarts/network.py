@@ -14,7 +14,9 @@ data with different optimisers.
 With the paper's MNIST setting (L = 1) the only cell is a reduction cell.
 """
 
-from . import backend, nn
+from contextlib import nullcontext
+
+from . import backend, nn, random
 from . import functional as F
 from .autograd import Tensor
 from .cell import Cell, num_edges
@@ -48,7 +50,9 @@ class Network(nn.Module):
 
     C: channels of the first cell; layers: number of cells; steps: intermediate
     nodes per cell; multiplier: how many of them the cell output concatenates;
-    in_channels: 1 for MNIST, 3 for CIFAR."""
+    in_channels: 1 for MNIST, 3 for CIFAR; seed: the initial weights and alpha come
+    from generators seeded with it (the global one is left alone), or with None from
+    the global generator of minidarts.manual_seed."""
 
     def __init__(
         self,
@@ -84,8 +88,15 @@ class Network(nn.Module):
                 f"Network: unknown relaxation {relaxation!r}: expected 'softmax' or 'sigmoid'"
             )
         self.relaxation = relaxation
-        rng = backend.default_rng(seed)
-        nn.manual_seed(seed)
+        # seed=None: weights and alpha from the global generator (minidarts.manual_seed);
+        # a seed: from generators of their own, leaving the global one untouched
+        with random.seeded(seed) if seed is not None else nullcontext():
+            self._build(C, num_classes, layers, steps, multiplier, stem_multiplier, in_channels)
+        rng = random.get_rng() if seed is None else backend.default_rng(seed)
+        self.alphas = init_alphas(steps, self.primitives, rng)
+
+    def _build(self, C, num_classes, layers, steps, multiplier, stem_multiplier, in_channels):
+        """The stem, the cells (reductions at layers//3 and 2*layers//3), the classifier."""
 
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(
@@ -114,7 +125,6 @@ class Network(nn.Module):
             C_prev_prev, C_prev = C_prev, multiplier * C_curr
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(C_prev, num_classes)
-        self.alphas = init_alphas(steps, self.primitives, rng)
 
     def cell_kinds(self):
         """The cell types this network has: ('normal', 'reduce'), or ('reduce',) alone

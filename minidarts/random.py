@@ -38,3 +38,24 @@ def get_state():
 def set_state(state):
     """Restore a state returned by get_state()."""
     _generator.bit_generator.state = state
+
+
+class seeded:
+    """Context manager: draw from a fresh generator seeded with `seed` inside the block,
+    then put the global generator back as it was. A network built with an explicit
+    seed is then the same whatever else drew random numbers before, and drawing it
+    leaves the global stream untouched."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __enter__(self):
+        global _generator
+        self._saved = _generator
+        _generator = backend.default_rng(self.seed)
+        return _generator
+
+    def __exit__(self, *exc):
+        global _generator
+        _generator = self._saved
+        return False

@@ -194,3 +194,16 @@ def test_gradcheck_whole_supernetwork_float64():
     n = a_normal.size + a_reduce.size + w_stem.size + w_dw.size
     assert report.n_checks == n  # every element, no random directions
     print(f"supernetwork gradcheck: {report}")
+
+
+def test_seed_none_follows_manual_seed_and_a_seed_leaves_the_global_stream_alone():
+    minidarts.manual_seed(1)
+    a = Network(layers=1, seed=None, **TINY)
+    minidarts.manual_seed(2)
+    b = Network(layers=1, seed=None, **TINY)
+    assert not np.array_equal(a.stem[0].weight.data, b.stem[0].weight.data)
+    minidarts.manual_seed(3)
+    expected = minidarts.random.get_rng().standard_normal(4)
+    minidarts.manual_seed(3)
+    Network(layers=1, seed=7, **TINY)  # drawn from its own generator
+    assert np.array_equal(minidarts.random.get_rng().standard_normal(4), expected)
