@@ -92,10 +92,11 @@ def _as_tensors(inputs, opname):
     for x in inputs:
         if isinstance(x, Tensor):
             out.append(x)
-        elif like is not None and isinstance(x, (int, float)) and not isinstance(x, bool):
+        elif like is not None and backend.is_scalar(x):
+            # a constant takes the tensor's dtype: float32 * np.float64(2) stays float32
             xp = backend.get_array_module(like.data)
             dtype = like.dtype if backend.is_floating(like.data) else backend.float32
-            out.append(Tensor(xp.asarray(x, dtype=dtype)))
+            out.append(Tensor(xp.asarray(backend.to_numpy(x).item(), dtype=dtype)))
         elif backend.is_array(x):
             out.append(Tensor(x))
         else:

@@ -125,6 +125,15 @@ def to_device(a, device):
     return asarray(a, device=device)
 
 
+def is_scalar(x):
+    """True for a Python or NumPy number (not bool) or a 0-d numpy/cupy array."""
+    if isinstance(x, bool) or isinstance(x, np.bool_):
+        return False
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        return True
+    return is_array(x) and x.ndim == 0 and x.dtype != np.bool_
+
+
 def is_floating(a):
     """True when the array has a floating-point dtype."""
     return np.issubdtype(a.dtype, np.floating)

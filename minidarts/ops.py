@@ -521,8 +521,9 @@ def neg(x):
 
 def pow(base, exponent):
     """base ** exponent; a constant exponent is not differentiated."""
-    if isinstance(exponent, (int, float)) and isinstance(base, Tensor):
-        return PowScalar.apply(base, p=exponent)
+    if isinstance(base, Tensor) and backend.is_scalar(exponent):
+        # a Python number, so x ** np.float64(2) keeps x's dtype
+        return PowScalar.apply(base, p=backend.to_numpy(exponent).item())
     return Pow.apply(base, exponent)
 
 

@@ -311,3 +311,16 @@ def test_item_and_repr():
     assert "requires_grad=True" in repr(t)
     with pytest.raises(ValueError, match=r"item\(\) needs a tensor with one element"):
         md.tensor([1.0, 2.0]).item()
+
+
+@pytest.mark.parametrize(
+    "constant", [np.float64(2.0), np.float32(2.0), np.int64(2), np.array(2.0)], ids=repr
+)
+def test_numpy_scalars_are_constants_of_the_tensors_dtype(constant):
+    """NumPy 2 treats np.float64 as a strong type; a constant must not turn float32
+    training into float64 (nor be refused)."""
+    x = md.tensor([1.0, 3.0], requires_grad=True)
+    for y in (x * constant, constant * x, x + constant, x / constant, x**constant):
+        assert y.dtype == np.float32
+    (x**constant).sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * np.array([1.0, 3.0]) ** (2 - 1) * 1.0 * 1, rtol=1e-6)

@@ -10,8 +10,8 @@ import scipy.stats
 from minidarts import experiment
 from minidarts.__main__ import main
 from minidarts.config import make_config
-from minidarts.search import Search
 from minidarts.genotype import load_genotype
+from minidarts.search import Search
 from minidarts.sweep import _pareto_front, genotype_path, log_spaced, spearman, summary
 
 TINY_HYPERNET = {
