@@ -149,10 +149,11 @@ def _experiment_parser(sub):
     p = sub.add_parser(
         "experiment",
         help="the paper's experiment: fixed-penalty DARTS against one hypernet search",
-        description="Runs DARTS with a fixed complexity penalty at lambda = 1e-4, 1e-3, 1e-2, "
-        "1e-1 and one linear-hypernet search (lambda and log-lambda input), evaluates them at "
-        "those lambdas, and writes the paper's table (validation accuracy by epoch, beside the "
-        "paper's numbers) and figures. An interrupted experiment continues where it stopped.",
+        description="Runs plain DARTS, DARTS with a fixed complexity penalty at lambda = 1e-4, "
+        "1e-3, 1e-2, 1e-1, and two linear-hypernet searches (lambda and log-lambda input), all "
+        "with the same budget; sweeps the hypernets over lambda and writes the paper's table "
+        "(validation accuracy by epoch, beside the paper's numbers) and figures. An "
+        "interrupted experiment continues where it stopped.",
     )
     p.add_argument("which", choices=["paper"], help="the experiment to run")
     p.add_argument(

@@ -29,7 +29,6 @@ on the command line in SECTIONS order.
 """
 
 import argparse
-import importlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -147,14 +146,11 @@ def _conv_cases(batch, device):
     return cases
 
 
-def _pool_bn_cases(batch, device, missing):
-    functional = importlib.import_module(".functional", __package__)
+def _pool_bn_cases(batch, device):
+    from .functional import avg_pool2d, batch_norm, max_pool2d
+
     cases = []
-    for name in ("max_pool2d", "avg_pool2d"):
-        fn = getattr(functional, name, None)
-        if fn is None:
-            missing.append(name)
-            continue
+    for name, fn in (("max_pool2d", max_pool2d), ("avg_pool2d", avg_pool2d)):
         for size, stride in ((28, 2), (14, 1)):
             x = _tensor((batch, 16, size, size), device, True, seed=100 + size)
             ho = (size + 2 - 3) // stride + 1
@@ -166,29 +162,21 @@ def _pool_bn_cases(batch, device, missing):
             shape = f"({batch},16,{size},{size})->({batch},16,{ho},{ho})"
             flops = 1.0 * batch * 16 * ho * ho * 9
             cases.append(Case(f"{name} 3x3 s{stride}", shape, run, [x], flops, 1))
-    bn = getattr(functional, "batch_norm", None)
-    if bn is None:
-        missing.append("batch_norm")
-    else:
-        for size in (28, 14):
-            x = _tensor((batch, 16, size, size), device, True, seed=200 + size)
+    for size in (28, 14):
+        x = _tensor((batch, 16, size, size), device, True, seed=200 + size)
 
-            def run(x):
-                return bn(x, None, None, training=True)
+        def run(x):
+            return batch_norm(x, None, None, training=True)
 
-            flops = 8.0 * x.size
-            cases.append(
-                Case("batch_norm train", f"({batch},16,{size},{size})", run, [x], flops, 1)
-            )
+        cases.append(
+            Case("batch_norm train", f"({batch},16,{size},{size})", run, [x], 8.0 * x.size, 1)
+        )
     return cases
 
 
 def bench_kernels(args):
     """The conv, pooling and batch-norm kernels at the DARTS MNIST shapes."""
-    missing = []
-    cases = _conv_cases(args.batch, args.device) + _pool_bn_cases(args.batch, args.device, missing)
-    for name in missing:
-        print(f"note: minidarts.functional has no {name} yet; skipped")
+    cases = _conv_cases(args.batch, args.device) + _pool_bn_cases(args.batch, args.device)
     xp = backend.array_module(args.device)
     for case in cases:  # warm-up: first calls allocate and load code
         case.forward_backward()

@@ -159,7 +159,7 @@ class Search:
                 n,
                 loss=sums["train_loss"] / k,
                 acc=sums["train_acc"] / k,
-                val_loss=sums["arch_loss"] / k,
+                arch_loss=sums["arch_loss"] / k,
             )
         return {key: v / n for key, v in sums.items()}
 
@@ -322,6 +322,11 @@ class Search:
         state = load_checkpoint(path)
         overrides = dict(state["config"])
         if epochs is not None:
+            if epochs <= int(state["epoch"]):
+                raise ValueError(
+                    f"--resume {folder} --epochs {epochs}: the run has done {int(state['epoch'])}"
+                    " epochs already; give more to extend it"
+                )
             overrides["epochs"] = epochs
         cfg = make_config(None, overrides, source=f"{path} config")
         search = cls(cfg, folder=folder, log=log)

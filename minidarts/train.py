@@ -360,6 +360,11 @@ class Train:
             raise ValueError(f"--resume {folder}: not a minidarts train checkpoint")
         overrides = dict(state["config"])
         if epochs is not None:
+            if epochs <= int(state["epoch"]):
+                raise ValueError(
+                    f"--resume {folder} --epochs {epochs}: the run has done {int(state['epoch'])}"
+                    " epochs already; give more to extend it"
+                )
             overrides["epochs"] = epochs
         cfg = make_train_config(None, overrides, source=f"{path} config")
         genotype = genotype_from_dict(state["genotype"])

@@ -340,3 +340,11 @@ def test_cli_bad_toml_config(tmp_path, capsys):
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "search" in capsys.readouterr().out
+
+
+def test_resume_to_no_more_epochs_is_refused(tmp_path, capsys):
+    argv = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", "r"]
+    assert main([*argv, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["search", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 1
+    assert "has done 2 epochs already" in capsys.readouterr().err
