@@ -66,6 +66,7 @@ Three kernels compute it, all vectorised (Python loops run over kernel taps only
 """
 
 from . import backend
+from .arguments import pair
 from .autograd import Function, Tensor
 
 
@@ -323,21 +324,6 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
-def _pair(value, name, minimum):
-    """An int or a pair of ints, each >= minimum, as a pair (torch's _pair)."""
-    pair = (value, value) if isinstance(value, int) else value
-    ok = (
-        isinstance(pair, (tuple, list))
-        and len(pair) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-    )
-    if not ok or isinstance(value, bool):
-        raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"conv2d: {name} must be >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation, as torch.nn.functional.conv2d:
 
@@ -361,9 +347,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), got "
             f"shape {weight.shape}"
         )
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
-    dilation = _pair(dilation, "dilation", 1)
+    stride = pair(stride, "stride", "conv2d", 1)
+    padding = pair(padding, "padding", "conv2d", 0)
+    dilation = pair(dilation, "dilation", "conv2d", 1)
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     n, c, h, w = x.shape

@@ -25,6 +25,7 @@ from collections import OrderedDict, namedtuple
 
 from . import backend, init
 from . import functional as F
+from .arguments import pair
 from .autograd import Tensor
 from .random import manual_seed
 
@@ -337,18 +338,6 @@ def count_parameters(module):
     return module.num_parameters()
 
 
-def _pair(value, name, layer):
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
-    ):
-        return tuple(value)
-    raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
-
-
 # --- layers with weights ---------------------------------------------------------------
 
 
@@ -386,10 +375,10 @@ class Conv2d(Module):
                 f"({in_channels}) and out_channels ({out_channels})"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = _pair(stride, "stride", "Conv2d")
-        self.padding = _pair(padding, "padding", "Conv2d")
-        self.dilation = _pair(dilation, "dilation", "Conv2d")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
         shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(_empty(shape, device))
         self.register_parameter("bias", Parameter(_empty(out_channels, device)) if bias else None)

@@ -16,24 +16,12 @@ Notation: y is the forward output, gy = dL/dy, gx = dL/dx.
 """
 
 from . import backend
+from .arguments import pair
 from .autograd import Function
 
 
 def _xp(a):
     return backend.get_array_module(a)
-
-
-def _pair(value, name, opname):
-    """An int or a pair of ints as a pair (rows, columns)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{opname}: {name} must be an int or a pair of ints, got {value!r}")
 
 
 def _check_input(x, opname):
@@ -48,9 +36,9 @@ def _geometry(x, kernel_size, stride, padding, opname):
     kernel, padding is at most half the kernel (so every window holds at least one
     real pixel) and the output is not empty."""
     _check_input(x, opname)
-    k = _pair(kernel_size, "kernel_size", opname)
-    s = k if stride is None or stride == () or stride == [] else _pair(stride, "stride", opname)
-    p = _pair(padding, "padding", opname)
+    k = pair(kernel_size, "kernel_size", opname)
+    s = k if stride is None or stride == () or stride == [] else pair(stride, "stride", opname)
+    p = pair(padding, "padding", opname)
     if min(k) < 1 or min(s) < 1 or min(p) < 0:
         raise ValueError(
             f"{opname}: kernel_size and stride must be >= 1 and padding >= 0, got "
@@ -242,7 +230,7 @@ def adaptive_avg_pool2d(x, output_size):
     Other sizes must divide H and W evenly: then it is avg_pool2d with kernel =
     stride = (H / out_h, W / out_w)."""
     _check_input(x, "adaptive_avg_pool2d")
-    out = _pair(output_size, "output_size", "adaptive_avg_pool2d")
+    out = pair(output_size, "output_size", "adaptive_avg_pool2d")
     h, w = x.shape[2:]
     if out == (1, 1):
         return GlobalAvgPool2d.apply(x)
