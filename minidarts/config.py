@@ -17,7 +17,7 @@ class SearchConfig:
     finish in a few minutes on a 2-core CPU. Optimiser values are DARTS's (eq. 3)."""
 
     # data
-    subset: int | None = 4000  # training images used (split 50/50); None = all 60k
+    subset: int | None = 6000  # training images used (split 50/50); None = all 60k
     data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
     eval_batches: int | None = None  # validation batches per epoch-end evaluation; None = all
     # network (the paper: C=8, one cell, 4 nodes, stem multiplier 3)
