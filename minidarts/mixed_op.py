@@ -20,6 +20,11 @@ class MixedOp(nn.Module):
     def __init__(self, C, stride, primitives=PRIMITIVES):
         super().__init__()
         self.primitives = tuple(primitives)
+        if all(name == "none" for name in self.primitives):
+            raise ValueError(
+                f"MixedOp: primitives {self.primitives} hold no operation but 'none': the "
+                "edge would have no output"
+            )
         ops = []
         for name in self.primitives:
             op = OPS[name](C, stride, False)
