@@ -125,7 +125,7 @@ def test_experiment_plan_at_scale():
         "hypernet_log",
     ]
     for _, cfg in runs:  # the same budget for every search
-        assert (cfg.subset, cfg.epochs, cfg.warmup_epochs) == (3600, 6, 2)
+        assert (cfg.subset, cfg.epochs, cfg.warmup_epochs) == (3600, 6, 3)
         assert cfg.alpha_lr == 3e-3 and cfg.eval_lambdas == list(experiment.LAMBDAS)
     assert [cfg.penalty for _, cfg in runs[1:5]] == list(experiment.LAMBDAS)
     assert [cfg.hypernet_input for _, cfg in runs[5:]] == ["lambda", "log"]
