@@ -63,8 +63,9 @@ def plan(scale, device="cpu", seed=0, alpha_lr=None, out="runs", name=None):
     epochs (at least 3), the first half of them a warm-up that trains only the
     weights (else the parameter-free operations win before the convolutions have
     learned anything; measured at scale 0.06, a third left the low-lambda cell with
-    one convolution and the family with two levels, a half with three), the authors' architecture learning rate 1e-3 at full scale and
-    3e-3 below it (fewer steps need longer ones). Per-epoch records evaluate 8
+    one convolution and the family with two levels, a half with three), the
+    authors' architecture learning rate 1e-3 at full scale and 3e-3 below it (fewer
+    steps need longer ones). Per-epoch records evaluate 8
     validation batches; the final comparison and the sweeps use the whole split."""
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must be in (0, 1], got {scale}")
