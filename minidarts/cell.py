@@ -20,6 +20,13 @@ from .operations import PRIMITIVES, FactorizedReduce, ReLUConvBN
 from .ops import cat
 
 
+def cell_kinds(cells):
+    """The cell types among `cells`, in the order ('normal', 'reduce'): ('reduce',)
+    alone for the paper's one-cell network (its normal alpha is then never used)."""
+    present = {"reduce" if c.reduction else "normal" for c in cells}
+    return tuple(k for k in ("normal", "reduce") if k in present)
+
+
 def num_edges(steps):
     """Edges of a cell with `steps` intermediate nodes: 2 + 3 + ... + (steps + 1)."""
     return sum(2 + i for i in range(steps))

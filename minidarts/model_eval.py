@@ -30,6 +30,7 @@ would have to checkpoint.
 
 from . import functional as F
 from . import nn, random
+from .cell import cell_kinds
 from .operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
 from .ops import cat
 
@@ -164,9 +165,8 @@ class EvalNetwork(nn.Module):
             self.classifier = nn.Linear(C_prev, num_classes)
 
     def cell_kinds(self):
-        """The cell types this network has: ('reduce',) alone for one cell."""
-        present = {"reduce" if c.reduction else "normal" for c in self.cells}
-        return tuple(k for k in ("normal", "reduce") if k in present)
+        """The cell types this network has (see cell.cell_kinds)."""
+        return cell_kinds(self.cells)
 
     def forward(self, x):
         """Logits (N, num_classes) of images x (N, in_channels, H, W)."""

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from . import backend, nn, random
 from . import functional as F
 from .autograd import Tensor
-from .cell import Cell, num_edges
+from .cell import Cell, cell_kinds, num_edges
 from .operations import PRIMITIVES
 
 
@@ -127,10 +127,8 @@ class Network(nn.Module):
         self.classifier = nn.Linear(C_prev, num_classes)
 
     def cell_kinds(self):
-        """The cell types this network has: ('normal', 'reduce'), or ('reduce',) alone
-        for the paper's one-cell network (its normal alpha is then never used)."""
-        present = {"reduce" if c.reduction else "normal" for c in self.cells}
-        return tuple(k for k in ("normal", "reduce") if k in present)
+        """The cell types this network has (see cell.cell_kinds)."""
+        return cell_kinds(self.cells)
 
     def to(self, device):
         """Move the weights, buffers and alpha to `device`."""

@@ -25,6 +25,18 @@ OP_COLORS = {
 }
 
 
+def _save_curves(fig, axes, path):
+    """Grid, legend and whole-epoch ticks on each panel, then write the PNG."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(history, path):
     """Loss and accuracy per epoch: search-train, the architecture batches, validation."""
     epochs = [r["epoch"] for r in history]
@@ -37,14 +49,7 @@ def plot_curves(history, path):
     ax2.plot(epochs, [100 * r["arch_acc"] for r in history], "s-", label="val (alpha steps)")
     ax2.plot(epochs, [100 * r["val_acc"] for r in history], "^-", label="val (eval)")
     ax2.set(xlabel="epoch", ylabel="accuracy, %", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_curves(fig, (ax1, ax2), path)
 
 
 def plot_train_curves(history, path):
@@ -67,14 +72,7 @@ def plot_train_curves(history, path):
         fontsize=8,
     )
     ax2.set(xlabel="epoch", ylabel="accuracy, %", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_curves(fig, (ax1, ax2), path)
 
 
 def plot_alpha_heatmaps(history, primitives, kind, path, steps=None):

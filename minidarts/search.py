@@ -24,6 +24,7 @@ stopped run and ends with bit-identical weights and alpha.
 """
 
 import json
+import math
 import os
 import time
 
@@ -146,7 +147,7 @@ class Search:
             else:
                 arch_loss, arch_acc = self.architect.step(x_val, y_val, lam, x, y)
             loss, acc = self.weight_step(x, y, lam)
-            if not all(map(_finite, (loss, arch_loss))):
+            if not (math.isfinite(loss) and math.isfinite(arch_loss)):
                 raise FloatingPointError(
                     f"epoch {self.epoch + 1} step {k}: the loss became {loss} / {arch_loss}; "
                     f"lower w_lr ({self.cfg.w_lr}) or alpha_lr ({self.cfg.alpha_lr})"
@@ -332,10 +333,6 @@ class Search:
         search = cls(cfg, folder=folder, log=log)
         search.load_state_dict(state)
         return search
-
-
-def _finite(v):
-    return v == v and abs(v) != float("inf")
 
 
 __all__ = ["Search", "SearchConfig"]

@@ -27,6 +27,7 @@ The default network (2 cells, both reduction cells, C = 8) is explained at Train
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ class Train:
         self.model.train()
         for k, (x, y) in enumerate(self.train_batches, start=1):
             loss, acc = self.train_step(x, y)
-            if not (loss == loss and abs(loss) != float("inf")):
+            if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"epoch {self.epoch + 1} step {k}: the loss became {loss}; "
                     f"lower lr ({self.cfg.lr})"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_search import _cli_error
 
 from minidarts import backend
 from minidarts.__main__ import main
@@ -284,21 +285,6 @@ def test_default_config_is_the_documented_one():
         5.0,
     )
     assert cfg.subset is None and cfg.test_subset is None  # all 60000 / 10000 images
-
-
-def _cli_error(argv, capsys):
-    """Run main(argv), expecting failure; (exit code, stderr)."""
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse errors and the --resume misuse message
-        if isinstance(e.code, str):
-            print(e.code, file=sys.stderr)
-            code = 1
-        else:
-            code = e.code
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err + captured.out
-    return code, captured.err
 
 
 @pytest.fixture
