@@ -25,7 +25,7 @@ builds that numerical derivative and learns where it breaks.
 
    Truncation falls with eps, rounding rises; the best eps is ~ u^(1/3) and the best
    error ~ u^(2/3): about 1e-5 .. 1e-4 in float32, but 1e-11 in float64. A gradient check
-   that demands agreement to 1e-6 (minidarts.gradcheck's rtol) is therefore impossible in
+   that demands agreement to 1e-6 (minidarts.engine.gradcheck's rtol) is therefore impossible in
    float32 and easy in float64, which is why gradcheck casts every input to float64.
 
 3. The checker. minidarts.gradcheck(fn, *inputs) runs backward() once and compares every

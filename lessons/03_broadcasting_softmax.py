@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from 
 import numpy as np  # noqa: E402
 
 import minidarts as md  # noqa: E402
-import minidarts.functional as F  # noqa: E402
-from minidarts.ops import unbroadcast  # noqa: E402
+import minidarts.nn.functional as F  # noqa: E402
+from minidarts.engine.ops import unbroadcast  # noqa: E402
 
 md.set_default_device("cpu")  # the lesson compares with NumPy on the CPU
 rng = np.random.default_rng(3)

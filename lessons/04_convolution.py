@@ -30,9 +30,9 @@ Depthwise convolution (groups = C, weight (C, 1, k, k)) filters every channel wi
 kernel and never mixes channels: C k k weights instead of C^2 k k. DARTS' separable and
 dilated convolutions are a depthwise convolution followed by a 1x1 one.
 
-Checks: every forward against scipy.signal.correlate2d and against minidarts.functional.conv2d
+Checks: every forward against scipy.signal.correlate2d and against minidarts.nn.functional.conv2d
 (which uses this im2col, a 1x1 product, or a banded-matrix depthwise kernel, depending on the
-shape), every gradient against our hand derivation and against minidarts.gradcheck.
+shape), every gradient against our hand derivation and against minidarts.engine.gradcheck.
 
 Run from the repository root:  python lessons/04_convolution.py   (figures: lessons/figures/04)
 """
@@ -53,8 +53,8 @@ from numpy.lib.stride_tricks import as_strided  # noqa: E402
 from scipy.signal import convolve2d, correlate2d  # noqa: E402
 
 import minidarts as md  # noqa: E402
-import minidarts.functional as F  # noqa: E402
-from minidarts import data  # noqa: E402
+import minidarts.nn.functional as F  # noqa: E402
+from minidarts.jobs import data  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "04"
 md.set_default_device("cpu")  # the lesson compares with NumPy and SciPy on the CPU

@@ -51,7 +51,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 from scipy.signal import convolve2d  # noqa: E402
 
 import minidarts as md  # noqa: E402
-import minidarts.functional as F  # noqa: E402
+import minidarts.nn.functional as F  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "05"
 md.set_default_device("cpu")  # the lesson compares with NumPy and SciPy on the CPU

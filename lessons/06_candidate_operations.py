@@ -1,7 +1,7 @@
 """Lesson 06: the 8 candidate operations of DARTS and the mixed operation, eq. (2).
 
 An edge (i, j) of a DARTS cell carries one operation o^(i,j) chosen from a fixed set O
-(minidarts.operations.PRIMITIVES). Each maps C channels to C channels; at stride 2 (the
+(minidarts.darts.operations.PRIMITIVES). Each maps C channels to C channels; at stride 2 (the
 edges leaving the inputs of a reduction cell) it halves height and width.
 
     none          zeros: the edge is absent                                   0 weights
@@ -46,11 +46,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minidarts as md  # noqa: E402
-import minidarts.functional as F  # noqa: E402
-from minidarts import data, nn  # noqa: E402
-from minidarts.mixed_op import MixedOp  # noqa: E402
-from minidarts.operations import OPS, PRIMITIVES, op_param_count  # noqa: E402
-from minidarts.plots import OP_COLORS  # noqa: E402
+import minidarts.nn.functional as F  # noqa: E402
+from minidarts import nn  # noqa: E402
+from minidarts.darts.mixed_op import MixedOp  # noqa: E402
+from minidarts.darts.operations import OPS, PRIMITIVES, op_param_count  # noqa: E402
+from minidarts.jobs import data  # noqa: E402
+from minidarts.jobs.plots import OP_COLORS  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "06"
 FAST = os.environ.get("MINIDARTS_FAST") == "1" or "--fast" in sys.argv

@@ -43,13 +43,14 @@ sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from 
 import numpy as np  # noqa: E402
 
 import minidarts as md  # noqa: E402
-import minidarts.functional as F  # noqa: E402
-from minidarts import nn, optim, plots  # noqa: E402
-from minidarts.cell import Cell, num_edges  # noqa: E402
-from minidarts.complexity import Complexity  # noqa: E402
-from minidarts.genotype import derive_genotype, genotype_to_str, parse_cell  # noqa: E402
-from minidarts.network import Network, relax  # noqa: E402
-from minidarts.operations import PRIMITIVES  # noqa: E402
+import minidarts.nn.functional as F  # noqa: E402
+from minidarts import nn, optim  # noqa: E402
+from minidarts.darts.cell import Cell, num_edges  # noqa: E402
+from minidarts.darts.complexity import Complexity  # noqa: E402
+from minidarts.darts.genotype import derive_genotype, genotype_to_str, parse_cell  # noqa: E402
+from minidarts.darts.network import Network, relax  # noqa: E402
+from minidarts.darts.operations import PRIMITIVES  # noqa: E402
+from minidarts.jobs import plots  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "07"
 md.set_default_device("cpu")  # the lesson compares with NumPy on the CPU

@@ -30,7 +30,7 @@ learn the teacher's), so softmax(alpha) should move its mass there. The gradient
 moves it (lesson 06) is dL/dalpha_k = w_k <G, o_k(x) - o_bar(x)> with G = dL/do_bar =
 2 (o_bar - y) / n: an operation gains when its output is closer to y than the mixture.
 
-minidarts.search does the same with images and cross-entropy through its Architect
+minidarts.jobs.search does the same with images and cross-entropy through its Architect
 (architect.py) and Search.weight_step; this lesson writes the two steps out on a single
 MixedOp, using the library's optimisers and its `frozen` helper.
 
@@ -52,12 +52,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minidarts as md  # noqa: E402
-import minidarts.functional as F  # noqa: E402
+import minidarts.nn.functional as F  # noqa: E402
 from minidarts import optim  # noqa: E402
-from minidarts.architect import frozen  # noqa: E402
-from minidarts.mixed_op import MixedOp  # noqa: E402
-from minidarts.operations import PRIMITIVES  # noqa: E402
-from minidarts.plots import OP_COLORS  # noqa: E402
+from minidarts.darts.architect import frozen  # noqa: E402
+from minidarts.darts.mixed_op import MixedOp  # noqa: E402
+from minidarts.darts.operations import PRIMITIVES  # noqa: E402
+from minidarts.jobs.plots import OP_COLORS  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "08"
 FAST = os.environ.get("MINIDARTS_FAST") == "1" or "--fast" in sys.argv

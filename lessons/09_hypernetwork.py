@@ -46,12 +46,12 @@ import numpy as np  # noqa: E402
 
 import minidarts as md  # noqa: E402
 from minidarts import optim  # noqa: E402
-from minidarts.complexity import Complexity  # noqa: E402
-from minidarts.hypernet import LambdaInput, LinearHypernet, sample_lambda  # noqa: E402
-from minidarts.network import Network, relax  # noqa: E402
-from minidarts.operations import PRIMITIVES  # noqa: E402
-from minidarts.plots import OP_COLORS  # noqa: E402
-from minidarts.sweep import log_spaced, spearman  # noqa: E402
+from minidarts.darts.complexity import Complexity  # noqa: E402
+from minidarts.darts.hypernet import LambdaInput, LinearHypernet, sample_lambda  # noqa: E402
+from minidarts.darts.network import Network, relax  # noqa: E402
+from minidarts.darts.operations import PRIMITIVES  # noqa: E402
+from minidarts.jobs.plots import OP_COLORS  # noqa: E402
+from minidarts.jobs.sweep import log_spaced, spearman  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "09"
 md.set_default_device("cpu")  # the lesson compares with NumPy on the CPU

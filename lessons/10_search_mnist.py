@@ -1,7 +1,7 @@
 """Lesson 10: a hypernetwork search on MNIST, the lambda sweep, and the Pareto plot.
 
 Everything of lessons 06-09 at once, through the library's own search loop
-(minidarts.search.Search), on real images:
+(minidarts.jobs.search.Search), on real images:
 
   * the supernetwork (lesson 07): a stem, one reduction cell of mixed operations (eq. 1-2),
     global pooling, a linear classifier; MNIST's 60000 training images split 50/50 into
@@ -11,7 +11,7 @@ Everything of lessons 06-09 at once, through the library's own search loop
         u <- u - Adam(grad_u [ L_val(w, alpha(lambda)) + lambda * complexity(alpha(lambda)) ])
         w <- w - SGD(grad_w L_train(w, alpha(lambda)))
     where alpha(lambda) = t(lambda) * b1 + b2 is the linear hypernetwork (eq. 5) and u = (b1, b2);
-  * after the search, the SWEEP (minidarts.sweep): for each lambda of a grid, alpha(lambda)
+  * after the search, the SWEEP (minidarts.jobs.sweep): for each lambda of a grid, alpha(lambda)
     with no further training, its genotype (DARTS's rule on softmax(alpha(lambda))), the
     weights of that cell, its expected complexity, and the supernetwork's validation
     accuracy at alpha(lambda); Spearman's rank correlation of lambda with the cell weights
@@ -44,11 +44,11 @@ sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from 
 import numpy as np  # noqa: E402
 
 import minidarts as md  # noqa: E402
-from minidarts import sweep  # noqa: E402
-from minidarts.config import make_config  # noqa: E402
-from minidarts.genotype import derive_genotype, genotype_from_dict, load_genotype  # noqa: E402
-from minidarts.operations import PRIMITIVES, op_param_count  # noqa: E402
-from minidarts.search import Search  # noqa: E402
+from minidarts.darts.genotype import derive_genotype, genotype_from_dict, load_genotype  # noqa: E402
+from minidarts.darts.operations import PRIMITIVES, op_param_count  # noqa: E402
+from minidarts.jobs import sweep  # noqa: E402
+from minidarts.jobs.config import make_config  # noqa: E402
+from minidarts.jobs.search import Search  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "10"
 RUN_DIR = FIG_DIR / "search"  # the run folder (not committed, as all figures)

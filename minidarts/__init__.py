@@ -5,11 +5,12 @@ The engine, bottom up: backend (numpy/cupy) -> autograd (Tensor, Function) ->
 ops -> functional (F) -> gradcheck.
 """
 
-from . import backend, functional, nn, optim
-from .autograd import Function, Tensor, is_grad_enabled, no_grad, tensor
-from .backend import get_array_module, set_default_device, to_numpy
-from .gradcheck import gradcheck, numerical_grad
-from .ops import (
+from . import nn
+from .engine import backend
+from .engine.autograd import Function, Tensor, is_grad_enabled, no_grad, tensor
+from .engine.backend import get_array_module, set_default_device, to_numpy
+from .engine.gradcheck import gradcheck, numerical_grad
+from .engine.ops import (
     cat,
     exp,
     log,
@@ -23,7 +24,8 @@ from .ops import (
     sum,
     transpose,
 )
-from .random import manual_seed
+from .engine.random import manual_seed
+from .nn import functional, optim
 
 __version__ = "0.1.0"
 

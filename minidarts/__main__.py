@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from .cli import add_run_arguments, check_resume_arguments, config_from_arguments
-from .config import PRESETS, SearchConfig, make_config
+from .jobs.cli import add_run_arguments, check_resume_arguments, config_from_arguments
+from .jobs.config import PRESETS, SearchConfig, make_config
 
 # flag -> (config key, type, help)
 _SEARCH_FLAGS = {
@@ -93,7 +93,7 @@ def _search_parser(sub):
 
 
 def _cmd_search(args):
-    from .search import Search
+    from .jobs.search import Search
 
     if args.resume:
         check_resume_arguments(args, _SEARCH_FLAGS)
@@ -137,7 +137,7 @@ def _parse_lambdas(text):
 
 
 def _cmd_sweep(args):
-    from .sweep import run_sweep
+    from .jobs.sweep import run_sweep
 
     lambdas = _parse_lambdas(args.lambdas) if args.lambdas else None
     if args.eval_batches is not None and args.eval_batches < 0:
@@ -170,23 +170,43 @@ def _experiment_parser(sub):
 
 
 def _cmd_experiment(args):
-    from .experiment import run_experiment
+    from .jobs.experiment import run_experiment
 
     run_experiment(args.scale, args.device, args.seed, args.out, args.name)
 
 
+# commands with a command line of their own: `python -m minidarts assign ...` hands
+# the rest of the line to it (and `python -m minidarts.assign ...` still works)
+_DELEGATED = {
+    "assign": ("classroom.assign", "write a student copy with the solution regions stubbed"),
+    "bench": ("jobs.bench", "time the kernels and a search step"),
+}
+
+
+def _delegate(command, argv):
+    import importlib
+
+    module = importlib.import_module(f".{_DELEGATED[command][0]}", __package__)
+    return module.main(argv, prog=f"python -m minidarts {command}") or 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _DELEGATED:
+        return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m minidarts",
         description="minidarts: differentiable architecture search with complexity control",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _search_parser(sub)
-    from .train import add_train_parser, run_train
+    from .jobs.train_cli import add_train_parser, run_train
 
     add_train_parser(sub)
     _sweep_parser(sub)
     _experiment_parser(sub)
+    for command, (_, text) in _DELEGATED.items():
+        sub.add_parser(command, help=text + f" (see: python -m minidarts {command} --help)")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -8,12 +8,12 @@
 
 The "gpu" run carries the `gpu` marker (select with `-m gpu`, leave out with
 `-m "not gpu"`) and is skipped, with reason "no GPU / CuPy", where
-`minidarts.backend.gpu_available()` is False.
+`minidarts.engine.backend.gpu_available()` is False.
 """
 
 import pytest
 
-from minidarts import backend
+from minidarts.engine import backend
 
 
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])

@@ -7,11 +7,11 @@ even computing their gradients (they are frozen during the step)."""
 import numpy as np
 import pytest
 
-from minidarts import functional as F
-from minidarts import optim
-from minidarts.architect import Architect, frozen
-from minidarts.autograd import Tensor
-from minidarts.network import Network
+from minidarts.darts.architect import Architect, frozen
+from minidarts.darts.network import Network
+from minidarts.engine.autograd import Tensor
+from minidarts.nn import functional as F
+from minidarts.nn import optim
 
 pytestmark = pytest.mark.bilevel_step
 

@@ -1,4 +1,4 @@
-"""Tests of the assignment tool (python -m minidarts.assign).
+"""Tests of the assignment tool (python -m minidarts.classroom.assign).
 
 - the solution regions in the code, the task list, the markers registered in
   pyproject.toml and the markers the tests carry match one to one;
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minidarts import assign
+from minidarts.classroom import assign
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_IDS = [t for t, _, _ in assign.TASKS]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import minidarts as md
-import minidarts.functional as F
-from minidarts import backend
+import minidarts.nn.functional as F
+from minidarts.engine import backend
 
 X = np.array([[0.5, -1.25, 2.0], [1.5, 0.75, -0.5]])
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minidarts as md
-from minidarts import backend
+from minidarts.engine import backend
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minidarts as md
-import minidarts.functional as F
+import minidarts.nn.functional as F
 
 
 def ref_batch_norm(x, mean, var, weight, bias, eps=1e-5):

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from minidarts import checkpoint
-from minidarts.autograd import Tensor
-from minidarts.checkpoint import load_checkpoint, save_checkpoint
+from minidarts.engine.autograd import Tensor
+from minidarts.jobs import checkpoint
+from minidarts.jobs.checkpoint import load_checkpoint, save_checkpoint
 
 
 def assert_same(a, b, where="state"):

@@ -16,13 +16,13 @@ import pytest
 from scipy.special import expit, softmax
 
 import minidarts
-from minidarts.autograd import Tensor
-from minidarts.complexity import Complexity, cell_plan
-from minidarts.config import make_config
-from minidarts.genotype import Genotype, derive_genotype
-from minidarts.network import Network
-from minidarts.operations import PRIMITIVES
-from minidarts.search import Search
+from minidarts.darts.complexity import Complexity, cell_plan
+from minidarts.darts.genotype import Genotype, derive_genotype
+from minidarts.darts.network import Network
+from minidarts.darts.operations import PRIMITIVES
+from minidarts.engine.autograd import Tensor
+from minidarts.jobs.config import make_config
+from minidarts.jobs.search import Search
 
 pytestmark = pytest.mark.complexity
 

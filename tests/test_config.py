@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from minidarts.config import PRESETS, SearchConfig, load_toml, make_config, validate
+from minidarts.jobs.config import PRESETS, SearchConfig, load_toml, make_config, validate
 
 KEYS = [f.name for f in dataclasses.fields(SearchConfig)]
 

@@ -1,5 +1,5 @@
 """conv2d against an independent reference (scipy.signal.correlate2d per (n, out, in)
-pair), its gradients against central differences (minidarts.gradcheck, default
+pair), its gradients against central differences (minidarts.engine.gradcheck, default
 tolerances, float64), and its errors.
 
 One table of cases drives the forward and the gradient tests. It covers every value
@@ -13,8 +13,8 @@ import pytest
 import scipy.signal
 
 import minidarts as md
-import minidarts.functional as F
-from minidarts.conv import conv2d
+import minidarts.nn.functional as F
+from minidarts.nn.conv import conv2d
 
 pytestmark = pytest.mark.im2col
 

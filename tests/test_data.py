@@ -1,4 +1,4 @@
-"""Tests of minidarts.data: the IDX parser, its error messages, the shipped MNIST files,
+"""Tests of minidarts.jobs.data: the IDX parser, its error messages, the shipped MNIST files,
 the seeded search split and the resumable batch iterator.
 
 Corrupt files are small synthetic IDX files written to tmp_path by `write_idx` below (an
@@ -13,8 +13,9 @@ import struct
 import numpy as np
 import pytest
 
-from minidarts import backend, data
-from minidarts.data import Batches, MNISTError
+from minidarts.engine import backend
+from minidarts.jobs import data, idx
+from minidarts.jobs.data import Batches, MNISTError
 
 IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
 
@@ -48,7 +49,7 @@ def write_folder(folder, n_train=12, n_test=6, checksums=False):
     arrays = {}
     for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
         images, labels = small_mnist(n, seed)
-        image_stem, label_stem = data.FILES[split]
+        image_stem, label_stem = idx.FILES[split]
         write_idx(folder / (image_stem + ".gz"), images)
         write_idx(folder / (label_stem + ".gz"), labels)
         arrays[split] = (images, labels)
@@ -64,8 +65,8 @@ def write_folder(folder, n_train=12, n_test=6, checksums=False):
 @pytest.fixture(scope="module")
 def mnist():
     """The shipped MNIST, parsed once: {'train': (images, labels), 'test': (...)}."""
-    data.clear_cache()
-    return {split: data.load_mnist(split=split) for split in data.SPLITS}
+    idx.clear_cache()
+    return {split: idx.load_mnist(split=split) for split in idx.SPLITS}
 
 
 # --------------------------------------------------------------------------- parser
@@ -76,7 +77,7 @@ def test_round_trip_small_idx(tmp_path, compress):
     images, labels = small_mnist()
     ip = write_idx(tmp_path / "img", images, compress=compress)
     lp = write_idx(tmp_path / "lab", labels, compress=compress)
-    got_images, got_labels = data.read_images(ip), data.read_labels(lp)
+    got_images, got_labels = idx.read_images(ip), idx.read_labels(lp)
     assert got_images.dtype == np.uint8 and got_images.shape == (12, 28, 28)
     assert got_labels.dtype == np.int64
     np.testing.assert_array_equal(got_images, images)
@@ -85,9 +86,9 @@ def test_round_trip_small_idx(tmp_path, compress):
 
 def test_generic_idx_multibyte_types(tmp_path):
     a = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 7
-    np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / "a.gz", a)), a)
+    np.testing.assert_array_equal(idx.read_idx(write_idx(tmp_path / "a.gz", a)), a)
     f = np.linspace(-1, 1, 5, dtype=np.float32)
-    np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / "f", f, compress=False)), f)
+    np.testing.assert_array_equal(idx.read_idx(write_idx(tmp_path / "f", f, compress=False)), f)
 
 
 def test_wrong_magic(tmp_path):
@@ -96,30 +97,30 @@ def test_wrong_magic(tmp_path):
     with pytest.raises(
         MNISTError, match=r"train-images.*wrong magic number 0x00000801.*0x00000803"
     ):
-        data.read_images(path)
+        idx.read_images(path)
     path = write_idx(tmp_path / "x.gz", raw=b"\x1f\x8b\x08\x03" + bytes(20))
     with pytest.raises(MNISTError, match="not an IDX file.*two zero bytes"):
-        data.read_idx(path)
+        idx.read_idx(path)
 
 
 def test_wrong_dtype_byte(tmp_path):
     images, _ = small_mnist()
     path = write_idx(tmp_path / "i.gz", images.astype(np.int32))
     with pytest.raises(MNISTError, match=r"wrong magic number 0x00000C03.*0x00000803"):
-        data.read_images(path)
+        idx.read_images(path)
     path = write_idx(tmp_path / "j.gz", raw=b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00")
     with pytest.raises(MNISTError, match="unknown IDX element type 0x07"):
-        data.read_idx(path)
+        idx.read_idx(path)
 
 
 def test_wrong_dims(tmp_path):
     images, _ = small_mnist()
     path = write_idx(tmp_path / "flat.gz", images.reshape(12, 784))
     with pytest.raises(MNISTError, match=r"wrong magic number 0x00000802.*3 dimensions"):
-        data.read_images(path)
+        idx.read_images(path)
     path = write_idx(tmp_path / "small.gz", images[:, :27, :28].copy())
     with pytest.raises(MNISTError, match=r"images are 27x28, expected 28x28"):
-        data.read_images(path)
+        idx.read_images(path)
 
 
 def test_truncated_payload(tmp_path):
@@ -128,17 +129,17 @@ def test_truncated_payload(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte.gz", raw=raw[:-100])
     msg = r"truncated: header says 12 images of 28x28 = 9408 bytes, file holds 9308"
     with pytest.raises(MNISTError, match=msg):
-        data.read_images(path)
+        idx.read_images(path)
     path = write_idx(tmp_path / "h.gz", raw=raw[:10])
     with pytest.raises(MNISTError, match="truncated header"):
-        data.read_images(path)
+        idx.read_images(path)
 
 
 def test_trailing_bytes(tmp_path):
     _, labels = small_mnist()
     path = write_idx(tmp_path / "l", raw=idx_bytes(labels) + b"\x00\x01", compress=False)
     with pytest.raises(MNISTError, match=r"trailing bytes: header says 12 labels = 12 bytes"):
-        data.read_labels(path)
+        idx.read_labels(path)
 
 
 def test_corrupt_gzip(tmp_path):
@@ -150,10 +151,10 @@ def test_corrupt_gzip(tmp_path):
     for name, blob in (("damaged.gz", bytes(damaged)), ("cut.gz", cut)):
         (tmp_path / name).write_bytes(blob)
         with pytest.raises(MNISTError, match=f"{name}: corrupt gzip stream"):
-            data.read_images(tmp_path / name)
+            idx.read_images(tmp_path / name)
     (tmp_path / "plain.gz").write_bytes(idx_bytes(images))
     with pytest.raises(MNISTError, match="not gzip-compressed"):
-        data.read_images(tmp_path / "plain.gz")
+        idx.read_images(tmp_path / "plain.gz")
 
 
 def test_label_out_of_range(tmp_path):
@@ -161,27 +162,27 @@ def test_label_out_of_range(tmp_path):
     labels[5] = 12
     path = write_idx(tmp_path / "labels.gz", labels)
     with pytest.raises(MNISTError, match=r"1 labels outside 0..9 \(first: 12 at index 5\)"):
-        data.read_labels(path)
+        idx.read_labels(path)
 
 
 def test_count_mismatch(tmp_path):
     write_folder(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", small_mnist(11)[1])
     with pytest.raises(MNISTError, match="holds 12 images but .* holds 11 labels"):
-        data.load_mnist(tmp_path)
+        idx.load_mnist(tmp_path)
 
 
 def test_checksum_mismatch(tmp_path):
     write_folder(tmp_path, checksums=True)
-    data.load_mnist(tmp_path, "test")  # intact files load
+    idx.load_mnist(tmp_path, "test")  # intact files load
     bad = tmp_path / "train-images-idx3-ubyte.gz"
     expected = hashlib.sha256(bad.read_bytes()).hexdigest()
     write_idx(bad, small_mnist(12, seed=5)[0])  # structurally fine, different content
     actual = hashlib.sha256(bad.read_bytes()).hexdigest()
     msg = f"train-images-idx3-ubyte.gz: SHA-256 mismatch: expected {expected}.*actual {actual}"
     with pytest.raises(MNISTError, match=msg):
-        data.load_mnist(tmp_path, "train")
-    images, _ = data.load_mnist(tmp_path, "train", verify=False)  # opt-out for speed
+        idx.load_mnist(tmp_path, "train")
+    images, _ = idx.load_mnist(tmp_path, "train", verify=False)  # opt-out for speed
     assert images.shape == (12, 28, 28)
 
 
@@ -194,38 +195,38 @@ def test_checksum_checked_after_cached_unverified(tmp_path):
         for line in sums.read_text().splitlines()
     ]
     sums.write_text("\n".join(lines) + "\n")
-    data.load_mnist(tmp_path, "train", verify=False)  # cached without verification
+    idx.load_mnist(tmp_path, "train", verify=False)  # cached without verification
     with pytest.raises(
         MNISTError, match=f"train-labels-idx1-ubyte.gz: SHA-256 mismatch: expected {wrong}"
     ):
-        data.load_mnist(tmp_path, "train")  # asking for verification later still checks
+        idx.load_mnist(tmp_path, "train")  # asking for verification later still checks
 
 
 def test_missing_file(tmp_path):
     write_folder(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(MNISTError) as info:
-        data.load_mnist(tmp_path, "test")
+        idx.load_mnist(tmp_path, "test")
     msg = str(info.value)
     assert "not found" in msg and str(tmp_path / "t10k-labels-idx1-ubyte.gz") in msg
-    assert str(data.SHIPPED_ROOT) in msg and "MINIDARTS_DATA" in msg
+    assert str(idx.SHIPPED_ROOT) in msg and "MINIDARTS_DATA" in msg
     with pytest.raises(MNISTError, match="not found.*ships all four files"):
-        data.load_mnist(tmp_path / "nowhere")
+        idx.load_mnist(tmp_path / "nowhere")
     with pytest.raises(MNISTError, match="file not found"):
-        data.read_images(tmp_path / "nothing.gz")
+        idx.read_images(tmp_path / "nothing.gz")
 
 
 def test_user_folder_without_checksums(tmp_path, monkeypatch):
     arrays = write_folder(tmp_path / "mine")
-    for split in data.SPLITS:
-        images, labels = data.load_mnist(tmp_path / "mine", split)
+    for split in idx.SPLITS:
+        images, labels = idx.load_mnist(tmp_path / "mine", split)
         np.testing.assert_array_equal(images, arrays[split][0])
         np.testing.assert_array_equal(labels, arrays[split][1])
     # Also found through the environment variable, and uncompressed files work too.
     plain = tmp_path / "plain"
     plain.mkdir()
-    for split in data.SPLITS:
-        for stem, array in zip(data.FILES[split], arrays[split]):
+    for split in idx.SPLITS:
+        for stem, array in zip(idx.FILES[split], arrays[split]):
             write_idx(plain / stem, array, compress=False)
     monkeypatch.setenv("MINIDARTS_DATA", str(plain))
     train, val = data.search_split(seed=0)
@@ -233,16 +234,16 @@ def test_user_folder_without_checksums(tmp_path, monkeypatch):
     np.testing.assert_array_equal(data.test_set().labels, arrays["test"][1])
     # Structural checks still apply without SHA256SUMS.
     write_idx(plain / "t10k-images-idx3-ubyte", raw=idx_bytes(arrays["test"][0])[:-1])
-    data.clear_cache()
+    idx.clear_cache()
     with pytest.raises(MNISTError, match="truncated"):
         data.test_set()
 
 
 def test_bad_arguments():
     with pytest.raises(MNISTError, match="split must be one of"):
-        data.load_mnist(split="validation")
+        idx.load_mnist(split="validation")
     with pytest.raises(ValueError, match=r"normalize: expected images of shape \(N, 28, 28\)"):
-        data.normalize(np.zeros((2, 784), np.uint8))
+        idx.normalize(np.zeros((2, 784), np.uint8))
 
 
 # --------------------------------------------------------------------------- real MNIST
@@ -257,20 +258,20 @@ def test_real_mnist_shapes_and_labels(mnist):
         assert len(counts) == 10 and counts.sum() == n
         assert counts.min() > n // 12  # every digit is well represented
         assert images.max() == 255 and images.min() == 0
-    assert data.load_mnist(split="train")[0] is mnist["train"][0]  # cached in memory
+    assert idx.load_mnist(split="train")[0] is mnist["train"][0]  # cached in memory
     with pytest.raises(ValueError):
         mnist["train"][0][0, 0, 0] = 1  # the cache is read-only
 
 
 def test_real_mnist_checksums_verified():
-    for name, digest in data.read_checksums(data.SHIPPED_ROOT / "SHA256SUMS").items():
-        assert data.verify_checksum(data.SHIPPED_ROOT / name)
-        assert data.sha256_file(data.SHIPPED_ROOT / name) == digest
-    assert len(data.read_checksums(data.SHIPPED_ROOT / "SHA256SUMS")) == 4
+    for name, digest in idx.read_checksums(idx.SHIPPED_ROOT / "SHA256SUMS").items():
+        assert idx.verify_checksum(idx.SHIPPED_ROOT / name)
+        assert idx.sha256_file(idx.SHIPPED_ROOT / name) == digest
+    assert len(idx.read_checksums(idx.SHIPPED_ROOT / "SHA256SUMS")) == 4
 
 
 def test_real_mnist_normalised_statistics(mnist):
-    x = data.normalize(mnist["train"][0])
+    x = idx.normalize(mnist["train"][0])
     assert x.shape == (60000, 1, 28, 28) and x.dtype == np.float32
     assert abs(float(x.mean(dtype=np.float64))) < 0.01
     assert abs(float(x.std(dtype=np.float64)) - 1.0) < 0.01
@@ -354,7 +355,7 @@ def test_batches_shapes_len_and_last_partial(small_set):
     ys = np.concatenate([y for _, y in got])
     np.testing.assert_array_equal(np.sort(ys), np.sort(small_set.labels))
     order = b.order(0)
-    np.testing.assert_array_equal(got[0][0], data.normalize(small_set.images[order[:10]]))
+    np.testing.assert_array_equal(got[0][0], idx.normalize(small_set.images[order[:10]]))
     assert b.epoch == 1 and b.position == 0
     dropped = Batches(small_set, 10, seed=1, drop_last=True)
     assert len(dropped) == 10 and [len(y) for _, y in collect(dropped)] == [10] * 10

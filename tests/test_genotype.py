@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from minidarts.genotype import (
+from minidarts.darts.genotype import (
     Genotype,
     derive_genotype,
     genotype_from_dict,
@@ -24,7 +24,7 @@ from minidarts.genotype import (
     parse_cell,
     save_genotype,
 )
-from minidarts.operations import PRIMITIVES
+from minidarts.darts.operations import PRIMITIVES
 
 pytestmark = pytest.mark.genotype
 

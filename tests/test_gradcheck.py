@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import minidarts as md
-from minidarts import Function, backend
+from minidarts import Function
+from minidarts.engine import backend
 
 # gradcheck's message: "... input I (shape S), WHERE: analytic gradient A, numerical N (...)"
 VALUES = re.compile(r"analytic gradient (\S+), numerical (\S+) \(")

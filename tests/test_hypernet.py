@@ -19,22 +19,22 @@ from scipy.special import softmax
 from test_search import assert_same_state, interrupt_after_epoch
 
 import minidarts
-from minidarts import backend
-from minidarts import functional as F
-from minidarts.architect import Architect
-from minidarts.autograd import Tensor
-from minidarts.checkpoint import load_checkpoint, save_checkpoint
-from minidarts.complexity import Complexity
-from minidarts.config import make_config
-from minidarts.hypernet import (
+from minidarts.darts.architect import Architect
+from minidarts.darts.complexity import Complexity
+from minidarts.darts.hypernet import (
     LambdaInput,
     LinearHypernet,
     MLPHypernet,
     make_hypernet,
     sample_lambda,
 )
-from minidarts.network import Network
-from minidarts.search import Search
+from minidarts.darts.network import Network
+from minidarts.engine import backend
+from minidarts.engine.autograd import Tensor
+from minidarts.jobs.checkpoint import load_checkpoint, save_checkpoint
+from minidarts.jobs.config import make_config
+from minidarts.jobs.search import Search
+from minidarts.nn import functional as F
 
 N_OPS = 8
 KINDS = ("normal", "reduce")

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 
 import minidarts
-from minidarts import functional as F
 from minidarts import nn
-from minidarts.autograd import Tensor
-from minidarts.genotype import Genotype
-from minidarts.model_eval import EvalCell, EvalNetwork, genotype_param_count
-from minidarts.operations import (
+from minidarts.darts.eval_network import EvalCell, EvalNetwork, genotype_param_count
+from minidarts.darts.genotype import Genotype
+from minidarts.darts.operations import (
     DilConv,
     FactorizedReduce,
     Pool,
@@ -23,6 +21,8 @@ from minidarts.operations import (
     SepConv,
     op_param_count,
 )
+from minidarts.engine.autograd import Tensor
+from minidarts.nn import functional as F
 
 # A 4-node genotype (the paper's cell size) using every kind of operation.
 GENOTYPE = Genotype(

@@ -10,12 +10,12 @@ import pytest
 from scipy.special import softmax
 
 import minidarts
-from minidarts import functional as F
-from minidarts.autograd import Tensor
-from minidarts.cell import num_edges
-from minidarts.genotype import derive_genotype
-from minidarts.network import Network, relax
-from minidarts.operations import PRIMITIVES
+from minidarts.darts.cell import num_edges
+from minidarts.darts.genotype import derive_genotype
+from minidarts.darts.network import Network, relax
+from minidarts.darts.operations import PRIMITIVES
+from minidarts.engine.autograd import Tensor
+from minidarts.nn import functional as F
 
 pytestmark = pytest.mark.cell
 
@@ -203,7 +203,7 @@ def test_seed_none_follows_manual_seed_and_a_seed_leaves_the_global_stream_alone
     b = Network(layers=1, seed=None, **TINY)
     assert not np.array_equal(a.stem[0].weight.data, b.stem[0].weight.data)
     minidarts.manual_seed(3)
-    expected = minidarts.random.get_rng().standard_normal(4)
+    expected = minidarts.engine.random.get_rng().standard_normal(4)
     minidarts.manual_seed(3)
     Network(layers=1, seed=7, **TINY)  # drawn from its own generator
-    assert np.array_equal(minidarts.random.get_rng().standard_normal(4), expected)
+    assert np.array_equal(minidarts.engine.random.get_rng().standard_normal(4), expected)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minidarts as md
-import minidarts.functional as F
+import minidarts.nn.functional as F
 from minidarts import nn
 
 

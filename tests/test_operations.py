@@ -10,9 +10,9 @@ from scipy.special import softmax
 
 import minidarts
 from minidarts import nn
-from minidarts.autograd import Tensor
-from minidarts.mixed_op import MixedOp
-from minidarts.operations import OPS, PRIMITIVES, FactorizedReduce, op_param_count
+from minidarts.darts.mixed_op import MixedOp
+from minidarts.darts.operations import OPS, PRIMITIVES, FactorizedReduce, op_param_count
+from minidarts.engine.autograd import Tensor
 
 SIZES = [(8, 8), (7, 7), (6, 9), (5, 4)]
 

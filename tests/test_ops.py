@@ -3,7 +3,7 @@
 One table, OPS, drives three tests on every device:
 
 - test_forward_matches_numpy: the float64 forward equals a NumPy/SciPy reference;
-- test_gradcheck: minidarts.gradcheck (float64, default tolerances: relative error
+- test_gradcheck: minidarts.engine.gradcheck (float64, default tolerances: relative error
   <= 1e-6) accepts the backward;
 - test_float32_stays_float32: float32 inputs give float32 outputs and gradients,
   finite, close to the reference.
@@ -22,7 +22,7 @@ import pytest
 import scipy.special
 
 import minidarts as md
-import minidarts.functional as F
+import minidarts.nn.functional as F
 
 # --- input makers: (rng, shape) -> numpy array ----------------------------------------
 
@@ -253,7 +253,7 @@ def to_float32(arrays):
     return [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays]
 
 
-# Classroom tasks (python -m minidarts.assign): the rows that exercise a backward pass
+# Classroom tasks (python -m minidarts.classroom.assign): the rows that exercise a backward pass
 # a student writes carry that task's marker, so `pytest -m backward_mul` grades it.
 TASK_OF_ROW = {
     "mul": "backward_mul",

@@ -1,4 +1,4 @@
-"""minidarts.optim against the update rules written out with NumPy, the cosine
+"""minidarts.nn.optim against the update rules written out with NumPy, the cosine
 schedule against its formula, gradient clipping, and exact resume."""
 
 import math
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import minidarts as md
-import minidarts.functional as F
-from minidarts import nn, optim
+import minidarts.nn.functional as F
+from minidarts import nn
+from minidarts.nn import optim
 
 STEPS = 6
 

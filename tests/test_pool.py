@@ -1,12 +1,12 @@
 """Pooling kernels against plain-loop references, and their gradients against
-central differences (minidarts.gradcheck, default tolerances)."""
+central differences (minidarts.engine.gradcheck, default tolerances)."""
 
 import numpy as np
 import pytest
 import scipy.ndimage
 
 import minidarts as md
-import minidarts.functional as F
+import minidarts.nn.functional as F
 
 
 def _pair(v):

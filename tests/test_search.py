@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minidarts import backend
 from minidarts.__main__ import main
-from minidarts.checkpoint import load_checkpoint
-from minidarts.config import make_config
-from minidarts.genotype import load_genotype
-from minidarts.network import Network
-from minidarts.search import Search
+from minidarts.darts.genotype import load_genotype
+from minidarts.darts.network import Network
+from minidarts.engine import backend
+from minidarts.jobs.checkpoint import load_checkpoint
+from minidarts.jobs.config import make_config
+from minidarts.jobs.search import Search
 
 REPO = Path(__file__).resolve().parents[1]
 

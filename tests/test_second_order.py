@@ -37,17 +37,18 @@ import numpy as np
 import pytest
 from test_search import assert_same_state, interrupt_after_epoch
 
-from minidarts import architect as architect_module
-from minidarts import functional as F
-from minidarts import nn, optim
+from minidarts import nn
 from minidarts.__main__ import main
-from minidarts.architect import Architect
-from minidarts.autograd import Tensor
-from minidarts.complexity import Complexity
-from minidarts.config import make_config
-from minidarts.hypernet import LambdaInput, LinearHypernet
-from minidarts.network import Network
-from minidarts.operations import PRIMITIVES
+from minidarts.darts import architect as architect_module
+from minidarts.darts.architect import Architect
+from minidarts.darts.complexity import Complexity
+from minidarts.darts.hypernet import LambdaInput, LinearHypernet
+from minidarts.darts.network import Network
+from minidarts.darts.operations import PRIMITIVES
+from minidarts.engine.autograd import Tensor
+from minidarts.jobs.config import make_config
+from minidarts.nn import functional as F
+from minidarts.nn import optim
 
 TOL = 1e-4
 KINDS = ("normal", "reduce")
@@ -328,7 +329,7 @@ def test_bad_second_order_settings_are_refused():
 def _run(tmp_path, name, *flags):
     argv = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", name]
     assert main([*argv, *flags]) == 0
-    from minidarts.checkpoint import load_checkpoint
+    from minidarts.jobs.checkpoint import load_checkpoint
 
     return load_checkpoint(tmp_path / name / "checkpoint.npz")
 
@@ -352,7 +353,7 @@ def test_cli_second_order_search_end_to_end(tmp_path, capsys):
 def test_second_order_search_resumes_bitwise(tmp_path):
     """Order 2 adds no state of its own: a run stopped after epoch 1 and resumed ends
     bit-identical to one that never stopped (weights, alpha, optimisers, batches)."""
-    from minidarts.search import Search
+    from minidarts.jobs.search import Search
 
     cfg = make_config("tiny", {"epochs": 2, "plots": False, "order": 2})
     full = Search(cfg, folder=str(tmp_path / "full"), log=lambda *_: None)

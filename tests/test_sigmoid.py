@@ -16,13 +16,10 @@ import pytest
 from scipy.special import expit
 
 import minidarts
-from minidarts import optim
 from minidarts.__main__ import main
-from minidarts.architect import Architect, zero_one_loss
-from minidarts.autograd import Tensor
-from minidarts.complexity import Complexity
-from minidarts.config import make_config, resolved_zero_one_weight
-from minidarts.genotype import (
+from minidarts.darts.architect import Architect, zero_one_loss
+from minidarts.darts.complexity import Complexity
+from minidarts.darts.genotype import (
     FAIR_DARTS_THRESHOLD,
     derive_genotype,
     load_genotype,
@@ -31,9 +28,12 @@ from minidarts.genotype import (
     threshold_cell,
     threshold_record,
 )
-from minidarts.network import Network
-from minidarts.operations import PRIMITIVES
-from minidarts.search import Search
+from minidarts.darts.network import Network
+from minidarts.darts.operations import PRIMITIVES
+from minidarts.engine.autograd import Tensor
+from minidarts.jobs.config import make_config, resolved_zero_one_weight
+from minidarts.jobs.search import Search
+from minidarts.nn import optim
 
 OP = {name: i for i, name in enumerate(PRIMITIVES)}
 KINDS = ("normal", "reduce")

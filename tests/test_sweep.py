@@ -7,12 +7,12 @@ import math
 import pytest
 import scipy.stats
 
-from minidarts import experiment
 from minidarts.__main__ import main
-from minidarts.config import make_config
-from minidarts.genotype import load_genotype
-from minidarts.search import Search
-from minidarts.sweep import _pareto_front, genotype_path, log_spaced, spearman, summary
+from minidarts.darts.genotype import load_genotype
+from minidarts.jobs import experiment
+from minidarts.jobs.config import make_config
+from minidarts.jobs.search import Search
+from minidarts.jobs.sweep import _pareto_front, genotype_path, log_spaced, spearman, summary
 
 TINY_HYPERNET = {
     "epochs": 2,

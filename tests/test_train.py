@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 from test_search import _cli_error
 
-from minidarts import backend
 from minidarts.__main__ import main
-from minidarts.checkpoint import load_checkpoint, save_checkpoint
-from minidarts.data import test_set
-from minidarts.evaluate import evaluate
-from minidarts.genotype import Genotype, genotype_to_str, load_genotype, save_genotype
-from minidarts.model_eval import EvalNetwork, genotype_param_count
-from minidarts.train import Train, TrainConfig, make_train_config
+from minidarts.darts.eval_network import EvalNetwork, genotype_param_count
+from minidarts.darts.genotype import Genotype, genotype_to_str, load_genotype, save_genotype
+from minidarts.engine import backend
+from minidarts.jobs.checkpoint import load_checkpoint, save_checkpoint
+from minidarts.jobs.data import test_set
+from minidarts.jobs.evaluate import evaluate
+from minidarts.jobs.train import Train
+from minidarts.jobs.train_config import TrainConfig, make_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,133 +25,28 @@ stopped run and ends with bit-identical weights.
 The default network (2 cells, both reduction cells, C = 8) is explained at TrainConfig.
 """
 
-import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
 
-from . import backend, data, nn, optim
-from . import functional as F
-from .checkpoint import load_checkpoint, save_checkpoint
-from .cli import add_run_arguments, check_resume_arguments, config_from_arguments
-from .config import build_config, check_fields
-from .evaluate import accuracy, evaluate
-from .genotype import (
+from .. import nn
+from ..darts.eval_network import EvalNetwork
+from ..darts.genotype import (
     genotype_from_dict,
     genotype_to_dict,
     genotype_to_str,
-    load_genotype,
     save_genotype,
 )
-from .model_eval import EvalNetwork
+from ..engine import backend
+from ..nn import functional as F
+from ..nn import optim
+from ..nn.metrics import accuracy
+from . import data
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate
 from .progress import Progress, format_seconds
-
-FORMAT = "minidarts-train-1"
-EVAL_BATCH_SIZE = 256  # test-set batches: larger is faster, and eval-mode BN ignores the batch
-
-
-@dataclass
-class TrainConfig:
-    """A retraining run. Optimiser values are DARTS's (train.py for CIFAR-10).
-
-    Default network: 2 cells with C = 8. By DARTS's rule (cells L//3 and 2L//3 reduce)
-    both are reduction cells, 28x28 -> 14x14 -> 7x7, so the network uses only the
-    searched reduction cell: the only cell type the paper's one-cell search trains (its
-    normal alpha never enters the loss). layers=1 sees only one cell on a 14x14 map;
-    layers=3 adds a normal cell at the full 28x28 resolution, which costs more than the
-    two reduction cells together (measured: 0.10 s per batch of 64 for 2 cells at C=8 on
-    a 2-core CPU, 0.18 s for 3 cells, 0.46 s for 3 cells at C=16).
-
-    Default length: 3 epochs, the fewest that reached 99% test accuracy. Measured on
-    the 2-core CPU (other jobs sharing it) with the genotype of a default 4-epoch search
-    (mostly pools, 13058 weights): test accuracy 97.90 / 98.59 / 99.16% after epochs
-    1 / 2 / 3, 1m23s to 2m45s per epoch with the test evaluation (depending on the other
-    jobs), 6m11s in all; seed 1: 97.83 / 97.19 / 99.17%; the 2-epoch cosine stopped at
-    98.89%. A hand-written genotype of separable and dilated convolutions (23474
-    weights) gave 97.59 / 98.63 / 99.08%. The margin over 99% is small (0.1-0.2 points):
-    --epochs 4 buys more at 4/3 of the time."""
-
-    genotype: str | None = None  # genotype JSON file (or a search run folder holding one)
-    # data
-    subset: int | None = None  # training images used; None = all 60000
-    test_subset: int | None = None  # test images evaluated each epoch; None = all 10000
-    data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
-    # network
-    channels: int = 8
-    layers: int = 2
-    stem_multiplier: int = 3
-    # schedule
-    epochs: int = 3
-    batch_size: int = 64
-    seed: int = 0
-    device: str = "cpu"
-    # SGD with a cosine-annealed learning rate and a gradient-norm clip
-    lr: float = 0.025
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    # output
-    out: str = "runs"
-    name: str | None = None
-    log_every: int = 50
-    plots: bool = True
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-
-PRESETS = {
-    # Tiny: a few steps on a few images, for tests and smoke runs.
-    "tiny": dict(
-        subset=256, test_subset=256, epochs=1, batch_size=32, channels=4, layers=1, log_every=1
-    ),
-    # DARTS-like size: 3 cells (normal at 28x28, then two reductions), C = 16, for a GPU.
-    "large": dict(layers=3, channels=16, epochs=10),
-}
-
-_POSITIVE_INT = {"channels", "layers", "stem_multiplier", "epochs", "batch_size", "log_every"}
-_NONNEG_FLOAT = {"lr", "lr_min", "momentum", "weight_decay", "grad_clip"}
-
-
-def make_train_config(preset=None, overrides=None, source="arguments"):
-    """A validated TrainConfig from a preset name and a dict of overrides."""
-    cfg = build_config(TrainConfig, PRESETS, preset, overrides, source)
-    validate_train_config(cfg, source)
-    return cfg
-
-
-def validate_train_config(cfg, source="config"):
-    """Reject values of the wrong type or range, naming the key."""
-    check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
-    if cfg.genotype is None:
-        raise ValueError(f"{source}: a genotype is required (--genotype FILE.json)")
-    if cfg.subset is not None and not 1 <= cfg.subset <= 60000:
-        raise ValueError(f"{source}: subset must be between 1 and 60000 images, got {cfg.subset}")
-    if cfg.test_subset is not None and not 1 <= cfg.test_subset <= 10000:
-        raise ValueError(
-            f"{source}: test_subset must be between 1 and 10000 images, got {cfg.test_subset}"
-        )
-    if cfg.lr_min > cfg.lr:
-        raise ValueError(f"{source}: lr_min ({cfg.lr_min}) exceeds lr ({cfg.lr})")
-
-
-def read_genotype(path):
-    """The Genotype in `path`: a genotype JSON file (save_genotype's format), or a
-    search run folder, whose genotype.json is read. Clear errors for a missing file
-    and for a file that is not a genotype."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "genotype.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"genotype file {path} does not exist")
-    try:
-        return load_genotype(path)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a genotype JSON file (not UTF-8 text)") from None
-    except ValueError as e:
-        raise ValueError(f"genotype file {path}: {e}") from None
+from .train_config import EVAL_BATCH_SIZE, FORMAT, make_train_config, read_genotype
 
 
 class Train:
@@ -372,71 +267,3 @@ class Train:
         run = cls(cfg, folder=folder, log=log, genotype=genotype)
         run.load_state_dict(state)
         return run
-
-
-# --- command line ----------------------------------------------------------------
-
-# flag -> (config key, type, help)
-_TRAIN_FLAGS = {
-    "--genotype": (
-        "genotype",
-        str,
-        "genotype JSON file to train (or a search run folder: its genotype.json)",
-    ),
-    "--layers": ("layers", int, "number of cells (cells L//3 and 2L//3 reduce)"),
-    "--channels": ("channels", int, "C, channels of the first cell"),
-    "--epochs": ("epochs", int, "training epochs"),
-    "--batch-size": ("batch_size", int, "images per training batch"),
-    "--lr": ("lr", float, "initial SGD learning rate (cosine-annealed to --lr-min)"),
-    "--lr-min": ("lr_min", float, "final learning rate of the cosine"),
-    "--seed": ("seed", int, "random seed: same seed, same numbers"),
-    "--device": ("device", str, "cpu or gpu (gpu needs CuPy)"),
-    "--subset": ("subset", int, "train on N of the 60000 training images; 0 = all (default: all)"),
-    "--test-subset": (
-        "test_subset",
-        int,
-        "evaluate the first N test images; 0 = all (default: all 10000)",
-    ),
-    "--out": ("out", str, "folder for run folders"),
-    "--name": ("name", str, "run folder name (default: train-DATE-TIME)"),
-    "--data": ("data_root", str, "folder with the MNIST IDX files (default: data/mnist)"),
-    "--log-every": ("log_every", int, "print a progress line every N steps"),
-}
-
-
-def add_train_parser(subparsers):
-    """Add the `train` subcommand to an argparse subparsers object; returns its parser."""
-    defaults = TrainConfig()
-    p = subparsers.add_parser(
-        "train",
-        help="retrain a found architecture (genotype) from scratch on MNIST",
-        description="Build the discrete network of a genotype (DARTS's evaluation network) "
-        "and train it from scratch on the 60000 MNIST training images, reporting the test "
-        f"accuracy each epoch. Without flags: {defaults.layers} cells, C={defaults.channels}, "
-        f"{defaults.epochs} epochs (99.1-99.2% test accuracy in about 6 minutes on a 2-core "
-        "CPU, measured). "
-        "Writes a run folder with metrics, plots, summary and a checkpoint per epoch.",
-    )
-    add_run_arguments(
-        p,
-        _TRAIN_FLAGS,
-        defaults,
-        PRESETS,
-        "tiny: a smoke test; large: 3 cells, C=16, 10 epochs (for a GPU)",
-    )
-    return p
-
-
-def run_train(args):
-    """Carry out `python -m minidarts train` from its parsed arguments."""
-    if args.resume:
-        check_resume_arguments(args, _TRAIN_FLAGS)
-        Train.resume(args.resume, epochs=args.epochs).run()
-        return
-    cfg = config_from_arguments(
-        args, _TRAIN_FLAGS, make_train_config, zero_means_all=("subset", "test_subset")
-    )
-    Train(cfg).run()
-
-
-__all__ = ["Train", "TrainConfig", "add_train_parser", "make_train_config", "run_train"]

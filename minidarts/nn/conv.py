@@ -65,9 +65,9 @@ Three kernels compute it, all vectorised (Python loops run over kernel taps only
    fastest, so there depthwise convolutions take kernel 1.
 """
 
-from . import backend
+from ..engine import backend
+from ..engine.autograd import Function, Tensor
 from .arguments import pair
-from .autograd import Function, Tensor
 
 
 def _xp(a):

@@ -28,17 +28,21 @@ import math
 import os
 import time
 
-from . import backend, data, nn, optim
-from . import functional as F
-from .architect import Architect, frozen
-from .autograd import no_grad
+from .. import nn
+from ..darts.architect import Architect, frozen
+from ..darts.complexity import Complexity
+from ..darts.genotype import genotype_to_dict, genotype_to_str, save_genotype, threshold_record
+from ..darts.hypernet import make_hypernet, sample_lambda
+from ..darts.network import Network
+from ..engine import backend
+from ..engine.autograd import no_grad
+from ..nn import functional as F
+from ..nn import optim
+from ..nn.metrics import accuracy
+from . import data
 from .checkpoint import load_checkpoint, save_checkpoint
-from .complexity import Complexity
 from .config import SearchConfig, make_config, resolved_zero_one_weight
-from .evaluate import accuracy, evaluate
-from .genotype import genotype_to_dict, genotype_to_str, save_genotype, threshold_record
-from .hypernet import make_hypernet, sample_lambda
-from .network import Network
+from .evaluate import evaluate
 from .progress import Progress, format_seconds
 
 

@@ -22,8 +22,9 @@ once lambda is large).
 
 import math
 
-from . import backend, nn
-from .autograd import Tensor
+from .. import nn
+from ..engine import backend
+from ..engine.autograd import Tensor
 from .cell import num_edges
 
 

@@ -19,7 +19,7 @@ import csv
 import math
 import os
 
-from .genotype import genotype_from_dict, genotype_to_str, save_genotype
+from ..darts.genotype import genotype_from_dict, genotype_to_str, save_genotype
 
 
 def log_spaced(lo, hi, n):

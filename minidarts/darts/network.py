@@ -16,9 +16,10 @@ With the paper's MNIST setting (L = 1) the only cell is a reduction cell.
 
 from contextlib import nullcontext
 
-from . import backend, nn, random
-from . import functional as F
-from .autograd import Tensor
+from .. import nn
+from ..engine import backend, random
+from ..engine.autograd import Tensor
+from ..nn import functional as F
 from .cell import Cell, cell_kinds, num_edges
 from .operations import PRIMITIVES
 

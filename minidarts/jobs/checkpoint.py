@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 
-from . import backend
+from ..engine import backend
 
 _META = "__meta__.json"
 

@@ -15,9 +15,9 @@ Python loop over the batch, channels or pixels).
 Notation: y is the forward output, gy = dL/dy, gx = dL/dx.
 """
 
-from . import backend
+from ..engine import backend
+from ..engine.autograd import Function
 from .arguments import pair
-from .autograd import Function
 
 
 def _xp(a):

@@ -7,8 +7,8 @@ minidarts.manual_seed), then cast to the tensor's dtype and device.
 
 import math
 
-from . import backend
-from .random import get_rng
+from ..engine import backend
+from ..engine.random import get_rng
 
 
 def _fill(tensor, values):

@@ -17,8 +17,8 @@ Evaluation uses the running statistics instead of the batch's, so y is a
 fixed affine function of x.
 """
 
-from . import backend
-from .autograd import Function, Tensor
+from ..engine import backend
+from ..engine.autograd import Function, Tensor
 
 
 def _xp(a):

@@ -1,15 +1,9 @@
 """Evaluation: loss and accuracy of a network on a dataset, without gradients."""
 
-from . import backend, data
-from . import functional as F
-from .autograd import no_grad
-
-
-def accuracy(logits, y):
-    """Fraction of rows whose largest logit is the label."""
-    pred = logits.data.argmax(axis=1)
-    labels = y.data if hasattr(y, "data") and not backend.is_array(y) else y
-    return float((pred == labels).mean())
+from ..engine.autograd import no_grad
+from ..nn import functional as F
+from ..nn.metrics import accuracy
+from . import data
 
 
 def evaluate(model, dataset, batch_size=256, device=None, max_batches=None, **forward_kwargs):

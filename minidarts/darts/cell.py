@@ -14,10 +14,10 @@ In a reduction cell the edges leaving the two input nodes have stride 2, so the
 cell halves height and width (and the network doubles the channels there).
 """
 
-from . import nn
+from .. import nn
+from ..engine.ops import cat
 from .mixed_op import MixedOp
 from .operations import PRIMITIVES, FactorizedReduce, ReLUConvBN
-from .ops import cat
 
 
 def cell_kinds(cells):

@@ -10,7 +10,7 @@ The softmax weights are computed once per cell type by the network and passed
 in as `weights` (one row of softmax(alpha)).
 """
 
-from . import nn
+from .. import nn
 from .operations import OPS, PRIMITIVES
 
 

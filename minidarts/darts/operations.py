@@ -17,9 +17,9 @@ BN layers here have affine=False during the search (DARTS: learned scales would
 interfere with the architecture weights) and affine=True in the retrained network.
 """
 
-from . import functional as F
-from . import nn
-from .ops import cat
+from .. import nn
+from ..engine.ops import cat
+from ..nn import functional as F
 
 PRIMITIVES = (
     "none",

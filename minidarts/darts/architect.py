@@ -59,9 +59,9 @@ are frozen during it: the backward pass then skips every weight gradient.
 import math
 from contextlib import contextmanager
 
-from . import functional as F
-from .autograd import Tensor, no_grad
-from .evaluate import accuracy
+from ..engine.autograd import Tensor, no_grad
+from ..nn import functional as F
+from ..nn.metrics import accuracy
 
 # eps = HVP_SCALE / ||v||: the finite-difference step moves w by 0.01 in norm (DARTS)
 HVP_SCALE = 0.01

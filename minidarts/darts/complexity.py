@@ -20,7 +20,7 @@ norms by raw, unbounded alphas, and their penalty ran off to -5e5.)
 The same cost table gives the weight count of a derived, discrete genotype.
 """
 
-from . import backend
+from ..engine import backend
 from .cell import num_edges
 from .genotype import derive_genotype
 from .network import relax

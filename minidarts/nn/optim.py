@@ -13,8 +13,8 @@ exactly as if it had never stopped.
 
 import math
 
-from . import backend
-from .autograd import Tensor
+from ..engine import backend
+from ..engine.autograd import Tensor
 
 
 def _params_list(params, where):

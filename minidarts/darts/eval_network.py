@@ -28,11 +28,12 @@ enough to need them, and drop-path would add a random stream that a resumable ru
 would have to checkpoint.
 """
 
-from . import functional as F
-from . import nn, random
+from .. import nn
+from ..engine import random
+from ..engine.ops import cat
+from ..nn import functional as F
 from .cell import cell_kinds
 from .operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
-from .ops import cat
 
 
 def _check_gene(gene, concat, where):
