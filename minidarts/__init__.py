@@ -1,8 +1,15 @@
 """minidarts: differentiable architecture search (DARTS) with complexity control,
 written from scratch on NumPy (CPU) and CuPy (GPU) for reading and teaching.
 
-The engine, bottom up: backend (numpy/cupy) -> autograd (Tensor, Function) ->
-ops -> functional (F) -> gradcheck.
+The package is five layers, each a subpackage that imports only from the layers
+below it (tests/test_layout.py checks it):
+
+    engine     arrays to gradients: backend (numpy/cupy), Tensor/Function, ops, gradcheck
+    nn         functional (F), the conv/pool/batch-norm kernels, Module and layers, optim
+    darts      the paper: operations, mixed op (eq. 2), cell (eq. 1), networks, genotype,
+               architect (eq. 3), complexity, hypernetworks (eq. 4-5)
+    jobs       what a user runs: data, config, search, train, sweep, experiment, plots, bench
+    classroom  the assignment tool
 """
 
 from . import nn
@@ -26,6 +33,9 @@ from .engine.ops import (
 )
 from .engine.random import manual_seed
 from .nn import functional, optim
+
+# the layers, bottom up: a module may import from its own layer and the ones before it
+LAYERS = ("engine", "nn", "darts", "jobs", "classroom")
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Tests of the assignment tool (python -m minidarts.classroom.assign).
+"""Tests of the assignment tool (python -m minidarts assign).
 
 - the solution regions in the code, the task list, the markers registered in
   pyproject.toml and the markers the tests carry match one to one;

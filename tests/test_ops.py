@@ -253,7 +253,7 @@ def to_float32(arrays):
     return [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays]
 
 
-# Classroom tasks (python -m minidarts.classroom.assign): the rows that exercise a backward pass
+# Classroom tasks (python -m minidarts assign): the rows that exercise a backward pass
 # a student writes carry that task's marker, so `pytest -m backward_mul` grades it.
 TASK_OF_ROW = {
     "mul": "backward_mul",

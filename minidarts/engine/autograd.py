@@ -18,6 +18,11 @@ tensor that was used more than once (the chain rule's sum over paths):
 
 Only leaves (tensors made by the user, e.g. parameters) keep `.grad`; call
 `retain_grad()` on an intermediate tensor to keep its gradient too.
+
+The one import cycle of the package is here, on purpose: the ops (ops.py and the
+four family files) are Functions and build Tensors, so they import this module;
+and Tensor's methods (`x + y`, `x.sum()`, `x.reshape(...)`) are those ops, so this
+module imports ops.py at its very end, once Tensor and Function exist.
 """
 
 from . import backend

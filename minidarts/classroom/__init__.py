@@ -1,0 +1,1 @@
+"""minidarts.classroom: the assignment tool (python -m minidarts assign)."""
