@@ -29,6 +29,7 @@ _SEARCH_FLAGS = {
         "validation batches evaluated per epoch; 0 = all (default: all)",
     ),
     "--log-every": ("log_every", int, "print a progress line every N steps"),
+    "--w-lr": ("w_lr", float, "initial SGD learning rate of the weights (DARTS: 0.025)"),
     "--alpha-lr": ("alpha_lr", float, "Adam learning rate of the architecture (DARTS: 3e-4)"),
     "--warmup-epochs": (
         "warmup_epochs",
@@ -87,7 +88,9 @@ def _search_parser(sub):
         _SEARCH_FLAGS,
         defaults,
         PRESETS,
-        "paper: the paper's full search (60k images, 50 epochs, for a GPU); tiny: a smoke test",
+        "darts: DARTS's optimiser settings (w_lr 0.025, alpha_lr 3e-4, no warm-up); paper: "
+        "the paper's full search (60k images, 50 epochs, DARTS's weight optimiser, alpha_lr "
+        "1e-3; for a GPU); tiny: a smoke test",
     )
     return p
 

@@ -13,10 +13,14 @@ KEYS = [f.name for f in dataclasses.fields(SearchConfig)]
 def test_defaults_are_valid_and_the_papers_search_space():
     cfg = make_config()
     validate(cfg)
-    assert cfg == SearchConfig()
+    # validation resolves the budget rule's warm-up (None: a quarter of the epochs)
+    assert SearchConfig().warmup_epochs is None and cfg.warmup_epochs == cfg.epochs // 4 == 1
+    assert cfg == dataclasses.replace(SearchConfig(), warmup_epochs=1)
+    assert make_config(None, {"epochs": 1}).warmup_epochs == 0
+    assert make_config(None, {"epochs": 8}).warmup_epochs == 2
     assert (cfg.channels, cfg.layers, cfg.nodes, cfg.stem_multiplier) == (8, 1, 4, 3)
     assert (cfg.w_lr, cfg.w_lr_min, cfg.w_momentum, cfg.w_weight_decay) == (
-        0.025,
+        0.2,
         0.001,
         0.9,
         3e-4,
@@ -60,7 +64,7 @@ def test_dashes_in_keys_mean_underscores():
         ("alpha_weight_decay", -1e-3, "alpha_weight_decay must be >= 0"),
         ("alpha_beta1", 1.0, "alpha_beta1 and alpha_beta2 must be in"),
         ("alpha_beta2", -0.5, "alpha_beta1 and alpha_beta2 must be in"),
-        ("w_lr_min", 0.5, r"w_lr_min \(0.5\) exceeds w_lr \(0.025\)"),
+        ("w_lr_min", 0.5, r"w_lr_min \(0.5\) exceeds w_lr \(0.2\)"),
         ("multiplier", 5, r"multiplier \(5\) cannot exceed nodes \(4\)"),
         ("device", "tpu", "device must be 'cpu' or 'gpu'"),
         ("device", 0, "device must be a string"),
@@ -95,6 +99,18 @@ def test_presets():
     assert tiny.channels <= 4 and tiny.epochs == 1 and tiny.subset <= 256
     paper = make_config("paper")
     assert paper.subset is None and paper.epochs == 50
+    # the paper's optimisers: DARTS's weight settings, the authors' alpha lr 1e-3
+    assert (paper.w_lr, paper.alpha_lr, paper.warmup_epochs) == (0.025, 1e-3, 0)
+    darts = make_config("darts")
+    assert (darts.w_lr, darts.w_lr_min, darts.alpha_lr, darts.warmup_epochs) == (
+        0.025,
+        0.001,
+        3e-4,
+        0,
+    )
+    # the defaults are the CPU budget's, not DARTS's
+    default = make_config()
+    assert (default.w_lr, default.alpha_lr, default.warmup_epochs) == (0.2, 0.05, 1)
     assert (paper.channels, paper.layers, paper.nodes, paper.batch_size) == (8, 1, 4, 64)
     # overrides win over the preset, which wins over the defaults
     cfg = make_config("tiny", {"epochs": 3})
@@ -102,7 +118,7 @@ def test_presets():
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*\['paper', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*\['darts', 'paper', 'tiny'\]"):
         make_config("huge")
 
 

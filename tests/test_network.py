@@ -48,6 +48,25 @@ def test_paper_network_is_one_reduction_cell_with_14_edges():
     assert model(_images(2, 1, size=28)).shape == (2, 10)
 
 
+def test_decidedness_is_the_mean_largest_weight_over_the_cells_the_network_has():
+    model = Network(C=4, layers=1, steps=4, multiplier=4, stem_multiplier=3, in_channels=1)
+    n_ops = len(PRIMITIVES)
+    zeros = np.zeros((num_edges(4), n_ops), dtype=np.float32)
+    uniform = {k: Tensor(zeros.copy()) for k in ("normal", "reduce")}
+    assert model.decidedness(uniform) == pytest.approx(1 / n_ops)
+    # one edge of the reduction cell all but decided: it alone moves the mean
+    a = zeros.copy()
+    a[3, 5] = 50.0
+    decided = {"normal": Tensor(zeros.copy()), "reduce": Tensor(a)}
+    expected = (1.0 + (num_edges(4) - 1) / n_ops) / num_edges(4)
+    assert model.decidedness(decided) == pytest.approx(expected, rel=1e-6)
+    # the one-cell network has no normal cell: its alpha does not count
+    decided["normal"] = Tensor(np.full_like(zeros, 0.0) + np.eye(num_edges(4), n_ops) * 50)
+    assert model.decidedness(decided) == pytest.approx(expected, rel=1e-6)
+    expected_rows = softmax(a, axis=1).max(axis=1).mean()
+    assert model.decidedness(decided) == pytest.approx(expected_rows, rel=1e-6)
+
+
 @pytest.mark.parametrize("steps", [2, 4])
 def test_alphas_are_architecture_not_weights(steps):
     model = Network(C=4, steps=steps, multiplier=2, layers=1)

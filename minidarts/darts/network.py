@@ -160,3 +160,12 @@ class Network(nn.Module):
         """softmax(alpha) of both cell types as NumPy arrays (for genotype and plots)."""
         alphas = self.alphas if alphas is None else alphas
         return {k: relax(a.detach(), self.relaxation).numpy() for k, a in alphas.items()}
+
+    def decidedness(self, alphas=None):
+        """How decided the relaxed architecture is: the mean, over the edges of the
+        cell types this network has, of the edge's largest relaxed weight
+        (softmax(alpha) as the search uses it, no temperature). 1/len(primitives) is
+        uniform (0.125 for DARTS's 8 operations), 1 is one operation per edge."""
+        weights = self.relaxed_weights(alphas)
+        rows = [w.max(axis=1) for k, w in weights.items() if k in self.cell_kinds()]
+        return float(sum(r.sum() for r in rows) / sum(len(r) for r in rows))

@@ -193,6 +193,7 @@ class Search:
             "val_loss": val_loss,
             "val_acc": val_acc,
             "complexity": float(self.complexity(alphas).item()),
+            "decidedness": self.model.decidedness(alphas),
             "genotype_params": self.complexity.genotype_params(genotype),
             "genotype": genotype_to_dict(genotype),
         }
@@ -237,7 +238,7 @@ class Search:
             self.log(
                 f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
                 f" | train acc {record['train_acc']:.4f} | val acc {main['val_acc']:.4f} | "
-                f"complexity {main['complexity']:.3f} | "
+                f"complexity {main['complexity']:.3f} | decided {main['decidedness']:.3f} | "
                 f"{genotype_to_str(genotype)}"
             )
         if cfg.plots and self.history:
