@@ -361,9 +361,11 @@ def test_penalty_search_records_complexity(penalty_runs):
         assert len(r["genotype"]["reduce"]) == 4
     last = records[-1]
     assert last["complexity"] == pytest.approx(search.complexity(search.model.alphas).item())
-    genotype = search.complexity.genotype_of(search.model.alphas)
-    assert last["genotype"]["reduce"] == [[op, i] for op, i in genotype.reduce]
-    assert last["genotype_params"] == search.complexity.genotype_params(genotype)
+    assert last["genotype_rule"] == "cost-median"
+    for key, rule in (("genotype", "cost-median"), ("darts_genotype", "darts")):
+        genotype = search.complexity.genotype_of(search.model.alphas, rule)
+        assert last[key]["reduce"] == [[op, i] for op, i in genotype.reduce]
+        assert last[f"{key}_params"] == search.complexity.genotype_params(genotype)
 
 
 def test_penalty_pushes_complexity_down(penalty_runs):

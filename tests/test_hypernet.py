@@ -488,9 +488,12 @@ def test_hypernet_search_records_each_lambda(hyper_run):
         alphas = search.alphas(lam)
         rec = last[f"{lam:g}"]
         assert rec["complexity"] == pytest.approx(search.complexity(alphas).item(), rel=1e-6)
-        genotype = search.complexity.genotype_of(alphas)
-        assert rec["genotype"]["reduce"] == [[op, i] for op, i in genotype.reduce]
-        assert rec["genotype_params"] == search.complexity.genotype_params(genotype)
+        # a complexity-controlled search derives by the cost-median rule, DARTS's beside it
+        assert rec["genotype_rule"] == "cost-median"
+        for key, rule in (("genotype", "cost-median"), ("darts_genotype", "darts")):
+            genotype = search.complexity.genotype_of(alphas, rule)
+            assert rec[key]["reduce"] == [[op, i] for op, i in genotype.reduce]
+            assert rec[f"{key}_params"] == search.complexity.genotype_params(genotype)
     # the main record is the architecture at lambda_min
     assert records[-1]["complexity"] == last["0.001"]["complexity"]
 

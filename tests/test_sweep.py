@@ -95,9 +95,13 @@ def test_spearman_matches_scipy(x, y):
 
 def test_spearman_of_a_constant_is_nan_and_summary_span():
     assert math.isnan(spearman([1, 2, 3], [4, 4, 4]))
-    rows = [{"lambda": lam, "genotype_params": p} for lam, p in [(1e-3, 800), (1, 400), (10, 0)]]
+    rows = [
+        {"lambda": lam, "genotype_params": p, "genotype": {"reduce": [[op, 0]]}}
+        for lam, p, op in [(1e-3, 800, "sep_conv_3x3"), (1, 400, "dil_conv_3x3"), (10, 0, "skip")]
+    ]
     stats = summary(rows)
     assert stats["spearman"] == pytest.approx(-1.0) and stats["span"] == math.inf
+    assert stats["distinct"] == 3
 
 
 def test_pareto_front():

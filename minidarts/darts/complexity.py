@@ -105,11 +105,18 @@ class Complexity:
                 total += table[edge_of[(pos // 2, i)]][index[op]]
         return int(total)
 
-    def genotype_of(self, alphas):
-        """The genotype that DARTS's rule derives from `alphas`."""
+    def genotype_of(self, alphas, rule="darts"):
+        """The genotype that `rule` derives from `alphas`: DARTS's rule, or the
+        cost-median rule (genotype.py) on this network's weight counts."""
         w = {k: relax(a.detach(), self.relaxation).numpy() for k, a in alphas.items()}
         return derive_genotype(
-            w["normal"], w["reduce"], self.steps, self.multiplier, self.primitives
+            w["normal"],
+            w["reduce"],
+            self.steps,
+            self.multiplier,
+            self.primitives,
+            rule=rule,
+            costs=self.cost_table,
         )
 
 

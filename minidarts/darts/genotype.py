@@ -100,15 +100,75 @@ def threshold_record(
     }
 
 
-def derive_genotype(weights_normal, weights_reduce, steps=4, multiplier=4, primitives=PRIMITIVES):
-    """The Genotype of a searched network from its relaxed weights of both cell types."""
+RULES = ("darts", "cost-median")
+
+
+def median_cost_op(row, cost_row, primitives=PRIMITIVES):
+    """The operation of one edge under the cost-median rule: the op at the weighted
+    median of the edge's weight count, with the relaxed weights as probabilities.
+
+    Sort the operations by their weight count, add up their relaxed weights from
+    the cheapest, and stop where the sum reaches half: that count is the median
+    cost c of the relaxed edge. The edge takes the most probable operation of cost
+    c, 'none' excluded (a genotype has no 'none'; a median of cost 0 takes the most
+    probable parameter-free operation). Probability that moves to 'none' and to the
+    pools thus moves the discrete edge, which DARTS's argmax over non-'none' ops
+    does not see."""
+    rows = [float(w) for w in row]
+    costs = [float(c) for c in cost_row]
+    order = sorted(range(len(rows)), key=lambda o: (costs[o], o))
+    half, total = 0.5 * sum(rows), 0.0
+    for o in order:
+        total += rows[o]
+        if total >= half:
+            median = costs[o]
+            break
+    same = [o for o in range(len(rows)) if costs[o] == median and primitives[o] != "none"]
+    if not same:  # only 'none' costs that much: the cheapest real operation above it
+        same = [min((o for o in order if primitives[o] != "none"), key=lambda o: costs[o])]
+    return max(same, key=lambda o: (rows[o], -o))
+
+
+def parse_cell_by_cost(weights, costs, steps=4, primitives=PRIMITIVES):
+    """The cost-median rule on one cell, for complexity-controlled searches: the kept
+    edges are DARTS's (two per node, by the strongest non-'none' weight), and each
+    takes median_cost_op of its relaxed weights. costs: (num_edges, num_ops) weight
+    counts of every operation on every edge (Complexity.cost_table)."""
+    gene = parse_cell(weights, steps, primitives)
+    rows = [list(r) for r in weights]
+    first = [sum(2 + n for n in range(node)) for node in range(steps)]  # first edge of a node
+    out = []
+    for pos, (_, i) in enumerate(gene):
+        e = first[pos // 2] + i
+        out.append((primitives[median_cost_op(rows[e], costs[e], primitives)], i))
+    return out
+
+
+def derive_genotype(
+    weights_normal,
+    weights_reduce,
+    steps=4,
+    multiplier=4,
+    primitives=PRIMITIVES,
+    rule="darts",
+    costs=None,
+):
+    """The Genotype of a searched network from its relaxed weights of both cell types.
+
+    rule "darts": DARTS's rule (parse_cell); "cost-median": parse_cell_by_cost, which
+    needs costs = {'normal': table, 'reduce': table} of per-edge weight counts."""
     concat = list(range(2 + steps - multiplier, steps + 2))
-    return Genotype(
-        normal=parse_cell(weights_normal, steps, primitives),
-        normal_concat=concat,
-        reduce=parse_cell(weights_reduce, steps, primitives),
-        reduce_concat=concat,
-    )
+    if rule == "darts":
+        normal = parse_cell(weights_normal, steps, primitives)
+        reduce = parse_cell(weights_reduce, steps, primitives)
+    elif rule == "cost-median":
+        if costs is None:
+            raise ValueError("derive_genotype: the cost-median rule needs the cost tables")
+        normal = parse_cell_by_cost(weights_normal, costs["normal"], steps, primitives)
+        reduce = parse_cell_by_cost(weights_reduce, costs["reduce"], steps, primitives)
+    else:
+        raise ValueError(f"derive_genotype: rule must be one of {RULES}, got {rule!r}")
+    return Genotype(normal=normal, normal_concat=concat, reduce=reduce, reduce_concat=concat)
 
 
 def genotype_to_str(genotype):

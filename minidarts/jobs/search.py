@@ -41,7 +41,12 @@ from ..nn import optim
 from ..nn.metrics import accuracy
 from . import data
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import SearchConfig, make_config, resolved_zero_one_weight
+from .config import (
+    SearchConfig,
+    make_config,
+    resolved_genotype_rule,
+    resolved_zero_one_weight,
+)
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
 
@@ -179,23 +184,29 @@ class Search:
             alphas=self.alphas(lam),
         )
 
-    def genotype(self, lam=None):
-        """The genotype DARTS's rule derives from alpha(lam) (alpha for plain DARTS)."""
-        return self.complexity.genotype_of(self.alphas(lam))
+    def genotype(self, lam=None, rule=None):
+        """The genotype derived from alpha(lam) (alpha for plain DARTS) by `rule`
+        (default: the run's, see config.resolved_genotype_rule)."""
+        rule = rule or resolved_genotype_rule(self.cfg)
+        return self.complexity.genotype_of(self.alphas(lam), rule)
 
     def architecture_record(self, lam=None):
         """What the architecture at `lam` is: validation loss and accuracy of the
         supernetwork, expected complexity, cell weights of the derived genotype."""
         alphas = self.alphas(lam)
         genotype = self.genotype(lam)
+        darts_genotype = self.genotype(lam, rule="darts")  # beside it, for comparison
         val_loss, val_acc = self.evaluate(lam)
         return {
             "val_loss": val_loss,
             "val_acc": val_acc,
             "complexity": float(self.complexity(alphas).item()),
             "decidedness": self.model.decidedness(alphas),
+            "genotype_rule": resolved_genotype_rule(self.cfg),
             "genotype_params": self.complexity.genotype_params(genotype),
             "genotype": genotype_to_dict(genotype),
+            "darts_genotype_params": self.complexity.genotype_params(darts_genotype),
+            "darts_genotype": genotype_to_dict(darts_genotype),
         }
 
     # --- the run ---------------------------------------------------------------

@@ -74,17 +74,21 @@ def sweep(search, lambdas, log=print):
         rows.append(record)
         log(
             f"lambda {lam:9.3g} | val acc {record['val_acc']:.4f} | complexity "
-            f"{record['complexity']:.4f} | cell weights {record['genotype_params']:6d}"
+            f"{record['complexity']:.4f} | cell weights {record['genotype_params']:6d} "
+            f"({record['genotype_rule']} rule), {record['darts_genotype_params']:6d} (DARTS rule)"
         )
     return rows
 
 
-def summary(rows):
-    """Spearman(lambda, cell weights) and the ratio of the largest to the smallest count."""
-    params = [r["genotype_params"] for r in rows]
+def summary(rows, key="genotype_params"):
+    """Spearman(lambda, cell weights), the ratio of the largest to the smallest count
+    and the number of distinct cells, for the cells of `key` ('genotype_params': the
+    run's rule, 'darts_genotype_params': DARTS's rule)."""
+    params = [r[key] for r in rows]
     lams = [r["lambda"] for r in rows]
     span = max(params) / min(params) if min(params) > 0 else float("inf")
-    return {"spearman": spearman(lams, params), "span": span}
+    cells = {str(r[key.replace("_params", "")]) for r in rows}
+    return {"spearman": spearman(lams, params), "span": span, "distinct": len(cells)}
 
 
 def genotype_path(folder, lam):
@@ -97,7 +101,17 @@ def write_tables(rows, folder):
     the paths of the two tables."""
     os.makedirs(folder, exist_ok=True)
     csv_path = os.path.join(folder, "sweep.csv")
-    keys = ["lambda", "val_acc", "val_loss", "complexity", "genotype_params", "genotype_str"]
+    keys = [
+        "lambda",
+        "val_acc",
+        "val_loss",
+        "complexity",
+        "decidedness",
+        "genotype_rule",
+        "genotype_params",
+        "darts_genotype_params",
+        "genotype_str",
+    ]
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(keys)
@@ -105,21 +119,30 @@ def write_tables(rows, folder):
             writer.writerow([r[k] for k in keys])
     for r in rows:  # each architecture of the family, ready for `minidarts train`
         save_genotype(genotype_from_dict(r["genotype"]), genotype_path(folder, r["lambda"]))
-    stats = summary(rows)
+    rule = rows[0]["genotype_rule"]
     md_path = os.path.join(folder, "sweep.md")
     with open(md_path, "w") as f:
-        f.write("| lambda | val acc, % | complexity | cell weights | reduction cell |\n")
-        f.write("|---:|---:|---:|---:|---|\n")
+        f.write(
+            f"| lambda | val acc, % | complexity | cell weights ({rule} rule) | "
+            "cell weights (DARTS rule) | reduction cell |\n"
+        )
+        f.write("|---:|---:|---:|---:|---:|---|\n")
         for r in rows:
             cell = ", ".join(f"{op}<-{i}" for op, i in r["genotype"]["reduce"])
             f.write(
                 f"| {r['lambda']:.3g} | {100 * r['val_acc']:.2f} | {r['complexity']:.4f} | "
-                f"{r['genotype_params']} | {cell} |\n"
+                f"{r['genotype_params']} | {r['darts_genotype_params']} | {cell} |\n"
             )
-        f.write(
-            f"\nSpearman rank correlation of lambda and cell weights: {stats['spearman']:.3f}; "
-            f"largest / smallest weight count: {stats['span']:.2f}\n"
-        )
+        for name, key in (
+            (f"{rule} rule", "genotype_params"),
+            ("DARTS rule", "darts_genotype_params"),
+        ):
+            stats = summary(rows, key)
+            f.write(
+                f"\n{name}: Spearman(lambda, cell weights) {stats['spearman']:.3f}, "
+                f"{stats['distinct']} distinct cells, largest / smallest weight count "
+                f"{stats['span']:.2f}\n"
+            )
     return [csv_path, md_path]
 
 
@@ -225,11 +248,16 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print):
     out = os.path.join(folder, "sweep")
     paths = write_tables(rows, out)
     paths += plot_sweep(rows, out, kinds=search.model.cell_kinds())
-    stats = summary(rows)
-    log(
-        f"Spearman(lambda, cell weights) = {stats['spearman']:.3f} | largest / smallest = "
-        f"{stats['span']:.2f}\nwrote " + ", ".join(paths)
-    )
+    for name, key in (
+        (f"{rows[0]['genotype_rule']} rule", "genotype_params"),
+        ("DARTS rule", "darts_genotype_params"),
+    ):
+        stats = summary(rows, key)
+        log(
+            f"{name}: Spearman(lambda, cell weights) = {stats['spearman']:.3f} | "
+            f"{stats['distinct']} distinct cells | largest / smallest = {stats['span']:.2f}"
+        )
+    log("wrote " + ", ".join(paths))
     return rows
 
 
