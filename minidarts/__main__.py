@@ -44,9 +44,11 @@ _SEARCH_FLAGS = {
     "--hypernet": (
         "hypernet",
         str,
-        "linear (eq. 5: alpha = lambda b1 + b2) or mlp: search a whole family of "
+        "linear (eq. 5: alpha = lambda b1 + b2), piecewise (alpha piecewise linear in log "
+        "lambda, K pivots: the authors' follow-up) or mlp: search a whole family of "
         "architectures over lambda",
     ),
+    "--hypernet-pivots": ("hypernet_pivots", int, "K, the pivots of the piecewise hypernet"),
     "--hypernet-input": (
         "hypernet_input",
         str,

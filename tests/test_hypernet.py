@@ -25,6 +25,7 @@ from minidarts.darts.hypernet import (
     LambdaInput,
     LinearHypernet,
     MLPHypernet,
+    PiecewiseHypernet,
     make_hypernet,
     sample_lambda,
 )
@@ -173,13 +174,18 @@ def test_mlp_hypernet_same_rng_same_network():
 def _make(kind, seed):
     if kind == "linear":
         return LinearHypernet(2, N_OPS, _rng(seed), lambda_input=LambdaInput("log"))
+    if kind == "piecewise":
+        h = PiecewiseHypernet(2, N_OPS, _rng(seed), pivots=4, lambda_min=1e-5, lambda_max=1.0)
+        for j, a in enumerate(h.parameters()):  # trained-looking: every pivot different
+            a.data[...] = _rng(seed + 10 + j).standard_normal(a.shape)
+        return h
     h = MLPHypernet(2, N_OPS, _rng(seed), hidden=(5,), lambda_input=LambdaInput("log"))
     out = h.mlp[2]  # a trained-looking output layer, so the state is not all bias
     out.weight.data[...] = _rng(seed + 100).standard_normal(out.weight.shape)
     return h
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", ["linear", "piecewise", "mlp"])
 def test_state_dict_round_trip(kind, tmp_path):
     a, b = _make(kind, 0), _make(kind, 1)
     lams = (1e-5, 1e-3, 0.2, 1.0)
@@ -446,6 +452,74 @@ def test_gradcheck_arch_loss_mlp_hypernet():
     print(f"arch loss gradcheck, MLP hypernet, lambda {lam}: {report}")
 
 
+# --- the piecewise hypernetwork (the authors' follow-up) -----------------------------
+
+
+@pytest.mark.parametrize("K", [2, 3, 5])
+def test_piecewise_hypernet_interpolates_its_pivots_in_log_lambda(K):
+    lo, hi = 1e-4, 10.0
+    h = PiecewiseHypernet(2, N_OPS, _rng(), pivots=K, lambda_min=lo, lambda_max=hi)
+    # all pivots start at one draw of DARTS's alpha: alpha(lambda) starts constant
+    for k in KINDS:
+        for a in h.A[k][1:]:
+            np.testing.assert_array_equal(a.data, h.A[k][0].data)
+        assert np.abs(h.A[k][0].data).max() < 1e-2
+    for j, a in enumerate(h.parameters()):
+        a.data[...] = _rng(50 + j).standard_normal(a.shape).astype(np.float32)
+    pivots_at = np.linspace(np.log10(lo), np.log10(hi), K)
+    for lam in [1e-6, lo, 3e-4, 1e-2, 0.05, 1.0, hi, 100.0]:
+        alphas = h(lam)
+        # an independent reference: numpy's interp, element by element, in log10 lambda
+        x = min(max(np.log10(lam), np.log10(lo)), np.log10(hi))
+        for k in KINDS:
+            stack = np.stack([a.data for a in h.A[k]]).astype(np.float64)
+            expected = np.apply_along_axis(lambda c, x=x: np.interp(x, pivots_at, c), 0, stack)
+            np.testing.assert_allclose(alphas[k].data, expected, rtol=1e-5, atol=1e-5)
+    # at a pivot alpha is that pivot's matrix exactly
+    for j, x in enumerate(pivots_at):
+        np.testing.assert_allclose(h(10**x)["reduce"].data, h.A["reduce"][j].data, atol=1e-6)
+
+
+def test_piecewise_hypernet_bad_pivots():
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="pivots must be an integer >= 2"):
+            PiecewiseHypernet(2, N_OPS, _rng(), pivots=bad)
+    with pytest.raises(ValueError, match="hypernet_pivots must be at least"):
+        make_config(None, {"hypernet": "piecewise", "hypernet_pivots": 1})
+
+
+@pytest.mark.hypernet
+@pytest.mark.parametrize("lam", [3e-3, 0.2])
+def test_gradcheck_arch_loss_piecewise_hypernet(lam):
+    """d/d(pivots) of L_val(w, alpha(lambda)) + lambda * complexity(alpha(lambda)) by
+    central differences, every element of every pivot: the two around lambda get
+    (1 - s) and s of the alpha gradient, the others exactly zero."""
+    model, x, y = _float64_setup(seed=2)
+    K = 3
+    hyper = PiecewiseHypernet(
+        2, len(SMALL_SPACE), _rng(), pivots=K, lambda_min=1e-4, lambda_max=1.0
+    )
+    architect = Architect(model, None, hypernet=hyper, complexity=Complexity(model))
+    rng = np.random.default_rng(3)
+    start = [Tensor(rng.standard_normal(a.shape)) for a in hyper.parameters()]
+
+    def arch_loss(*pivots):
+        hyper.A = {"normal": list(pivots[:K]), "reduce": list(pivots[K:])}
+        return architect.loss(x, y, lam)[0]
+
+    report = minidarts.gradcheck(arch_loss, *start)
+    assert report.n_checks == sum(t.size for t in start)
+    print(f"arch loss gradcheck, piecewise hypernet, lambda {lam}: {report}")
+    j, s = hyper.segment(lam)
+    assert 0 < s < 1
+    for t in start:
+        t.grad = None
+    arch_loss(*start).backward()
+    for idx, t in enumerate(start):
+        if idx % K not in (j, j + 1):
+            assert t.grad is None or not np.any(t.grad), f"pivot {idx % K} is not around lambda"
+
+
 # --- the search with a hypernetwork ---------------------------------------------------
 
 # A linear hypernet (eq. 5, input lambda) over lambda in [1e-3, 10] with a raised
@@ -522,7 +596,7 @@ def test_hypernet_lowers_complexity_as_lambda_grows(hyper_run):
     assert high < low - 0.05, (low, high)
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", ["linear", "piecewise", "mlp"])
 def test_hypernet_search_resumes_bitwise(kind, hyper_run, tmp_path):
     """Stopped after epoch 1 and resumed, the search ends with exactly the hypernetwork,
     alpha, weights, optimiser states and lambda generator of an uninterrupted run."""
@@ -530,7 +604,7 @@ def test_hypernet_search_resumes_bitwise(kind, hyper_run, tmp_path):
         cfg = make_config("tiny", HYPER)
         reference, _ = hyper_run
     else:
-        overrides = dict(epochs=2, plots=False, hypernet="mlp", hypernet_input="log")
+        overrides = dict(epochs=2, plots=False, hypernet=kind, hypernet_input="log")
         cfg = make_config("tiny", {**overrides, "eval_batches": 1, "eval_lambdas": [0.01]})
         reference = Search(cfg, folder=str(tmp_path / "reference"), log=_quiet)
         reference.run()

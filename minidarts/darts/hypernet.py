@@ -1,5 +1,8 @@
 """Hypernetworks: the architecture as a function of the complexity knob lambda.
 
+Three of them: LinearHypernet (eq. 5), PiecewiseHypernet (the authors' follow-up:
+alpha piecewise linear in log lambda) and MLPHypernet.
+
 Equation (4) of the paper: a hypernetwork G maps a complexity parameter lambda
 (and its own parameters u) to the architecture parameters,
 
@@ -103,6 +106,60 @@ class LinearHypernet:
         )
 
 
+class PiecewiseHypernet:
+    """alpha_kind(lambda) piecewise linear in normalised log lambda (the authors'
+    follow-up, DARTS-CC): K learned alpha matrices A_0 .. A_{K-1} per cell type sit at
+    the pivots u_j = j / (K - 1) of
+
+        t = (log10 lambda - log10 lambda_min) / (log10 lambda_max - log10 lambda_min),
+
+    and alpha(lambda) interpolates the two pivots around t:
+
+        j = min(floor(t (K - 1)), K - 2),   s = t (K - 1) - j,
+        alpha(lambda) = (1 - s) A_j + s A_{j+1}.
+
+    t is clipped to [0, 1]: outside the searched range alpha stays at the end pivot.
+    Each lambda trains only its two pivots, so a low lambda and a high one learn
+    different architectures, which eq. 5's single direction b1 cannot. All pivots
+    start at one draw of DARTS's alpha (1e-3 * randn)."""
+
+    def __init__(
+        self, steps, n_ops, rng, pivots=5, lambda_min=1e-5, lambda_max=1.0, scale=1e-3, device=None
+    ):
+        if isinstance(pivots, bool) or not isinstance(pivots, int) or pivots < 2:
+            raise ValueError(f"piecewise hypernet: pivots must be an integer >= 2, got {pivots!r}")
+        self.input = LambdaInput("log", lambda_min, lambda_max)
+        self.K = pivots
+        shape = (num_edges(steps), n_ops)
+        self.A = {}
+        for k in ("normal", "reduce"):
+            start = _arch_tensor(shape, rng, scale, device)
+            self.A[k] = [Tensor(start.data.copy(), requires_grad=True) for _ in range(pivots)]
+
+    def parameters(self):
+        return [a for k in ("normal", "reduce") for a in self.A[k]]
+
+    def segment(self, lam):
+        """(j, s): alpha(lambda) = (1 - s) A_j + s A_{j+1}."""
+        t = min(max(self.input(lam), 0.0), 1.0)
+        j = min(int(math.floor(t * (self.K - 1))), self.K - 2)
+        return j, t * (self.K - 1) - j
+
+    def __call__(self, lam):
+        j, s = self.segment(lam)
+        return {k: self.A[k][j] * (1.0 - s) + self.A[k][j + 1] * s for k in ("normal", "reduce")}
+
+    def _tensors(self):
+        return {f"A{j}.{k}": self.A[k][j] for k in ("normal", "reduce") for j in range(self.K)}
+
+    def state_dict(self):
+        """NumPy copies of the pivots (keys A0.normal, ..., A{K-1}.reduce)."""
+        return {key: backend.to_numpy(t.data).copy() for key, t in self._tensors().items()}
+
+    def load_state_dict(self, state):
+        _load_into(self.state_dict(), state, self._tensors())
+
+
 class MLPHypernet(nn.Module):
     """alpha(lambda) = W_out relu(... relu(W_1 t + c_1) ...) + c_out, reshaped into both
     cell types' alphas: a small MLP on the scalar input t(lambda).
@@ -161,4 +218,8 @@ def make_hypernet(cfg, network):
         return LinearHypernet(network.steps, n_ops, rng, lambda_input)
     if cfg.hypernet == "mlp":
         return MLPHypernet(network.steps, n_ops, rng, (cfg.hypernet_hidden,), lambda_input)
-    raise ValueError(f"unknown hypernet {cfg.hypernet!r}: expected 'linear' or 'mlp'")
+    if cfg.hypernet == "piecewise":
+        return PiecewiseHypernet(
+            network.steps, n_ops, rng, cfg.hypernet_pivots, cfg.lambda_min, cfg.lambda_max
+        )
+    raise ValueError(f"unknown hypernet {cfg.hypernet!r}: expected 'linear', 'piecewise' or 'mlp'")

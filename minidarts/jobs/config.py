@@ -58,9 +58,10 @@ class SearchConfig:
     alpha_weight_decay: float = 1e-3
     # complexity control (section 2.2 of the paper)
     penalty: float = 0.0  # baseline: a fixed lambda in L_val + lambda * complexity
-    hypernet: str | None = None  # None (plain DARTS), "linear" (eq. 5) or "mlp"
+    hypernet: str | None = None  # None (plain DARTS), "linear" (eq. 5), "piecewise" or "mlp"
     hypernet_input: str = "lambda"  # "lambda" (eq. 5) or "log": log10(lambda) scaled to [0, 1]
     hypernet_hidden: int = 16  # hidden units of the MLP hypernet (one layer)
+    hypernet_pivots: int = 5  # K, alpha matrices of the piecewise hypernet
     lambda_min: float = 1e-5  # lambda is drawn log-uniformly from [lambda_min, lambda_max]
     lambda_max: float = 1.0
     # how the discrete cell is read off softmax(alpha): "darts" (DARTS's rule) or
@@ -117,6 +118,7 @@ PRESETS = {
 
 _POSITIVE_INT = {
     "hypernet_hidden",
+    "hypernet_pivots",
     "channels",
     "layers",
     "nodes",
@@ -228,10 +230,13 @@ def validate(cfg, source="config"):
             f"{source}: zero_one_weight is Fair DARTS's loss on sigmoid weights; it needs "
             "relaxation = 'sigmoid'"
         )
-    if cfg.hypernet not in (None, "linear", "mlp"):
+    if cfg.hypernet not in (None, "linear", "piecewise", "mlp"):
         raise ValueError(
-            f"{source}: hypernet must be 'linear' or 'mlp' (or absent), got {cfg.hypernet!r}"
+            f"{source}: hypernet must be 'linear', 'piecewise' or 'mlp' (or absent), got "
+            f"{cfg.hypernet!r}"
         )
+    if cfg.hypernet_pivots < 2:
+        raise ValueError(f"{source}: hypernet_pivots must be at least 2, got {cfg.hypernet_pivots}")
     if cfg.hypernet and cfg.penalty:
         raise ValueError(
             f"{source}: penalty is the fixed-lambda baseline; a hypernet search draws lambda "
