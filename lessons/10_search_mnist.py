@@ -161,17 +161,23 @@ for row in rows:
     by_hand = (weights * cost).sum() / cost.max(axis=1).sum()
     np.testing.assert_allclose(row["complexity"], by_hand, rtol=1e-4)
     assert 0.0 <= row["complexity"] <= 1.0
-    # the genotype: valid, and DARTS's rule applied to softmax(alpha(lambda))
-    genotype = genotype_from_dict(row["genotype"])  # raises on a bad op or input index
-    rule = derive_genotype(weights, weights, steps, cfg.multiplier, PRIMITIVES)
-    assert genotype.reduce == rule.reduce, (lam, genotype.reduce, rule.reduce)
-    assert len(genotype.reduce) == 2 * steps and all(op != "none" for op, _ in genotype.reduce)
-    # its weights from the formulas: edges from the cell inputs (0, 1) have stride 2
-    params = sum(op_param_count(op, C, 2 if i < 2 else 1) for op, i in genotype.reduce)
-    assert row["genotype_params"] == params, (row["genotype_params"], params)
+    # the genotype: valid, and the cost-median rule applied to softmax(alpha(lambda));
+    # DARTS's rule beside it
+    tables = search.complexity.cost_table
+    for key, rule in (("genotype", "cost-median"), ("darts_genotype", "darts")):
+        genotype = genotype_from_dict(row[key])  # raises on a bad op or input index
+        derived = derive_genotype(
+            weights, weights, steps, cfg.multiplier, PRIMITIVES, rule=rule, costs=tables
+        )
+        assert genotype.reduce == derived.reduce, (lam, rule, genotype.reduce, derived.reduce)
+        assert len(genotype.reduce) == 2 * steps
+        assert all(op != "none" for op, _ in genotype.reduce)
+        # its weights from the formulas: edges from the cell inputs (0, 1) have stride 2
+        params = sum(op_param_count(op, C, 2 if i < 2 else 1) for op, i in genotype.reduce)
+        assert row[f"{key}_params"] == params, (row[f"{key}_params"], params)
 print("every row: complexity = sum(softmax(alpha) * cost) / norm by hand, in [0, 1];")
-print("the genotype valid, equal to DARTS's rule on softmax(t b1 + b2), and its weight")
-print("count equal to the sum of op_param_count over its kept edges")
+print("both genotypes valid, equal to the cost-median rule and to DARTS's rule on")
+print("softmax(t b1 + b2), and their weight counts equal to op_param_count summed")
 
 stats = sweep.summary(rows)
 rho = sweep.spearman(lambdas, [r["genotype_params"] for r in rows])
