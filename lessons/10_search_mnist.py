@@ -161,10 +161,10 @@ for row in rows:
     by_hand = (weights * cost).sum() / cost.max(axis=1).sum()
     np.testing.assert_allclose(row["complexity"], by_hand, rtol=1e-4)
     assert 0.0 <= row["complexity"] <= 1.0
-    # the genotype: valid, and the cost-median rule applied to softmax(alpha(lambda));
+    # the genotype: valid, and the expected-cost rule applied to softmax(alpha(lambda));
     # DARTS's rule beside it
     tables = search.complexity.cost_table
-    for key, rule in (("genotype", "cost-median"), ("darts_genotype", "darts")):
+    for key, rule in (("genotype", "expected-cost"), ("darts_genotype", "darts")):
         genotype = genotype_from_dict(row[key])  # raises on a bad op or input index
         derived = derive_genotype(
             weights, weights, steps, cfg.multiplier, PRIMITIVES, rule=rule, costs=tables
@@ -176,7 +176,7 @@ for row in rows:
         params = sum(op_param_count(op, C, 2 if i < 2 else 1) for op, i in genotype.reduce)
         assert row[f"{key}_params"] == params, (row[f"{key}_params"], params)
 print("every row: complexity = sum(softmax(alpha) * cost) / norm by hand, in [0, 1];")
-print("both genotypes valid, equal to the cost-median rule and to DARTS's rule on")
+print("both genotypes valid, equal to the expected-cost rule and to DARTS's rule on")
 print("softmax(t b1 + b2), and their weight counts equal to op_param_count summed")
 
 stats = sweep.summary(rows)

@@ -361,8 +361,8 @@ def test_penalty_search_records_complexity(penalty_runs):
         assert len(r["genotype"]["reduce"]) == 4
     last = records[-1]
     assert last["complexity"] == pytest.approx(search.complexity(search.model.alphas).item())
-    assert last["genotype_rule"] == "cost-median"
-    for key, rule in (("genotype", "cost-median"), ("darts_genotype", "darts")):
+    assert last["genotype_rule"] == "expected-cost"
+    for key, rule in (("genotype", "expected-cost"), ("darts_genotype", "darts")):
         genotype = search.complexity.genotype_of(search.model.alphas, rule)
         assert last[key]["reduce"] == [[op, i] for op, i in genotype.reduce]
         assert last[f"{key}_params"] == search.complexity.genotype_params(genotype)

@@ -17,11 +17,11 @@ from scipy.special import softmax
 from minidarts.darts.genotype import (
     Genotype,
     derive_genotype,
+    expected_cost_op,
     genotype_from_dict,
     genotype_to_dict,
     genotype_to_str,
     load_genotype,
-    median_cost_op,
     parse_cell,
     parse_cell_by_cost,
     save_genotype,
@@ -250,7 +250,7 @@ def test_json_that_is_not_an_object_is_a_clear_error(tmp_path):
         load_genotype(path)
 
 
-# --- the cost-median rule (complexity-controlled searches) ---------------------------
+# --- the expected-cost rule (complexity-controlled searches) -------------------------
 
 # weight counts of the 8 operations on an edge, in PRIMITIVES order (the numbers of a
 # C = 8 stride-1 edge: none, pools and skip 0, sep 3x3 272, sep 5x5 528, dil 3x3 136,
@@ -258,39 +258,34 @@ def test_json_that_is_not_an_object_is_a_clear_error(tmp_path):
 COSTS = [0, 0, 0, 0, 272, 528, 136, 264]
 
 
-def _median_by_loop(row, costs):
-    """The weighted median cost by brute force: the smallest cost c whose ops,
-    with every cheaper op, hold at least half the weight."""
-    for c in sorted(set(costs)):
-        if sum(w for w, k in zip(row, costs) if k <= c) >= 0.5 * sum(row):
-            return c
-
-
 @pytest.mark.parametrize("seed", range(20))
-def test_median_cost_op_is_at_the_weighted_median_of_the_cost(seed):
+def test_expected_cost_op_is_nearest_to_the_expected_count(seed):
     row = softmax(np.random.default_rng(seed).normal(scale=2.0, size=8))
-    o = median_cost_op(row, COSTS)
+    o = expected_cost_op(row, COSTS)
     assert PRIMITIVES[o] != "none"
-    median = _median_by_loop(row, COSTS)
-    if median == 0:  # the most probable parameter-free op that is not 'none'
-        assert o == max((1, 2, 3), key=lambda k: row[k])
-    else:
-        assert COSTS[o] == median
-        assert row[o] == max(row[k] for k in range(8) if COSTS[k] == median)
+    expected = float(np.dot(row, COSTS))
+    # by brute force: no real operation is nearer, and of the equally near ones it is
+    # the most probable
+    gaps = {k: abs(COSTS[k] - expected) for k in range(1, 8)}
+    assert gaps[o] == pytest.approx(min(gaps.values()))
+    assert row[o] == max(row[k] for k in gaps if gaps[k] == gaps[o])
 
 
-def test_median_cost_op_by_hand():
-    # half the weight on 'none' and the pools: the edge turns parameter-free, where
-    # DARTS's rule would still take its strongest op, the 5x5 separable convolution
+def test_expected_cost_op_by_hand():
+    # weight on 'none' and the pools: E = 0.10 * 272 + 0.28 * 528 + 0.05 * (136 + 264)
+    # = 195.0, nearest dil 3x3 (136, gap 59) rather than dil 5x5 (264, gap 69); DARTS's
+    # rule would take the strongest op, the 5x5 separable convolution
     row = [0.30, 0.12, 0.05, 0.05, 0.10, 0.28, 0.05, 0.05]
-    assert PRIMITIVES[median_cost_op(row, COSTS)] == "max_pool_3x3"
+    assert PRIMITIVES[expected_cost_op(row, COSTS)] == "dil_conv_3x3"
     assert PRIMITIVES[int(np.argmax(row[1:])) + 1] == "sep_conv_5x5"
-    # 0.20 on the free ops, dil 3x3 (136) brings 0.40, dil 5x5 (264) 0.60: median 264
-    row = [0.05, 0.05, 0.05, 0.05, 0.2, 0.2, 0.2, 0.2]
-    assert PRIMITIVES[median_cost_op(row, COSTS)] == "dil_conv_5x5"
+    # almost all on 'none': E near 0, the most probable parameter-free op
+    row = [0.93, 0.01, 0.03, 0.01, 0.005, 0.005, 0.005, 0.005]
+    assert PRIMITIVES[expected_cost_op(row, COSTS)] == "avg_pool_3x3"
+    # uniform: E = 1200 / 8 = 150, nearest dil 3x3 (136)
+    assert PRIMITIVES[expected_cost_op([1 / 8] * 8, COSTS)] == "dil_conv_3x3"
 
 
-def test_cost_median_keeps_darts_edges_and_follows_the_cost_down():
+def test_expected_cost_keeps_darts_edges_and_follows_the_cost_down():
     rng = np.random.default_rng(3)
     w = softmax(rng.normal(size=(14, 8)), axis=1)
     costs = [COSTS] * 14
@@ -300,9 +295,8 @@ def test_cost_median_keeps_darts_edges_and_follows_the_cost_down():
     assert all(op != "none" for op, _ in gene)
     # moving weight to 'none' step by step never raises the cell's weight count
     index = {p: k for k, p in enumerate(PRIMITIVES)}
-    first = [0, 2, 5, 9]
     previous = None
-    for shift in np.linspace(0, 0.95, 12):
+    for shift in np.linspace(0, 0.99, 12):
         moved = w * (1 - shift)
         moved[:, 0] += shift
         gene = parse_cell_by_cost(moved, costs, 4)
@@ -310,17 +304,15 @@ def test_cost_median_keeps_darts_edges_and_follows_the_cost_down():
         assert previous is None or total <= previous
         previous = total
     assert total == 0  # all but 'none' gone: a parameter-free cell
-    ends = [first[pos // 2] + i for pos, (_, i) in enumerate(gene)]
-    assert len(ends) == 8
 
 
 def test_derive_genotype_rules():
     w = softmax(np.random.default_rng(0).normal(size=(14, 8)), axis=1)
     tables = {"normal": [COSTS] * 14, "reduce": [COSTS] * 14}
-    g = derive_genotype(w, w, 4, 4, rule="cost-median", costs=tables)
+    g = derive_genotype(w, w, 4, 4, rule="expected-cost", costs=tables)
     assert g.reduce == parse_cell_by_cost(w, tables["reduce"], 4)
     assert derive_genotype(w, w, 4, 4) == derive_genotype(w, w, 4, 4, rule="darts")
     with pytest.raises(ValueError, match="needs the cost tables"):
-        derive_genotype(w, w, 4, 4, rule="cost-median")
+        derive_genotype(w, w, 4, 4, rule="expected-cost")
     with pytest.raises(ValueError, match="rule must be one of"):
         derive_genotype(w, w, 4, 4, rule="argmax")

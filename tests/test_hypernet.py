@@ -562,9 +562,9 @@ def test_hypernet_search_records_each_lambda(hyper_run):
         alphas = search.alphas(lam)
         rec = last[f"{lam:g}"]
         assert rec["complexity"] == pytest.approx(search.complexity(alphas).item(), rel=1e-6)
-        # a complexity-controlled search derives by the cost-median rule, DARTS's beside it
-        assert rec["genotype_rule"] == "cost-median"
-        for key, rule in (("genotype", "cost-median"), ("darts_genotype", "darts")):
+        # a complexity-controlled search derives by the expected-cost rule, DARTS's beside it
+        assert rec["genotype_rule"] == "expected-cost"
+        for key, rule in (("genotype", "expected-cost"), ("darts_genotype", "darts")):
             genotype = search.complexity.genotype_of(alphas, rule)
             assert rec[key]["reduce"] == [[op, i] for op, i in genotype.reduce]
             assert rec[f"{key}_params"] == search.complexity.genotype_params(genotype)

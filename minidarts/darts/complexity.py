@@ -107,7 +107,7 @@ class Complexity:
 
     def genotype_of(self, alphas, rule="darts"):
         """The genotype that `rule` derives from `alphas`: DARTS's rule, or the
-        cost-median rule (genotype.py) on this network's weight counts."""
+        expected-cost rule (genotype.py) on this network's weight counts."""
         w = {k: relax(a.detach(), self.relaxation).numpy() for k, a in alphas.items()}
         return derive_genotype(
             w["normal"],

@@ -100,47 +100,40 @@ def threshold_record(
     }
 
 
-RULES = ("darts", "cost-median")
+RULES = ("darts", "expected-cost")
 
 
-def median_cost_op(row, cost_row, primitives=PRIMITIVES):
-    """The operation of one edge under the cost-median rule: the op at the weighted
-    median of the edge's weight count, with the relaxed weights as probabilities.
+def expected_cost_op(row, cost_row, primitives=PRIMITIVES):
+    """The operation of one edge under the expected-cost rule: the op whose weight
+    count is nearest to the edge's expected weight count under its relaxed weights,
 
-    Sort the operations by their weight count, add up their relaxed weights from
-    the cheapest, and stop where the sum reaches half: that count is the median
-    cost c of the relaxed edge. The edge takes the most probable operation of cost
-    c, 'none' excluded (a genotype has no 'none'; a median of cost 0 takes the most
-    probable parameter-free operation). Probability that moves to 'none' and to the
-    pools thus moves the discrete edge, which DARTS's argmax over non-'none' ops
-    does not see."""
+        E_e = sum_o p_{e,o} * params(o),     op_e = argmin_{o != none} |params(o) - E_e|,
+
+    ties going to the most probable of the tied operations. As probability moves to
+    'none' and the pools, E_e falls and the discrete edge follows it down, which
+    DARTS's argmax over the non-'none' operations does not see; and, unlike an argmax,
+    an undecided edge is not read as its single largest weight."""
     rows = [float(w) for w in row]
     costs = [float(c) for c in cost_row]
-    order = sorted(range(len(rows)), key=lambda o: (costs[o], o))
-    half, total = 0.5 * sum(rows), 0.0
-    for o in order:
-        total += rows[o]
-        if total >= half:
-            median = costs[o]
-            break
-    same = [o for o in range(len(rows)) if costs[o] == median and primitives[o] != "none"]
-    if not same:  # only 'none' costs that much: the cheapest real operation above it
-        same = [min((o for o in order if primitives[o] != "none"), key=lambda o: costs[o])]
-    return max(same, key=lambda o: (rows[o], -o))
+    expected = sum(p * c for p, c in zip(rows, costs)) / sum(rows)
+    real = [o for o in range(len(rows)) if primitives[o] != "none"]
+    gap = min(abs(costs[o] - expected) for o in real)
+    tied = [o for o in real if abs(costs[o] - expected) == gap]
+    return max(tied, key=lambda o: (rows[o], -o))
 
 
 def parse_cell_by_cost(weights, costs, steps=4, primitives=PRIMITIVES):
-    """The cost-median rule on one cell, for complexity-controlled searches: the kept
-    edges are DARTS's (two per node, by the strongest non-'none' weight), and each
-    takes median_cost_op of its relaxed weights. costs: (num_edges, num_ops) weight
-    counts of every operation on every edge (Complexity.cost_table)."""
+    """The expected-cost rule on one cell, for complexity-controlled searches: the
+    kept edges are DARTS's (two per node, by the strongest non-'none' weight), and
+    each takes expected_cost_op of its relaxed weights. costs: (num_edges, num_ops)
+    weight counts of every operation on every edge (Complexity.cost_table)."""
     gene = parse_cell(weights, steps, primitives)
     rows = [list(r) for r in weights]
     first = [sum(2 + n for n in range(node)) for node in range(steps)]  # first edge of a node
     out = []
     for pos, (_, i) in enumerate(gene):
         e = first[pos // 2] + i
-        out.append((primitives[median_cost_op(rows[e], costs[e], primitives)], i))
+        out.append((primitives[expected_cost_op(rows[e], costs[e], primitives)], i))
     return out
 
 
@@ -155,15 +148,15 @@ def derive_genotype(
 ):
     """The Genotype of a searched network from its relaxed weights of both cell types.
 
-    rule "darts": DARTS's rule (parse_cell); "cost-median": parse_cell_by_cost, which
+    rule "darts": DARTS's rule (parse_cell); "expected-cost": parse_cell_by_cost, which
     needs costs = {'normal': table, 'reduce': table} of per-edge weight counts."""
     concat = list(range(2 + steps - multiplier, steps + 2))
     if rule == "darts":
         normal = parse_cell(weights_normal, steps, primitives)
         reduce = parse_cell(weights_reduce, steps, primitives)
-    elif rule == "cost-median":
+    elif rule == "expected-cost":
         if costs is None:
-            raise ValueError("derive_genotype: the cost-median rule needs the cost tables")
+            raise ValueError("derive_genotype: the expected-cost rule needs the cost tables")
         normal = parse_cell_by_cost(weights_normal, costs["normal"], steps, primitives)
         reduce = parse_cell_by_cost(weights_reduce, costs["reduce"], steps, primitives)
     else:

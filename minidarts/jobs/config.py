@@ -65,8 +65,8 @@ class SearchConfig:
     lambda_min: float = 1e-5  # lambda is drawn log-uniformly from [lambda_min, lambda_max]
     lambda_max: float = 1.0
     # how the discrete cell is read off softmax(alpha): "darts" (DARTS's rule) or
-    # "cost-median" (darts/genotype.py); None: DARTS's rule for plain DARTS, the
-    # cost-median rule for complexity-controlled searches (hypernet or penalty)
+    # "expected-cost" (darts/genotype.py); None: DARTS's rule for plain DARTS, the
+    # expected-cost rule for complexity-controlled searches (hypernet or penalty)
     genotype_rule: str | None = None
     eval_lambdas: list = dataclasses.field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1])
     # output
@@ -242,9 +242,9 @@ def validate(cfg, source="config"):
             f"{source}: penalty is the fixed-lambda baseline; a hypernet search draws lambda "
             "itself from [lambda_min, lambda_max], so give one or the other"
         )
-    if cfg.genotype_rule not in (None, "darts", "cost-median"):
+    if cfg.genotype_rule not in (None, "darts", "expected-cost"):
         raise ValueError(
-            f"{source}: genotype_rule must be 'darts' or 'cost-median' (or absent), got "
+            f"{source}: genotype_rule must be 'darts' or 'expected-cost' (or absent), got "
             f"{cfg.genotype_rule!r}"
         )
     if cfg.hypernet_input not in ("lambda", "log"):
@@ -281,10 +281,10 @@ def validate(cfg, source="config"):
 
 def resolved_genotype_rule(cfg):
     """The derivation rule a config asks for: its genotype_rule, or by default DARTS's
-    rule for plain DARTS and the cost-median rule when the complexity is controlled."""
+    rule for plain DARTS and the expected-cost rule when the complexity is controlled."""
     if cfg.genotype_rule is not None:
         return cfg.genotype_rule
-    return "cost-median" if (cfg.hypernet or cfg.penalty) else "darts"
+    return "expected-cost" if (cfg.hypernet or cfg.penalty) else "darts"
 
 
 def resolved_zero_one_weight(cfg):
