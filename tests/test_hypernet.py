@@ -334,7 +334,7 @@ def test_make_hypernet_from_config():
     [
         ({"hypernet": "linear", "penalty": 0.1}, "penalty is the fixed-lambda baseline"),
         ({"hypernet": "mlp", "penalty": 1}, "give one or the other"),
-        ({"hypernet": "quadratic"}, "hypernet must be 'linear' or 'mlp'.*'quadratic'"),
+        ({"hypernet": "quadratic"}, "hypernet must be 'linear', 'piecewise' or 'mlp'.*'quadratic'"),
         ({"hypernet": 3}, "hypernet must be a string, got 3"),
         ({"hypernet_input": "exp"}, "hypernet_input must be 'lambda' or 'log', got 'exp'"),
         ({"hypernet_hidden": 0}, "hypernet_hidden must be at least 1"),
