@@ -31,9 +31,11 @@ from minidarts.darts.hypernet import (
 )
 from minidarts.darts.network import Network
 from minidarts.engine import backend
-from minidarts.engine.autograd import Tensor
+from minidarts.engine.autograd import Tensor, no_grad
 from minidarts.jobs.checkpoint import load_checkpoint, save_checkpoint
 from minidarts.jobs.config import make_config
+from minidarts.jobs.data import Batches
+from minidarts.jobs.evaluate import evaluate
 from minidarts.jobs.search import Search
 from minidarts.nn import functional as F
 
@@ -667,3 +669,57 @@ def test_gpu_hypernet_search_resumes_bitwise_and_agrees_with_the_cpu(kind, tmp_p
                 rtol=1e-3,
                 atol=1e-5,
             )
+
+
+def test_evaluation_at_a_lambda_recalibrates_batch_norm_and_restores_it(hyper_run):
+    """A hypernet search evaluates alpha(lambda) with batch-norm statistics recomputed
+    at it (search-train batches, file order) and leaves its own statistics as they
+    were; the same evaluation by hand gives the same numbers."""
+    search, _ = hyper_run
+    norms = [m for m in search.model.modules() if getattr(m, "running_mean", None) is not None]
+    assert norms
+    before = [(m.running_mean.data.copy(), m.running_var.data.copy()) for m in norms]
+    lam = 10.0
+    loss, acc = search.evaluate(lam)
+    for m, (mean, var) in zip(norms, before):
+        np.testing.assert_array_equal(m.running_mean.data, mean)
+        np.testing.assert_array_equal(m.running_var.data, var)
+    assert search.evaluate(lam) == (loss, acc)  # deterministic: no random numbers drawn
+    # by hand: average the batch statistics of the first n train batches, then evaluate
+    n = search.cfg.bn_recalibration_batches
+    alphas = search.alphas(lam)
+    saved = search.model.state_dict()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    search.model.train()
+    loader = Batches(search.train_batches.dataset, search.cfg.batch_size, shuffle=False)
+    with no_grad():
+        for _, (x, _) in zip(range(n), loader):
+            search.model(x, alphas)
+    by_hand = evaluate(
+        search.model,
+        search.val_batches.dataset,
+        search.cfg.batch_size,
+        "cpu",
+        search.cfg.eval_batches,
+        alphas=alphas,
+    )
+    for m in norms:
+        m.momentum = 0.1
+    search.model.load_state_dict(saved)
+    assert by_hand == pytest.approx((loss, acc), rel=1e-6)
+    # and without recalibration the evaluation reads the running statistics
+    search.cfg.bn_recalibration_batches = 0
+    try:
+        plain = search.evaluate(lam)
+    finally:
+        search.cfg.bn_recalibration_batches = n
+    assert plain == evaluate(
+        search.model,
+        search.val_batches.dataset,
+        search.cfg.batch_size,
+        "cpu",
+        search.cfg.eval_batches,
+        alphas=alphas,
+    )

@@ -62,6 +62,10 @@ class SearchConfig:
     hypernet_input: str = "lambda"  # "lambda" (eq. 5) or "log": log10(lambda) scaled to [0, 1]
     hypernet_hidden: int = 16  # hidden units of the MLP hypernet (one layer)
     hypernet_pivots: int = 5  # K, alpha matrices of the piecewise hypernet
+    # a hypernet search evaluates alpha(lambda) after recomputing the batch-norm
+    # statistics at it on this many search-train batches (0: the running statistics,
+    # an average over every lambda trained; see jobs/evaluate.py)
+    bn_recalibration_batches: int = 20
     lambda_min: float = 1e-5  # lambda is drawn log-uniformly from [lambda_min, lambda_max]
     lambda_max: float = 1.0
     # how the discrete cell is read off softmax(alpha): "darts" (DARTS's rule) or
@@ -274,6 +278,10 @@ def validate(cfg, source="config"):
         raise ValueError(
             f"{source}: warmup_epochs must be in [0, epochs - 1] = [0, {cfg.epochs - 1}], "
             f"got {cfg.warmup_epochs}"
+        )
+    if cfg.bn_recalibration_batches < 0:
+        raise ValueError(
+            f"{source}: bn_recalibration_batches must be >= 0, got {cfg.bn_recalibration_batches}"
         )
     if cfg.eval_batches is not None and cfg.eval_batches < 1:
         raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 
 from .. import nn
 from ..darts.architect import Architect, frozen
@@ -47,7 +48,7 @@ from .config import (
     resolved_genotype_rule,
     resolved_zero_one_weight,
 )
-from .evaluate import evaluate
+from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
 
 
@@ -174,15 +175,33 @@ class Search:
         return {key: v / n for key, v in sums.items()}
 
     def evaluate(self, lam=None):
-        """Loss and accuracy on the search-validation set at alpha(lam) (eval mode)."""
-        return evaluate(
-            self.model,
-            self.val_batches.dataset,
-            self.cfg.batch_size,
-            self.cfg.device,
-            self.cfg.eval_batches,
-            alphas=self.alphas(lam),
+        """Loss and accuracy on the search-validation set at alpha(lam) (eval mode). A
+        hypernet search first recalibrates batch norm at alpha(lam) on
+        cfg.bn_recalibration_batches search-train batches (see
+        evaluate.recalibrated_batch_norm); the search's own statistics are untouched."""
+        alphas = self.alphas(lam)
+        n = self.cfg.bn_recalibration_batches if self.hypernet is not None else 0
+        context = (
+            recalibrated_batch_norm(
+                self.model,
+                self.train_batches.dataset,
+                n,
+                self.cfg.batch_size,
+                self.cfg.device,
+                alphas=alphas,
+            )
+            if n
+            else nullcontext()
         )
+        with context:
+            return evaluate(
+                self.model,
+                self.val_batches.dataset,
+                self.cfg.batch_size,
+                self.cfg.device,
+                self.cfg.eval_batches,
+                alphas=alphas,
+            )
 
     def genotype(self, lam=None, rule=None):
         """The genotype derived from alpha(lam) (alpha for plain DARTS) by `rule`
