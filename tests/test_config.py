@@ -15,7 +15,13 @@ def test_defaults_are_valid_and_the_papers_search_space():
     validate(cfg)
     # validation resolves the budget rule's warm-up (None: a quarter of the epochs)
     assert SearchConfig().warmup_epochs is None and cfg.warmup_epochs == cfg.epochs // 4 == 1
-    assert cfg == dataclasses.replace(SearchConfig(), warmup_epochs=1)
+    # and the lambdas recorded per epoch (None: the middle of the range and its top)
+    assert SearchConfig().eval_lambdas is None
+    assert cfg.eval_lambdas == [pytest.approx(math.sqrt(cfg.lambda_min * cfg.lambda_max)), 10.0]
+    assert cfg == dataclasses.replace(
+        SearchConfig(), warmup_epochs=1, eval_lambdas=cfg.eval_lambdas
+    )
+    assert (cfg.lambda_min, cfg.lambda_max) == (1e-2, 10.0)
     assert make_config(None, {"epochs": 1}).warmup_epochs == 0
     assert make_config(None, {"epochs": 8}).warmup_epochs == 2
     assert (cfg.channels, cfg.layers, cfg.nodes, cfg.stem_multiplier) == (8, 1, 4, 3)

@@ -316,7 +316,7 @@ def test_make_hypernet_from_config():
     cfg = make_config("tiny", {"hypernet": "linear", "hypernet_input": "log", "lambda_min": 1e-3})
     h = make_hypernet(cfg, model)
     assert isinstance(h, LinearHypernet) and h.b1["normal"].shape == (9, N_OPS)
-    assert (h.input.mode, h.input.lambda_min, h.input.lambda_max) == ("log", 1e-3, 1.0)
+    assert (h.input.mode, h.input.lambda_min, h.input.lambda_max) == ("log", 1e-3, 10.0)
     again = make_hypernet(cfg, model)
     for name, v in h.state_dict().items():
         np.testing.assert_array_equal(v, again.state_dict()[name])
@@ -368,7 +368,7 @@ def test_config_accepts_hypernet_settings():
         {"hypernet": "mlp", "hypernet_input": "log", "lambda_min": 1e-4, "eval_lambdas": (1, 0.5)},
     )
     assert cfg.eval_lambdas == [1.0, 0.5] and all(type(v) is float for v in cfg.eval_lambdas)
-    assert cfg.lambda_max == 1.0 and cfg.penalty == 0.0
+    assert cfg.lambda_max == 10.0 and cfg.penalty == 0.0
     assert make_config(None, {"penalty": 0.1}).hypernet is None
 
 

@@ -66,13 +66,18 @@ class SearchConfig:
     # statistics at it on this many search-train batches (0: the running statistics,
     # an average over every lambda trained; see jobs/evaluate.py)
     bn_recalibration_batches: int = 20
-    lambda_min: float = 1e-5  # lambda is drawn log-uniformly from [lambda_min, lambda_max]
-    lambda_max: float = 1.0
+    # lambda is drawn log-uniformly from [lambda_min, lambda_max]: from a penalty too
+    # small to matter (complexity in [0, 1] against a validation loss of ~0.15) to one
+    # that empties the cell (measured: the complexity of alpha(10) is ~0; see README)
+    lambda_min: float = 1e-2
+    lambda_max: float = 10.0
     # how the discrete cell is read off softmax(alpha): "darts" (DARTS's rule) or
     # "expected-cost" (darts/genotype.py); None: DARTS's rule for plain DARTS, the
     # expected-cost rule for complexity-controlled searches (hypernet or penalty)
     genotype_rule: str | None = None
-    eval_lambdas: list = dataclasses.field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1])
+    # lambdas recorded every epoch besides lambda_min; None: the middle of the range (in
+    # log) and lambda_max
+    eval_lambdas: list | None = None
     # output
     out: str = "runs"
     name: str | None = None
@@ -259,6 +264,8 @@ def validate(cfg, source="config"):
         raise ValueError(
             f"{source}: need 0 < lambda_min < lambda_max, got {cfg.lambda_min} and {cfg.lambda_max}"
         )
+    if cfg.eval_lambdas is None:
+        cfg.eval_lambdas = [math.sqrt(cfg.lambda_min * cfg.lambda_max), cfg.lambda_max]
     lams = cfg.eval_lambdas
     if (
         not isinstance(lams, (list, tuple))
