@@ -26,7 +26,8 @@ _SEARCH_FLAGS = {
     "--eval-batches": (
         "eval_batches",
         int,
-        "validation batches evaluated per epoch; 0 = all (default: all)",
+        "validation batches evaluated per epoch; 0 = all (default: all after the last "
+        "epoch, 16 after the others)",
     ),
     "--log-every": ("log_every", int, "print a progress line every N steps"),
     "--w-lr": ("w_lr", float, "initial SGD learning rate of the weights (DARTS: 0.025)"),

@@ -21,7 +21,9 @@ class SearchConfig:
     # data
     subset: int | None = 6000  # training images used (split 50/50); None = all 60k
     data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
-    eval_batches: int | None = None  # validation batches per epoch-end evaluation; None = all
+    # validation batches per epoch-end evaluation; None: all after the last epoch, 16
+    # (1024 images) after the earlier ones
+    eval_batches: int | None = None
     # network (the paper: C=8, one cell, 4 nodes, stem multiplier 3)
     channels: int = 8
     layers: int = 1

@@ -51,6 +51,8 @@ from .config import (
 from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
 
+PROGRESS_EVAL_BATCHES = 16  # validation batches after an epoch that is not the last
+
 
 class Search:
     """One search run (see the module docstring)."""
@@ -199,9 +201,18 @@ class Search:
                 self.val_batches.dataset,
                 self.cfg.batch_size,
                 self.cfg.device,
-                self.cfg.eval_batches,
+                self.eval_limit(),
                 alphas=alphas,
             )
+
+    def eval_limit(self):
+        """Validation batches an evaluation reads: cfg.eval_batches when it is set;
+        otherwise the whole split once the search is done (the final records, the
+        sweep) and PROGRESS_EVAL_BATCHES after the earlier epochs, which only show the
+        progress (the whole split costs as much as a fifth of an epoch's steps)."""
+        if self.cfg.eval_batches is not None:
+            return self.cfg.eval_batches
+        return None if self.epoch >= self.cfg.epochs else PROGRESS_EVAL_BATCHES
 
     def genotype(self, lam=None, rule=None):
         """The genotype derived from alpha(lam) (alpha for plain DARTS) by `rule`
