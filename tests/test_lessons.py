@@ -28,7 +28,23 @@ def _tail(text, lines=40):
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
 def test_lesson_runs_and_passes_its_checks(path):
-    env = dict(os.environ, MINIDARTS_FAST="1", MPLBACKEND="Agg")
+    _run_lesson(path, fast=True, timeout=TIMEOUT_S)
+
+
+@pytest.mark.slow
+def test_lesson_10_full_run_finds_a_family():
+    """Lesson 10 without its fast path: the real search on 3000 MNIST images, whose
+    own assertions include at least 3 distinct cells and weights falling with lambda
+    (about two minutes on a 2-core CPU; the limit allows for a slow machine)."""
+    _run_lesson(LESSON_DIR / "10_search_mnist.py", fast=False, timeout=600)
+
+
+def _run_lesson(path, fast, timeout):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env.pop("MINIDARTS_FAST", None)
+    if fast:
+        env["MINIDARTS_FAST"] = "1"
+    TIMEOUT_S = timeout  # noqa: N806  (the messages below name the limit used)
     started = time.time()
     try:
         proc = subprocess.run(

@@ -39,8 +39,9 @@ def recalibrated_batch_norm(model, dataset, batches, batch_size=64, device=None,
     whole range, so the running statistics are an average over many architectures, and
     an evaluation at one lambda in eval mode normalises with statistics that belong to
     none of them (measured: 48.6% validation accuracy at the smallest lambda of a
-    search, 94.9% after recalibrating). One-shot NAS recalibrates BN for each sampled
-    architecture before it is evaluated; this does the same for alpha(lambda)."""
+    search, 94.9% after recalibrating; 5, 10, 20 or 40 batches agree within 0.3
+    points). One-shot NAS recalibrates BN for each sampled architecture before it is
+    evaluated; this does the same for alpha(lambda)."""
     norms = [m for m in model.modules() if getattr(m, "running_mean", None) is not None]
     saved = [
         (

@@ -158,8 +158,22 @@ def plot_sweep(rows, folder, kinds=("reduce",)):
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sc = ax.scatter(params, accs, c=[math.log10(v) for v in lams], cmap="viridis", s=50)
+    # one label per distinct weight count (several lambdas often share a cell), naming
+    # its lambda range; labels alternate above and below so that neighbours stay apart
+    groups = {}
     for p, a, lam in zip(params, accs, lams):
-        ax.annotate(f"{lam:.0e}", (p, a), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        groups.setdefault(p, []).append((lam, a))
+    for k, (p, members) in enumerate(sorted(groups.items())):
+        lo, hi = min(m[0] for m in members), max(m[0] for m in members)
+        text = f"lambda {lo:.0e}" if lo == hi else f"lambda {lo:.0e}..{hi:.0e}"
+        top = max(m[1] for m in members)
+        ax.annotate(
+            text,
+            (p, top),
+            textcoords="offset points",
+            xytext=(5, 7 if k % 2 == 0 else -13),
+            fontsize=7,
+        )
     front = _pareto_front(params, accs)
     ax.plot(
         [params[i] for i in front],
@@ -187,7 +201,12 @@ def plot_sweep(rows, folder, kinds=("reduce",)):
     ax1.set(xlabel="lambda", ylabel="expected complexity (0..1)")
     ax1.tick_params(axis="y", colors="#1f77b4")
     ax2 = ax1.twinx()
-    ax2.semilogx(lams, params, "s--", color="#ff7f0e")
+    rule = rows[0].get("genotype_rule", "darts")
+    ax2.semilogx(lams, params, "s--", color="#ff7f0e", label=f"{rule} rule")
+    if "darts_genotype_params" in rows[0] and rule != "darts":
+        darts_params = [r["darts_genotype_params"] for r in rows]
+        ax2.semilogx(lams, darts_params, "x:", color="#7f7f7f", label="DARTS rule")
+    ax2.legend(fontsize=8, loc="upper right")
     ax2.set_ylabel("cell weights of the derived genotype")
     ax2.tick_params(axis="y", colors="#ff7f0e")
     ax1.set_title("complexity against lambda")
