@@ -160,20 +160,25 @@ def plot_sweep(rows, folder, kinds=("reduce",)):
     sc = ax.scatter(params, accs, c=[math.log10(v) for v in lams], cmap="viridis", s=50)
     # one label per distinct weight count (several lambdas often share a cell), naming
     # its lambda range; labels alternate above and below so that neighbours stay apart
+    # (and those in the right half of the plot point left, to stay inside the axes)
     groups = {}
     for p, a, lam in zip(params, accs, lams):
         groups.setdefault(p, []).append((lam, a))
+    middle = (min(params) + max(params)) / 2
     for k, (p, members) in enumerate(sorted(groups.items())):
         lo, hi = min(m[0] for m in members), max(m[0] for m in members)
         text = f"lambda {lo:.0e}" if lo == hi else f"lambda {lo:.0e}..{hi:.0e}"
         top = max(m[1] for m in members)
+        left = p > middle
         ax.annotate(
             text,
             (p, top),
             textcoords="offset points",
-            xytext=(5, 7 if k % 2 == 0 else -13),
+            xytext=(-6 if left else 6, 7 if k % 2 == 0 else -13),
+            ha="right" if left else "left",
             fontsize=7,
         )
+    ax.margins(x=0.08, y=0.12)
     front = _pareto_front(params, accs)
     ax.plot(
         [params[i] for i in front],
