@@ -685,6 +685,18 @@ def test_evaluation_at_a_lambda_recalibrates_batch_norm_and_restores_it(hyper_ru
         np.testing.assert_array_equal(m.running_mean.data, mean)
         np.testing.assert_array_equal(m.running_var.data, var)
     assert search.evaluate(lam) == (loss, acc)  # deterministic: no random numbers drawn
+
+    def evaluate_at(alphas):  # the validation split, the search's batch size and limit
+        cfg = search.cfg
+        return evaluate(
+            search.model,
+            search.val_batches.dataset,
+            cfg.batch_size,
+            "cpu",
+            cfg.eval_batches,
+            alphas=alphas,
+        )
+
     # by hand: average the batch statistics of the first n train batches, then evaluate
     n = search.cfg.bn_recalibration_batches
     alphas = search.alphas(lam)
@@ -697,14 +709,7 @@ def test_evaluation_at_a_lambda_recalibrates_batch_norm_and_restores_it(hyper_ru
     with no_grad():
         for _, (x, _) in zip(range(n), loader):
             search.model(x, alphas)
-    by_hand = evaluate(
-        search.model,
-        search.val_batches.dataset,
-        search.cfg.batch_size,
-        "cpu",
-        search.cfg.eval_batches,
-        alphas=alphas,
-    )
+    by_hand = evaluate_at(alphas)
     for m in norms:
         m.momentum = 0.1
     search.model.load_state_dict(saved)
@@ -715,11 +720,4 @@ def test_evaluation_at_a_lambda_recalibrates_batch_norm_and_restores_it(hyper_ru
         plain = search.evaluate(lam)
     finally:
         search.cfg.bn_recalibration_batches = n
-    assert plain == evaluate(
-        search.model,
-        search.val_batches.dataset,
-        search.cfg.batch_size,
-        "cpu",
-        search.cfg.eval_batches,
-        alphas=alphas,
-    )
+    assert plain == evaluate_at(alphas)
