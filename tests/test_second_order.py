@@ -347,7 +347,8 @@ def test_cli_second_order_search_end_to_end(tmp_path, capsys):
         assert state["epoch"] == 1
         assert all(np.isfinite(v) for v in state["history"][0].values() if isinstance(v, float))
     assert not np.array_equal(first["alphas"]["reduce"], second["alphas"]["reduce"])
-    assert set(hyper["history"][0]["lambdas"]) == {"0.0001", "0.001", "0.01", "0.1"}
+    # the default per-epoch record besides lambda_min: lambda_max
+    assert set(hyper["history"][0]["lambdas"]) == {f"{hyper['config']['lambda_max']:g}"}
 
 
 def test_second_order_search_resumes_bitwise(tmp_path):
