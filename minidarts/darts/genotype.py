@@ -1,4 +1,5 @@
-"""Genotype: the discrete cell read off the relaxed one, DARTS's derivation rule.
+"""Genotype: the discrete cell read off the relaxed one, by DARTS's derivation rule
+or, for complexity-controlled searches, by the expected-cost rule (at the end).
 
 After the search, each intermediate node keeps its two strongest incoming
 edges, and each kept edge its strongest operation, 'none' excluded:

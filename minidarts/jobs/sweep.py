@@ -4,10 +4,12 @@ The point of the hypernetwork (eq. 4-5) is that after one search, any lambda
 gives an architecture alpha(lambda) with no further training. `sweep` walks a
 list of lambdas through a finished search and reports, for each:
 
-    the derived genotype (DARTS's rule on softmax(alpha(lambda)))
-    its cell weights (the kept operations of the search network's cells)
+    the derived genotype, by the run's rule (the expected-cost rule for a hypernet
+        search, genotype.py) and by DARTS's rule beside it
+    their cell weights (the kept operations of the search network's cells)
     the expected complexity of alpha(lambda) (complexity.py, in [0, 1])
-    the supernetwork's validation loss and accuracy at alpha(lambda)
+    the supernetwork's validation loss and accuracy at alpha(lambda), batch norm
+        recalibrated at alpha(lambda) first (evaluate.recalibrated_batch_norm)
 
 and writes RUN/sweep/: sweep.csv, sweep.md, pareto.png (accuracy against
 weights), complexity.png (complexity and weights against lambda) and cells.png
