@@ -138,12 +138,11 @@ def test_resume_after_epoch_1_is_bitwise_identical(full_run, tmp_path):
 
 
 @pytest.mark.gpu
-def test_gpu_search_resumes_bitwise_and_agrees_with_the_cpu(full_run, tmp_path):
+def test_gpu_search_resumes_bitwise_and_agrees_with_the_cpu(tmp_path):
     """On the GPU (CuPy): an interrupted and resumed run equals an uninterrupted one bit
     for bit, and both follow the CPU run up to float32 rounding."""
     if not backend.gpu_available():
         pytest.skip("no GPU / CuPy")
-    cpu_reference, _ = full_run
     reference = Search(tiny(device="gpu"), folder=str(tmp_path / "ref"), log=_quiet)
     reference.run()
     assert backend.device_of(reference.model.stem[0].weight.data) == "gpu"
@@ -155,12 +154,24 @@ def test_gpu_search_resumes_bitwise_and_agrees_with_the_cpu(full_run, tmp_path):
     resumed = Search.resume(str(folder), log=_quiet)
     resumed.run()
     assert_same_state(reference.state_dict(), resumed.state_dict())
-    for gpu, cpu in zip(reference.history, cpu_reference.history):
+    # CPU against GPU at DARTS's optimiser values: Adam divides by the running RMS of
+    # the gradient, so at the default alpha_lr 0.05 a float32 rounding difference in a
+    # near-zero gradient becomes a full step of either sign, and the two runs part by
+    # design, not by a bug (seen on an H200: at the defaults the alphas part by more
+    # than this tolerance)
+    darts = dict(w_lr=0.025, w_lr_min=0.001, alpha_lr=3e-4)
+    runs = {}
+    for device in ("cpu", "gpu"):
+        runs[device] = Search(
+            tiny(device=device, **darts), folder=str(tmp_path / device), log=_quiet
+        )
+        runs[device].run()
+    for gpu, cpu in zip(runs["gpu"].history, runs["cpu"].history):
         for key in ("train_loss", "arch_loss", "val_loss"):
             assert gpu[key] == pytest.approx(cpu[key], rel=1e-3), key
-    for kind, a in cpu_reference.model.alphas.items():
+    for kind, a in runs["cpu"].model.alphas.items():
         np.testing.assert_allclose(
-            backend.to_numpy(reference.model.alphas[kind].data), a.data, rtol=1e-3, atol=1e-5
+            backend.to_numpy(runs["gpu"].model.alphas[kind].data), a.data, rtol=1e-3, atol=1e-5
         )
 
 
