@@ -181,7 +181,7 @@ def main(argv=None, prog="python -m minidarts assign"):
     print(f"wrote {args.outdir}: {len(listed)} tasks stubbed in {files} files")
     for i, (task, where, what) in enumerate(TASKS, 1):
         if tasks is None or task in tasks:
-            print(f"  {i:2d}. {task:<24} minidarts/{where:<14} {what}")
+            print(f"  {i:2d}. {task:<24} minidarts/{where:<22} {what}")
     print("grade one task with:  python -m pytest -m TASK   (inside the copy)")
     if args.check:
         proc = subprocess.run(
