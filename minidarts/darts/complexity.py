@@ -22,7 +22,7 @@ The same cost table gives the weight count of a derived, discrete genotype.
 
 from ..engine import backend
 from .cell import num_edges
-from .genotype import derive_genotype
+from .genotype import derive_genotype, edge_index
 from .network import relax
 from .operations import op_param_count
 
@@ -100,7 +100,7 @@ class Complexity:
         total = 0.0
         for kind, gene in (("normal", genotype.normal), ("reduce", genotype.reduce)):
             table = self.cost_table[kind]
-            edge_of = _edge_index(self.steps)
+            edge_of = edge_index(self.steps)
             for pos, (op, i) in enumerate(gene):
                 total += table[edge_of[(pos // 2, i)]][index[op]]
         return int(total)
@@ -118,13 +118,3 @@ class Complexity:
             rule=rule,
             costs=self.cost_table,
         )
-
-
-def _edge_index(steps):
-    """(node, input) -> edge number, in the order the cell lays out its edges."""
-    index, e = {}, 0
-    for node in range(steps):
-        for i in range(node + 2):
-            index[(node, i)] = e
-            e += 1
-    return index

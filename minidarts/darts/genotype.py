@@ -104,6 +104,16 @@ def threshold_record(
 RULES = ("darts", "expected-cost")
 
 
+def edge_index(steps):
+    """(node, input) -> edge number, in the order the cell lays out its edges."""
+    index, e = {}, 0
+    for node in range(steps):
+        for i in range(node + 2):
+            index[(node, i)] = e
+            e += 1
+    return index
+
+
 def expected_cost_op(row, cost_row, primitives=PRIMITIVES):
     """The operation of one edge under the expected-cost rule: the op whose weight
     count is nearest to the edge's expected weight count under its relaxed weights,
@@ -130,10 +140,10 @@ def parse_cell_by_cost(weights, costs, steps=4, primitives=PRIMITIVES):
     weight counts of every operation on every edge (Complexity.cost_table)."""
     gene = parse_cell(weights, steps, primitives)
     rows = [list(r) for r in weights]
-    first = [sum(2 + n for n in range(node)) for node in range(steps)]  # first edge of a node
+    edge_of = edge_index(steps)
     out = []
     for pos, (_, i) in enumerate(gene):
-        e = first[pos // 2] + i
+        e = edge_of[(pos // 2, i)]
         out.append((primitives[expected_cost_op(rows[e], costs[e], primitives)], i))
     return out
 
