@@ -151,6 +151,21 @@ def full_train_set(root=None, subset=None, seed=0, verify=True):
     return Dataset(images, labels, indices, name="train")
 
 
+def holdout_split(holdout, root=None, subset=None, seed=0, verify=True):
+    """The training images split for choosing a retraining setting without the test
+    images: (train, held_out) Datasets. p = permutation(60000) from
+    backend.default_rng(seed); held_out = p[:holdout], train = p[holdout:] (or its
+    first `subset` entries). Disjoint, identical for the same seed."""
+    images, labels = load_mnist(root, "train", verify=verify)
+    held = _check_subset(holdout, len(images) - 1, "holdout_split")
+    n = _check_subset(subset, len(images) - held, "holdout_split")
+    order = backend.default_rng(seed).permutation(len(images))
+    return (
+        Dataset(images, labels, order[held : held + n], name=f"train-minus-holdout(seed={seed})"),
+        Dataset(images, labels, order[:held], name=f"holdout(seed={seed})"),
+    )
+
+
 def test_set(root=None, subset=None, verify=True):
     """The 10000 test images (never used in the search), or the first `subset` of them."""
     images, labels = load_mnist(root, "test", verify=verify)

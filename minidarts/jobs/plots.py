@@ -52,20 +52,21 @@ def plot_curves(history, path):
     return _save_curves(fig, (ax1, ax2), path)
 
 
-def plot_train_curves(history, path):
+def plot_train_curves(history, path, split="test"):
     """Loss and accuracy per epoch of a retraining run (train.py): the training
-    batches (mean over the epoch, training mode) and the test set (after the epoch)."""
+    batches (mean over the epoch, training mode) and the test set, or the held-out
+    training images (split "holdout"), after each epoch."""
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (during the epoch)")
-    ax1.plot(epochs, [r["test_loss"] for r in history], "^-", label="test")
+    ax1.plot(epochs, [r[f"{split}_loss"] for r in history], "^-", label=split)
     ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax2.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train")
-    ax2.plot(epochs, [100 * r["test_acc"] for r in history], "^-", label="test")
-    best = max(history, key=lambda r: r["test_acc"])
+    ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], "^-", label=split)
+    best = max(history, key=lambda r: r[f"{split}_acc"])
     ax2.annotate(
-        f"{100 * best['test_acc']:.2f}%",
-        (best["epoch"], 100 * best["test_acc"]),
+        f"{100 * best[f'{split}_acc']:.2f}%",
+        (best["epoch"], 100 * best[f"{split}_acc"]),
         textcoords="offset points",
         xytext=(0, -14),
         ha="center",

@@ -61,8 +61,16 @@ class Train:
         self.folder = folder or os.path.join(
             cfg.out, cfg.name or time.strftime("train-%Y%m%d-%H%M%S")
         )
-        train = data.full_train_set(cfg.data_root, subset=cfg.subset, seed=cfg.seed)
-        self.test_data = data.test_set(cfg.data_root, subset=cfg.test_subset)
+        # what the epochs are evaluated on: the test images, or (cfg.holdout) held-out
+        # training images, and then the test images are never read
+        self.split = "holdout" if cfg.holdout else "test"
+        if cfg.holdout:
+            train, self.test_data = data.holdout_split(
+                cfg.holdout, cfg.data_root, subset=cfg.subset, seed=cfg.seed
+            )
+        else:
+            train = data.full_train_set(cfg.data_root, subset=cfg.subset, seed=cfg.seed)
+            self.test_data = data.test_set(cfg.data_root, subset=cfg.test_subset)
         self.train_batches = data.Batches(
             train, cfg.batch_size, seed=cfg.seed + 1, device=cfg.device
         )
@@ -126,7 +134,8 @@ class Train:
         return {"train_loss": total_loss / n, "train_acc": total_acc / n}
 
     def evaluate(self):
-        """Loss and accuracy on the test images (eval mode, no gradients)."""
+        """Loss and accuracy on the test images, or the held-out training images with
+        cfg.holdout (eval mode, no gradients)."""
         return evaluate(self.model, self.test_data, EVAL_BATCH_SIZE, self.cfg.device)
 
     # --- the run ---------------------------------------------------------------
@@ -140,7 +149,7 @@ class Train:
         n = len(self.train_batches)
         self.log(
             f"train: {self.folder} | {len(self.train_batches.dataset)} train images, "
-            f"{len(self.test_data)} test images | {cfg.epochs} epochs x {n} steps | "
+            f"{len(self.test_data)} {self.split} images | {cfg.epochs} epochs x {n} steps | "
             f"{cfg.layers} cells {self.model.cell_kinds()}, C={cfg.channels} | "
             f"{self.num_parameters} weights | device {cfg.device}"
         )
@@ -156,8 +165,7 @@ class Train:
                 epoch=self.epoch,
                 lr=lr,
                 **record,
-                test_loss=test_loss,
-                test_acc=test_acc,
+                **{f"{self.split}_loss": test_loss, f"{self.split}_acc": test_acc},
                 seconds=time.perf_counter() - start,
             )
             self.history.append(record)
@@ -166,7 +174,7 @@ class Train:
             self.log(
                 f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
                 f" | lr {lr:.5f} | train loss {record['train_loss']:.4f} acc "
-                f"{record['train_acc']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f}"
+                f"{record['train_acc']:.4f} | {self.split} loss {test_loss:.4f} acc {test_acc:.4f}"
             )
         if cfg.plots and self.history:
             from . import plots
@@ -174,7 +182,7 @@ class Train:
             out = os.path.join(self.folder, "plots")
             os.makedirs(out, exist_ok=True)
             paths = [
-                plots.plot_train_curves(self.history, os.path.join(out, "curves.png")),
+                plots.plot_train_curves(self.history, os.path.join(out, "curves.png"), self.split),
                 plots.draw_genotype(
                     self.genotype,
                     os.path.join(out, "genotype.png"),
@@ -183,20 +191,22 @@ class Train:
             ]
             self.log("plots: " + ", ".join(paths))
         final = self.history[-1] if self.history else {}
+        acc = final.get(f"{self.split}_acc", float("nan"))
         self.log(
-            f"done: test acc {final.get('test_acc', float('nan')):.4f} after {self.epoch} "
+            f"done: {self.split} acc {acc:.4f} after {self.epoch} "
             f"epochs | {self.num_parameters} weights | "
             f"{format_seconds(sum(r['seconds'] for r in self.history))} of training | "
             f"{genotype_to_str(self.genotype)}"
         )
-        return final.get("test_acc")
+        return final.get(f"{self.split}_acc")
 
     def summary(self):
-        """The run's result: final test accuracy and loss, weights, epochs, seconds."""
+        """The run's result: final test (or held-out) accuracy and loss, weights,
+        epochs, seconds."""
         final = self.history[-1] if self.history else {}
         return {
-            "test_acc": final.get("test_acc"),
-            "test_loss": final.get("test_loss"),
+            f"{self.split}_acc": final.get(f"{self.split}_acc"),
+            f"{self.split}_loss": final.get(f"{self.split}_loss"),
             "params": self.num_parameters,
             "epochs": self.epoch,
             "seconds": sum(r["seconds"] for r in self.history),

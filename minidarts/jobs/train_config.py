@@ -39,6 +39,9 @@ class TrainConfig:
     # data
     subset: int | None = None  # training images used; None = all 60000
     test_subset: int | None = None  # test images evaluated each epoch; None = all 10000
+    # training images held out and evaluated instead of the test images, which are
+    # then never read (for choosing a setting, e.g. the learning rate); 0: none
+    holdout: int = 0
     data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
     # network
     channels: int = 8
@@ -95,6 +98,15 @@ def validate_train_config(cfg, source="config"):
     if cfg.test_subset is not None and not 1 <= cfg.test_subset <= 10000:
         raise ValueError(
             f"{source}: test_subset must be between 1 and 10000 images, got {cfg.test_subset}"
+        )
+    if isinstance(cfg.holdout, bool) or not isinstance(cfg.holdout, int):
+        raise ValueError(f"{source}: holdout must be an int (images), got {cfg.holdout!r}")
+    if not 0 <= cfg.holdout <= 30000:
+        raise ValueError(f"{source}: holdout must be between 0 and 30000 images, got {cfg.holdout}")
+    if cfg.holdout and cfg.subset is not None and cfg.subset > 60000 - cfg.holdout:
+        raise ValueError(
+            f"{source}: subset ({cfg.subset}) + holdout ({cfg.holdout}) exceed the 60000 "
+            "training images"
         )
     if cfg.lr_min > cfg.lr:
         raise ValueError(f"{source}: lr_min ({cfg.lr_min}) exceeds lr ({cfg.lr})")
