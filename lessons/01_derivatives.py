@@ -186,7 +186,7 @@ def softplus_wrong(x):
 x = md.tensor([[-2.0, -0.5, 0.3], [1.1, 2.0, -1.3]], requires_grad=True)  # float32
 report = md.gradcheck(softplus, x)
 print(f"softplus: {report}  (the float32 input was checked as a float64 copy)")
-assert report.max_rel_error < 1e-6 and report.n_checks == x.size
+assert report.max_rel_error < 1e-6 and report.n_checks == x.numel()
 
 section("4. When the checker fails: a deliberately wrong backward")
 try:

@@ -233,7 +233,7 @@ same(yd.numpy(), ref)
 full = C * C * 3 * 3
 print(f"x {xd.shape}, w {wdw.shape}, padding 2, dilation 2 -> y {yd.shape}")
 print("each output channel = scipy correlate2d of its own input channel with its own kernel")
-print(f"weights: depthwise {wdw.size} vs {full} for a full 3x3 convolution C -> C")
+print(f"weights: depthwise {wdw.numel()} vs {full} for a full 3x3 convolution C -> C")
 # The same depthwise convolution as im2col on each channel on its own: groups split the
 # channels, and a group of one channel is the single-channel case of section 2.
 y_groups = np.concatenate(

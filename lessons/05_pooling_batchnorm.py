@@ -190,7 +190,7 @@ running_mean, running_var = np.zeros(C), np.ones(C)
 y = F.batch_norm(x, running_mean, running_var, gamma, beta, training=True, momentum=0.1)
 
 axes = (0, 2, 3)  # every axis but the channel axis
-n = x.size // C
+n = x.numel() // C
 mu = x.data.mean(axis=axes)
 var = x.data.var(axis=axes)  # biased: divides by n
 x_hat = (x.data - mu[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)

@@ -156,7 +156,7 @@ section("4. The architecture is not a weight: alpha is kept apart from parameter
 alphas = model.arch_parameters()
 params = list(model.parameters())
 print(f"arch_parameters(): {[tuple(a.shape) for a in alphas]} = 2 x 14 x 8 = 224 numbers")
-print(f"parameters(): {len(params)} tensors, {sum(p.size for p in params)} weights; ", end="")
+print(f"parameters(): {len(params)} tensors, {sum(p.numel() for p in params)} weights; ", end="")
 print(f"state_dict() keys with 'alpha': {[k for k in model.state_dict() if 'alpha' in k]}")
 assert all(a.shape == (14, len(PRIMITIVES)) for a in alphas)
 assert not any(a is p for a in alphas for p in params)

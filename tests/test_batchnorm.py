@@ -108,7 +108,7 @@ def test_gradcheck_training(shape, affine):
         return F.batch_norm(x, rm, rv, w_, b_, training=True, momentum=0.1)
 
     report = md.gradcheck(fn, *tensors)
-    assert report.n_checks == sum(t.size for t in tensors)
+    assert report.n_checks == sum(t.numel() for t in tensors)
 
 
 @pytest.mark.parametrize("affine", ["both", "none"])

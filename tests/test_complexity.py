@@ -124,7 +124,7 @@ def test_cost_table_counts_the_built_operations(layers):
     for cell, (kind, Cc) in zip(model.cells, cells_by_hand(4, layers)):
         for e, (mixed, (_, _, s)) in enumerate(zip(cell._ops, edges_by_hand(2, kind))):
             for o, op in enumerate(mixed._ops):
-                counted[kind][e, o] += sum(p.size for p in op.parameters())
+                counted[kind][e, o] += sum(p.numel() for p in op.parameters())
                 by_hand[kind][e, o] += params_by_hand(PRIMITIVES[o], Cc, s)
     for k in KINDS:
         np.testing.assert_array_equal(np.array(c.cost_table[k]), counted[k])
@@ -310,7 +310,7 @@ def test_genotype_params_of_a_hand_made_genotype():
         gene = genotype.reduce if cell.reduction else genotype.normal
         for pos, (op, i) in enumerate(gene):
             mixed = cell._ops[first_edge[pos // 2] + i]
-            built += sum(p.size for p in mixed._ops[PRIMITIVES.index(op)].parameters())
+            built += sum(p.numel() for p in mixed._ops[PRIMITIVES.index(op)].parameters())
     assert built == by_formula
     # the paper's one-cell network has no normal cell: only the reduce gene counts
     one_cell = Complexity(_network(4, 1, 2))

@@ -414,7 +414,7 @@ def test_gradcheck_arch_loss_linear_hypernet(mode, lam):
         return architect.loss(x, y, lam)[0]
 
     report = minidarts.gradcheck(arch_loss, *start)
-    assert report.n_checks == sum(t.size for t in start)
+    assert report.n_checks == sum(t.numel() for t in start)
     print(f"arch loss gradcheck, linear hypernet, input {mode}, lambda {lam}: {report}")
     # the loss is the validation loss plus lambda times the complexity at alpha(lambda)
     alphas = hyper(lam)
@@ -450,7 +450,7 @@ def test_gradcheck_arch_loss_mlp_hypernet():
         return architect.loss(x, y, lam)[0]
 
     report = minidarts.gradcheck(arch_loss, w1, c1, w2, c2, max_elements=60)
-    assert report.n_checks == w1.size + c1.size + 16 + c2.size
+    assert report.n_checks == w1.numel() + c1.numel() + 16 + c2.numel()
     print(f"arch loss gradcheck, MLP hypernet, lambda {lam}: {report}")
 
 
@@ -510,7 +510,7 @@ def test_gradcheck_arch_loss_piecewise_hypernet(lam):
         return architect.loss(x, y, lam)[0]
 
     report = minidarts.gradcheck(arch_loss, *start)
-    assert report.n_checks == sum(t.size for t in start)
+    assert report.n_checks == sum(t.numel() for t in start)
     print(f"arch loss gradcheck, piecewise hypernet, lambda {lam}: {report}")
     j, s = hyper.segment(lam)
     assert 0 < s < 1

@@ -162,7 +162,7 @@ def _formula(genotype, C, layers, in_channels, num_classes=10, stem_multiplier=3
 def test_param_count(genotype, C, layers, in_channels):
     model = EvalNetwork(genotype, C=C, layers=layers, in_channels=in_channels)
     n = nn.count_parameters(model)
-    assert n == sum(p.size for p in model.parameters())
+    assert n == sum(p.numel() for p in model.parameters())
     assert genotype_param_count(genotype, C, layers, in_channels) == n
     assert _formula(genotype, C, layers, in_channels) == n
 
@@ -263,5 +263,5 @@ def test_gradcheck_whole_network_float64():
         return F.cross_entropy(model(x), y)
 
     report = minidarts.gradcheck(eval_network_loss, *weights)
-    assert report.n_checks == sum(w.size for w in weights)  # every element
+    assert report.n_checks == sum(w.numel() for w in weights)  # every element
     print(f"evaluation network gradcheck: {report}")

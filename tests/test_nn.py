@@ -151,9 +151,9 @@ def test_load_state_dict_errors_name_the_keys_and_write_nothing():
     with pytest.raises(ValueError) as err:
         net.load_state_dict(bad)
     msg = str(err.value)
-    assert "missing keys: blocks.0.bn.running_var" in msg
-    assert "unexpected keys: extra.weight" in msg
-    assert "shape mismatch for head.weight" in msg and "(9, 9)" in msg and "(3, 4)" in msg
+    assert "1 missing key: blocks.0.bn.running_var" in msg
+    assert "1 unexpected key: extra.weight" in msg
+    assert "1 shape mismatch: head.weight (saved (9, 9), here (3, 4))" in msg
     np.testing.assert_array_equal(net.head.weight.numpy(), before)
 
     bad = OrderedDict(good)

@@ -42,7 +42,7 @@ def test_shape_and_dtype(name, stride):
 @pytest.mark.parametrize("C", [4, 6])
 def test_op_param_count_matches_the_built_module(name, stride, affine, C):
     op = OPS[name](C, stride, affine)
-    built = sum(p.size for p in op.parameters())
+    built = sum(p.numel() for p in op.parameters())
     assert op_param_count(name, C, stride, affine) == built
     assert nn.count_parameters(op) == built
 
@@ -178,6 +178,6 @@ def test_mixed_op_is_the_weighted_sum_of_its_ops(stride):
     np.testing.assert_allclose(y.data, expected, rtol=1e-5, atol=1e-6)
     assert y.shape == (2, 4, -(-6 // stride), -(-7 // stride))
     # the pools carry a BN (no parameters during the search)
-    assert sum(p.size for p in mixed.parameters()) == sum(
+    assert sum(p.numel() for p in mixed.parameters()) == sum(
         op_param_count(name, 4, stride) for name in PRIMITIVES
     )

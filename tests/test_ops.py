@@ -84,6 +84,32 @@ def cross_entropy_np(z, t):
     return -np.mean(log_softmax_np(z, 1)[np.arange(len(t)), t])
 
 
+# PyTorch's losses by their documented formulas, per sample (or element), then reduced
+REDUCE_NP = {"mean": np.mean, "sum": np.sum, "none": lambda a: a}
+
+
+def ce_np(reduction):
+    """loss_n = log sum_c e^z[n, c] - z[n, t_n]."""
+    return lambda z, t: REDUCE_NP[reduction](
+        scipy.special.logsumexp(z, axis=1) - z[np.arange(len(t)), t]
+    )
+
+
+def nll_np(reduction):
+    """loss_n = -x[n, t_n]."""
+    return lambda x, t: REDUCE_NP[reduction](-x[np.arange(len(t)), t])
+
+
+def mse_np(reduction):
+    """loss_i = (x_i - y_i)^2."""
+    return lambda x, y: REDUCE_NP[reduction]((x - y) ** 2)
+
+
+def dropout_np(p, seed):
+    """x * [u < 1 - p] / (1 - p), u ~ U[0, 1) from default_rng(seed)."""
+    return lambda x: x * (np.random.default_rng(seed).random(x.shape) < 1 - p) / (1 - p)
+
+
 MASK = np.array(
     [[True, False, True, False], [False, False, True, True], [True, True, False, False]]
 )
@@ -219,6 +245,16 @@ OPS = [
     op("cross_entropy", F.cross_entropy, cross_entropy_np, [(6, 5), (6,)], [distinct, T5]),
     op("cross_entropy_near_1000", F.cross_entropy, cross_entropy_np, [(6, 5), (6,)],
        [shifted(1000), T5]),
+    # --- the losses with reduction= (PyTorch's formulas; the fused mean is the row above) ---------
+    *[op(f"loss_cross_entropy_{r}", lambda z, t, r=r: F.cross_entropy(z, t, reduction=r),
+         ce_np(r), [(6, 5), (6,)], [distinct, T5]) for r in ("sum", "none")],
+    *[op(f"loss_nll_{r}", lambda x, t, r=r: F.nll_loss(x, t, reduction=r), nll_np(r),
+         [(6, 5), (6,)], [distinct, T5]) for r in ("mean", "sum", "none")],
+    *[op(f"loss_mse_{r}", lambda x, y, r=r: F.mse_loss(x, y, reduction=r), mse_np(r),
+         [(3, 4), (3, 4)]) for r in ("mean", "sum", "none")],
+    # --- dropout, its mask drawn from a fresh generator at each call ----------------------------
+    op("dropout_p0.3", lambda x: F.dropout(x, 0.3, rng=np.random.default_rng(7)),
+       dropout_np(0.3, 7), [(4, 5)]),
     # --- F.linear ---------------------------------------------------------------------------------
     op("linear_bias", F.linear, lambda x, w, b: x @ w.T + b, [(5, 4), (3, 4), (3,)]),
     op("linear_no_bias", F.linear, lambda x, w: x @ w.T, [(5, 4), (3, 4)]),

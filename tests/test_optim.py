@@ -84,8 +84,48 @@ def test_adam_matches_the_update_rule():
             np.testing.assert_allclose(history[t - 1][i], p[i], rtol=1e-12, atol=1e-15)
 
 
+def test_adamw_matches_pytorchs_decoupled_rule():
+    """torch.optim.AdamW: p <- p (1 - lr wd) first, then the Adam step on the raw gradient."""
+    params, grads = _params_and_grads(seed=2)
+    lr, (b1, b2), eps, wd = 0.01, (0.8, 0.99), 1e-8, 0.3
+    opt = optim.AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+    history = _run(opt, params, grads)
+
+    p = [q.numpy() for q in _params_and_grads(seed=2)[0]]
+    m = [np.zeros_like(q) for q in p]
+    v = [np.zeros_like(q) for q in p]
+    for t in range(1, STEPS + 1):
+        for i in range(2):
+            g = grads[t - 1][i]
+            p[i] = p[i] * (1 - lr * wd)
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g**2
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
+            p[i] = p[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
+            np.testing.assert_allclose(history[t - 1][i], p[i], rtol=1e-12, atol=1e-15)
+    assert optim.AdamW(params).param_groups[0]["weight_decay"] == 1e-2  # PyTorch's default
+
+
+def test_adamw_is_adam_without_decay_and_differs_with_it():
+    def final(make):
+        params, grads = _params_and_grads(seed=3)
+        return _run(make(params), params, grads)[-1]
+
+    same = final(lambda ps: optim.AdamW(ps, lr=0.01, weight_decay=0.0))
+    for a, b in zip(same, final(lambda ps: optim.Adam(ps, lr=0.01))):
+        np.testing.assert_array_equal(a, b)
+    decoupled = final(lambda ps: optim.AdamW(ps, lr=0.01, weight_decay=0.5))
+    coupled = final(lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.5))
+    assert not np.allclose(decoupled[0], coupled[0])
+
+
 @pytest.mark.parametrize(
-    "make", [lambda ps: optim.SGD(ps, 0.1, momentum=0.9, weight_decay=1e-3), optim.Adam]
+    "make",
+    [
+        lambda ps: optim.SGD(ps, 0.1, momentum=0.9, weight_decay=1e-3),
+        optim.Adam,
+        optim.AdamW,
+    ],
 )
 def test_float32_stays_float32_and_updates_in_place(make):
     params, grads = _params_and_grads(dtype=np.float32)

@@ -252,7 +252,8 @@ def test_hypernet_chain_and_penalty_match_the_reference(smooth):
 
 
 def _state(model, w_opt):
-    arrays = dict(model.state_dict())  # weights and BN buffers, copies
+    # weights and BN buffers, copies (alpha, also in state_dict, is checked on its own)
+    arrays = {k: v for k, v in model.state_dict().items() if not k.startswith("alphas.")}
     arrays.update({f"grad.{i}": p.grad.copy() for i, p in enumerate(model.parameters())})
     for i, s in w_opt.state_dict()["state"].items():
         arrays[f"momentum.{i}"] = s["momentum_buffer"]

@@ -94,7 +94,7 @@ def zero_one_loss(alphas, kinds=("normal", "reduce")):
         d = F.sigmoid(alphas[kind]) - 0.5
         term = (d * d).sum()
         total = term if total is None else total + term
-        count += alphas[kind].size
+        count += alphas[kind].numel()
     return total * (-1.0 / count)
 
 

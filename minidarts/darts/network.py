@@ -14,6 +14,7 @@ data with different optimisers.
 With the paper's MNIST setting (L = 1) the only cell is a reduction cell.
 """
 
+from collections import OrderedDict
 from contextlib import nullcontext
 
 from .. import nn
@@ -143,6 +144,23 @@ class Network(nn.Module):
     def arch_parameters(self):
         """[alpha_normal, alpha_reduce]: the architecture, not part of parameters()."""
         return [self.alphas["normal"], self.alphas["reduce"]]
+
+    def _state_tensors(self):
+        """Module's weights and buffers, then alpha as 'alphas.normal' and 'alphas.reduce':
+        state_dict() holds the architecture too, so saving it keeps what was searched."""
+        yield from super()._state_tensors()
+        for kind, alpha in self.alphas.items():
+            yield f"alphas.{kind}", alpha
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Module.load_state_dict, alpha included. A weights-only state (neither alpha key,
+        as state_dict() wrote before alpha was part of it) loads the weights and leaves
+        alpha as it is; one alpha without the other is a missing key."""
+        own = OrderedDict(self._state_tensors())
+        if not any(f"alphas.{kind}" in state_dict for kind in self.alphas):
+            for kind in self.alphas:
+                del own[f"alphas.{kind}"]
+        return self._load_tensors(own, state_dict, strict)
 
     def forward(self, x, alphas=None):
         """Logits of images x (N, in_channels, H, W). `alphas` ({'normal', 'reduce'})

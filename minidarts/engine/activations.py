@@ -125,26 +125,34 @@ def log_softmax(x, dim):
     return LogSoftmax.apply(x, dim=_axes(dim, x.ndim, "log_softmax")[0])
 
 
-def cross_entropy(logits, target):
-    """Mean cross-entropy of (N, C) logits against N integer class indices, as
-    torch.nn.functional.cross_entropy: mean_n -log softmax(logits_n)[target_n]."""
+def class_targets(logits, target, where="cross_entropy"):
+    """The array of N integer class indices in [0, C) that `target` (a Tensor, array or
+    list) holds for (N, C) `logits`, on their device; a ValueError or TypeError naming
+    `where` for anything else."""
     target_data = target.data if isinstance(target, Tensor) else target
     if not backend.is_array(target_data):
         target_data = backend.asarray(target_data, device=logits.device)
     if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
+        raise ValueError(f"{where}: input must be (N, C), got shape {logits.shape}")
     if not backend.is_integer(target_data):
         raise TypeError(
-            f"cross_entropy: target must hold integer class indices (int64), got dtype "
+            f"{where}: target must hold integer class indices (int64), got dtype "
             f"{target_data.dtype}; convert with target.astype('int64')"
         )
     n, c = logits.shape
     if tuple(target_data.shape) != (n,):
         raise ValueError(
-            f"cross_entropy: target must have shape ({n},) to match logits {logits.shape}, "
+            f"{where}: target must have shape ({n},) to match input {logits.shape}, "
             f"got {tuple(target_data.shape)}"
         )
     lo, hi = int(target_data.min()), int(target_data.max())
     if lo < 0 or hi >= c:
-        raise ValueError(f"cross_entropy: target values must be in [0, {c - 1}], got [{lo}, {hi}]")
-    return CrossEntropy.apply(logits, Tensor(target_data))
+        raise ValueError(f"{where}: target values must be in [0, {c - 1}], got [{lo}, {hi}]")
+    return target_data
+
+
+def cross_entropy(logits, target):
+    """Mean cross-entropy of (N, C) logits against N integer class indices, as
+    torch.nn.functional.cross_entropy: mean_n -log softmax(logits_n)[target_n].
+    (minidarts.nn.functional.cross_entropy adds `reduction=`.)"""
+    return CrossEntropy.apply(logits, Tensor(class_targets(logits, target)))

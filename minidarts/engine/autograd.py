@@ -146,8 +146,21 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
+    def size(self, dim=None):
+        """The shape, as torch.Tensor.size: x.size() is the tuple of the dims, x.size(d)
+        the length of dim d (negative d counts from the end). The element count is
+        numel() (a NumPy array's .size)."""
+        if dim is None:
+            return self.shape
+        if isinstance(dim, bool) or not isinstance(dim, int) or not -self.ndim <= dim < self.ndim:
+            raise IndexError(
+                f"size({dim!r}): dim out of range for a tensor of {self.ndim} dims "
+                f"(expected an int in [{-self.ndim}, {self.ndim - 1}])"
+            )
+        return self.shape[dim]
+
+    def numel(self):
+        """The number of elements: the product of the dims (1 for a scalar)."""
         return int(self.data.size)
 
     @property
@@ -171,7 +184,7 @@ class Tensor:
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.reshape(-1)[0].item()
 
@@ -189,6 +202,22 @@ class Tensor:
 
     def zero_grad(self):
         self.grad = None
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad in place and return self, as torch.Tensor.requires_grad_. Only
+        a leaf's flag may change (an op's output requires grad because its inputs do),
+        and only a floating-point tensor can require a gradient."""
+        if not self.is_leaf:
+            raise RuntimeError(
+                "requires_grad_: only leaf tensors can change requires_grad (this one is the "
+                "output of an op); use .detach() for a copy cut from the graph"
+            )
+        if requires_grad and not backend.is_floating(self.data):
+            raise TypeError(
+                f"only floating-point tensors can require gradients (got dtype {self.dtype})"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
 
     def retain_grad(self):
         """Keep `.grad` on this intermediate tensor after backward()."""
@@ -208,7 +237,7 @@ class Tensor:
             )
         xp = backend.get_array_module(self.data)
         if grad is None:
-            if self.size != 1:
+            if self.numel() != 1:
                 raise RuntimeError(
                     f"backward() without a gradient needs a one-element tensor, got shape "
                     f"{self.shape}: reduce it first (e.g. .sum() or .mean()) or pass "

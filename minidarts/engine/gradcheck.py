@@ -103,7 +103,8 @@ def gradcheck(
         raise TypeError(f"gradcheck({name}): fn must return a Tensor, got {type(out).__name__}")
     xp = backend.get_array_module(out.data)
     # A fixed random cotangent (scaled so f stays O(1)) checks every output at once.
-    v = backend.asarray(rng.standard_normal(out.shape) / max(out.size, 1) ** 0.5, device=out.device)
+    v = rng.standard_normal(out.shape) / max(out.numel(), 1) ** 0.5
+    v = backend.asarray(v, device=out.device)
 
     def f():
         with no_grad():
@@ -119,10 +120,10 @@ def gradcheck(
     for i in checked:
         x = args[i]
         analytic = x.grad if x.grad is not None else xp.zeros(x.shape, backend.float64)
-        if x.size <= max_elements:
+        if x.numel() <= max_elements:
             # numerical_grad perturbs x.data in place, and f reads the inputs afresh
             numerical = numerical_grad(lambda _: f(), x.data, eps).reshape(-1)
-            for j in range(x.size):
+            for j in range(x.numel()):
                 num = float(numerical[j])
                 ana = float(analytic.reshape(-1)[j])
                 where = f"element {_unravel(j, x.shape)}"

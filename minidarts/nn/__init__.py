@@ -1,26 +1,30 @@
 """minidarts.nn: what a network is made of, shaped like torch.nn.
 
-    functional.py   F: the stateless functions (conv2d, pools, batch_norm, activations, losses)
+    functional.py   F: the stateless functions (conv2d, pools, batch_norm, activations,
+                    dropout, losses)
     conv.py         convolution kernels (im2col, 1x1, depthwise) with their backward
     pool.py         max / average / adaptive pooling kernels with their backward
     batchnorm.py    batch normalisation with its backward
+    losses.py       cross_entropy, nll_loss, mse_loss (reduction=) and their modules
     module.py       Parameter and Module (the tree of layers and its state)
-    layers.py       Conv2d, Linear, BatchNorm, pools, ReLU, Sequential, ...
+    layers.py       Conv2d, Linear, BatchNorm, pools, ReLU, Dropout, Sequential, ...
     init.py         PyTorch's weight initialisation
-    optim.py        SGD, Adam, cosine schedule, gradient clipping
+    optim/          SGD, Adam, AdamW, gradient clipping; lr_scheduler: the cosine schedule
+    utils.py        clip_grad_norm_ at its PyTorch home (nn.utils)
     metrics.py      accuracy
 
 Layer: above minidarts.engine, below minidarts.darts.
 """
 
 from ..engine.random import manual_seed
-from . import functional, init, optim
+from . import functional, init, optim, utils
 from .layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
+    Dropout,
     Flatten,
     Identity,
     Linear,
@@ -29,6 +33,7 @@ from .layers import (
     ReLU,
     Sequential,
 )
+from .losses import CrossEntropyLoss, MSELoss, NLLLoss
 from .module import Module, Parameter, count_parameters
 
 __all__ = [
@@ -37,12 +42,16 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
     "Flatten",
     "Identity",
     "Linear",
+    "MSELoss",
     "MaxPool2d",
     "Module",
     "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -51,4 +60,5 @@ __all__ = [
     "init",
     "manual_seed",
     "optim",
+    "utils",
 ]

@@ -152,7 +152,7 @@ def _check(x, running_mean, running_var, weight, bias, training):
             "batch_norm: running_mean and running_var are needed when training=False "
             "(evaluation normalises with the running statistics)"
         )
-    if training and x.size // c <= 1:
+    if training and _data(x).size // c <= 1:
         raise ValueError(
             f"batch_norm: expected more than 1 value per channel when training, got input "
             f"shape {x.shape}"

@@ -1,5 +1,6 @@
 """The layers DARTS needs, shaped like torch.nn: Conv2d, Linear, BatchNorm,
-ReLU, Identity, Flatten, the pools and the containers Sequential and ModuleList."""
+ReLU, Dropout, Identity, Flatten, the pools and the containers Sequential and
+ModuleList."""
 
 import math
 from collections import OrderedDict
@@ -213,6 +214,26 @@ class ReLU(Module):
 
     def forward(self, x):
         return F.relu(x)
+
+
+class Dropout(Module):
+    """F.dropout as a layer, as torch.nn.Dropout: in train() mode each element is zeroed
+    with probability p and the rest scaled by 1 / (1 - p); in eval() mode it is the
+    identity. Masks come from `rng` (a numpy Generator) if given, else from the global
+    generator (minidarts.manual_seed), so a seeded run repeats them. `inplace` is
+    accepted and ignored, as ReLU's."""
+
+    def __init__(self, p=0.5, inplace=False, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p, self.rng = p, rng
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, rng=self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"
 
 
 class Identity(Module):

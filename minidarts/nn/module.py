@@ -206,7 +206,7 @@ class Module:
 
     def num_parameters(self):
         """The number of learned scalars: the sum of the sizes of parameters()."""
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     # --- modes, gradients, calling ---------------------------------------------------
     def train(self, mode=True):
@@ -218,6 +218,14 @@ class Module:
     def eval(self):
         """Set evaluation mode (BatchNorm uses its running statistics): train(False)."""
         return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad of every parameter of the tree, as torch.nn.Module.requires_grad_
+        (False freezes them: backward() then leaves their .grad alone and skips their
+        weight gradients). Returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     def zero_grad(self, set_to_none=True):
         """Clear the gradients of every parameter (set to None, or to zeros in place)."""
@@ -263,15 +271,19 @@ class Module:
         """Copy values (arrays, Tensors or numbers) into the parameters and buffers, in
         place, keeping their dtype and device. Every key and shape is checked before
         anything is written: unexpected or missing keys (strict=True) and shape
-        mismatches raise a ValueError listing them all. Returns (missing, unexpected)."""
-        own = OrderedDict(self._state_tensors())
+        mismatches raise one ValueError that counts each kind and names the first few
+        of each. Returns (missing, unexpected), as PyTorch."""
+        return self._load_tensors(OrderedDict(self._state_tensors()), state_dict, strict)
+
+    def _load_tensors(self, own, state_dict, strict):
+        """load_state_dict into the tensors of `own` (dotted name -> tensor)."""
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        problems = []
+        problems, mismatched = [], []
         if strict and missing:
-            problems.append(f"missing keys: {', '.join(missing)}")
+            problems.append(_some("missing key", missing))
         if strict and unexpected:
-            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+            problems.append(_some("unexpected key", unexpected))
         values = {}
         for name, t in own.items():
             if name not in state_dict:
@@ -281,11 +293,10 @@ class Module:
             if not backend.is_array(value):
                 value = backend.numpy.asarray(value)
             if tuple(value.shape) != t.shape:
-                problems.append(
-                    f"shape mismatch for {name}: the checkpoint has {tuple(value.shape)}, the "
-                    f"module has {t.shape}"
-                )
+                mismatched.append(f"{name} (saved {tuple(value.shape)}, here {t.shape})")
             values[name] = value
+        if mismatched:
+            problems.append(_some("shape mismatch", mismatched, plural="shape mismatches"))
         if problems:
             raise ValueError(
                 f"load_state_dict into {type(self).__name__} failed: " + "; ".join(problems)
@@ -317,6 +328,14 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _some(what, items, plural=None, limit=3):
+    """'2 missing keys: a, b' or '40 missing keys: a, b, c and 37 more': a count and at
+    most `limit` names, so a wrong checkpoint does not print hundreds of keys."""
+    n = len(items)
+    head = f"{n} {what if n == 1 else plural or what + 's'}: {', '.join(items[:limit])}"
+    return head + (f" and {n - limit} more" if n > limit else "")
 
 
 def _as_buffer(value, name):

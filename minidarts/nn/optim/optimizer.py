@@ -1,10 +1,10 @@
-"""Optimisers (SGD, Adam), the cosine learning-rate schedule and gradient clipping,
-with PyTorch's exact update rules.
+"""Optimisers (SGD, Adam, AdamW) and gradient clipping, with PyTorch's exact update
+rules.
 
 An optimiser holds `param_groups`: a list of dicts, each with 'params' (the
-Parameters) and its hyperparameters ('lr', ...). A scheduler changes
-group['lr'] between steps; step() reads it each time. Updates write p.data in
-place (whole arrays at once), outside the autograd graph.
+Parameters) and its hyperparameters ('lr', ...). A scheduler (lr_scheduler.py)
+changes group['lr'] between steps; step() reads it each time. Updates write p.data
+in place (whole arrays at once), outside the autograd graph.
 
 state_dict() gives plain data (NumPy arrays, numbers, lists), parameters named
 by their position, as in PyTorch; load_state_dict() of it continues a run
@@ -13,8 +13,8 @@ exactly as if it had never stopped.
 
 import math
 
-from ..engine import backend
-from ..engine.autograd import Tensor
+from ...engine import backend
+from ...engine.autograd import Tensor
 
 
 def _params_list(params, where):
@@ -218,11 +218,14 @@ class Adam(Optimizer):
     computed as PyTorch does it:
         p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
 
+    decoupled_weight_decay = False  # AdamW sets it
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        name = type(self).__name__
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {betas!r}")
+            raise ValueError(f"{name}: betas must be in [0, 1), got {betas!r}")
         if not eps >= 0:
-            raise ValueError(f"Adam: invalid eps {eps!r}")
+            raise ValueError(f"{name}: invalid eps {eps!r}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults)
 
@@ -236,7 +239,12 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
-        g = grad + wd * p.data if wd != 0 else grad
+        if self.decoupled_weight_decay:
+            if wd != 0:
+                p.data *= 1 - group["lr"] * wd  # AdamW: decay the weight, not the gradient
+            g = grad
+        else:
+            g = grad + wd * p.data if wd != 0 else grad
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1
         m += (1 - beta1) * g
@@ -248,90 +256,22 @@ class Adam(Optimizer):
         p.data -= (group["lr"] / bias_correction1) * (m / denom)
 
 
-class LRScheduler:
-    """Base class of learning-rate schedules: step() advances t (last_epoch) by one and
-    sets every group's lr to get_lr(). Creating one sets t = 0 and lr = the initial lr
-    (remembered as group['initial_lr'])."""
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter), as torch.optim.AdamW:
+    the weight decays by itself, before the Adam step, and the moments see the raw
+    gradient:
 
-    def __init__(self, optimizer, last_epoch=-1):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {optimizer!r}")
-        self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            if last_epoch == -1:
-                group.setdefault("initial_lr", group["lr"])
-            elif "initial_lr" not in group:
-                raise ValueError(
-                    f"{type(self).__name__}: resuming at last_epoch={last_epoch} needs "
-                    f"'initial_lr' in every param group"
-                )
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = last_epoch
-        self.step()
+        p = p * (1 - lr * weight_decay)
+        m = beta1 m + (1 - beta1) g,       v = beta2 v + (1 - beta2) g^2
+        p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    def get_lr(self):
-        raise NotImplementedError
+    (Adam's weight_decay adds weight_decay * p to g instead, which Adam's
+    normalisation then rescales.) PyTorch's default weight_decay, 1e-2."""
 
-    def step(self):
-        """Advance the schedule by one (an epoch, in DARTS) and set the new lr."""
-        self.last_epoch += 1
-        self._apply_lr()
+    decoupled_weight_decay = True
 
-    def _apply_lr(self):
-        lrs = self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        self._last_lr = list(lrs)
-
-    def get_last_lr(self):
-        """The lr of each group, as last set by step()."""
-        return list(self._last_lr)
-
-    def state_dict(self):
-        """Plain numbers and lists: everything but the optimiser."""
-        return {
-            k: (list(v) if isinstance(v, list) else v)
-            for k, v in self.__dict__.items()
-            if k != "optimizer"
-        }
-
-    def load_state_dict(self, state_dict):
-        """Restore a state_dict() and set the optimiser's lr to the restored value."""
-        unknown = set(state_dict) - set(self.state_dict())
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: unexpected keys {sorted(unknown)}"
-            )
-        self.__dict__.update(
-            {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in state_dict.items()}
-        )
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
-            group["lr"] = lr
-
-
-class CosineAnnealingLR(LRScheduler):
-    """Cosine schedule from the initial lr down to eta_min over T_max steps, in
-    PyTorch's closed form:
-
-        lr_t = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2."""
-
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        if not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
-        self.T_max, self.eta_min = T_max, eta_min
-        super().__init__(optimizer, last_epoch)
-
-    def set_T_max(self, T_max):
-        """Change the schedule's length, keeping its position (e.g. a search extended
-        with --resume --epochs N), and set the lr of the current step anew."""
-        if not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
-        self.T_max = T_max
-        self._apply_lr()
-
-    def get_lr(self):
-        c = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-        return [self.eta_min + (base - self.eta_min) * c for base in self.base_lrs]
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
@@ -361,4 +301,4 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     return total
 
 
-__all__ = ["SGD", "Adam", "CosineAnnealingLR", "LRScheduler", "Optimizer", "clip_grad_norm_"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "clip_grad_norm_"]
