@@ -21,10 +21,10 @@ The same cost table gives the weight count of a derived, discrete genotype.
 """
 
 from ..engine import backend
+from . import operations
 from .cell import num_edges
 from .genotype import derive_genotype, edge_index
 from .network import relax
-from .operations import op_param_count
 
 
 def cell_plan(network):
@@ -62,7 +62,8 @@ class Complexity:
         self.kinds = tuple(k for k in ("normal", "reduce") if any(p[0] == k for p in plan))
         for kind, C, strides in plan:
             for e, stride in enumerate(strides):
-                row = [op_param_count(o, C, stride) for o in self.primitives]
+                # looked up at call time: a registered or swapped operation counts
+                row = [operations.op_param_count(o, C, stride) for o in self.primitives]
                 for o, n in enumerate(row):
                     costs[kind][e][o] += n
                 # the richest architecture: the heaviest op (softmax), or all ops (sigmoid)

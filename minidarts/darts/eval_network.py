@@ -33,7 +33,7 @@ from ..engine import random
 from ..engine.ops import cat
 from ..nn import functional as F
 from .cell import cell_kinds
-from .operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
+from .operations import FactorizedReduce, ReLUConvBN, build_operation, operation_names
 
 
 def _check_gene(gene, concat, where):
@@ -49,10 +49,11 @@ def _check_gene(gene, concat, where):
         if not isinstance(entry, (list, tuple)) or len(entry) != 2:
             raise ValueError(f"{where}: gene[{pos}] must be an (op, input) pair, got {entry!r}")
         op, i = entry
-        if op not in OPS or op == "none":
+        if op not in operation_names() or op == "none":
             raise ValueError(
-                f"{where}: gene[{pos}] has unknown operation {op!r}; expected one of "
-                f"{[p for p in PRIMITIVES if p != 'none']}"
+                f"{where}: gene[{pos}] has unknown operation {op!r}; expected one of the "
+                f"registered operations {[p for p in operation_names() if p != 'none']} "
+                "(add one with register_operation)"
             )
         node = pos // 2
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < node + 2:
@@ -100,7 +101,7 @@ class EvalCell(nn.Module):
         self.indices = [int(i) for _, i in gene]
         self._ops = nn.ModuleList(
             [
-                OPS[name](C, 2 if reduction and index < 2 else 1, True)
+                build_operation(name, C, 2 if reduction and index < 2 else 1, True)
                 for name, index in zip(self.op_names, self.indices)
             ]
         )

@@ -31,7 +31,7 @@ pass Fair DARTS's threshold.
 import json
 from collections import namedtuple
 
-from .operations import PRIMITIVES
+from .operations import PRIMITIVES, operation_names
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
@@ -195,8 +195,11 @@ def genotype_to_dict(genotype):
     }
 
 
-def genotype_from_dict(d, primitives=PRIMITIVES):
-    """Inverse of genotype_to_dict, checking every operation name and input index."""
+def genotype_from_dict(d, primitives=None):
+    """Inverse of genotype_to_dict, checking every operation name and input index.
+    `primitives`: the operations a gene may name ('none' never); None for every
+    registered one (operations.register_operation), looked up at call time."""
+    primitives = operation_names() if primitives is None else tuple(primitives)
     if not isinstance(d, dict):
         raise ValueError(
             "genotype: expected an object with keys normal, normal_concat, reduce, "
@@ -219,7 +222,12 @@ def genotype_from_dict(d, primitives=PRIMITIVES):
             op, i = entry
             node = pos // 2
             if op not in primitives or op == "none":
-                raise ValueError(f"genotype {cell}[{pos}]: unknown operation {op!r}")
+                known = ", ".join(p for p in primitives if p != "none")
+                raise ValueError(
+                    f"genotype {cell}[{pos}]: unknown operation {op!r}; expected one of "
+                    f"{known} (a custom operation must be registered with "
+                    "register_operation before its genotype loads)"
+                )
             if not 0 <= i < node + 2:
                 raise ValueError(
                     f"genotype {cell}[{pos}]: node {node} can take inputs 0..{node + 1}, got {i}"
@@ -231,11 +239,14 @@ def genotype_from_dict(d, primitives=PRIMITIVES):
     )
 
 
-def save_genotype(genotype, path, extra=None):
-    """Write the genotype as JSON, with DARTS's printed form beside it and the entries
-    of `extra` (a dict, e.g. the sigmoid threshold record) after them."""
+def save_genotype(genotype, path, extra=None, primitives=None):
+    """Write the genotype as JSON, with DARTS's printed form beside it, the search
+    space (`primitives`, when given: the operation names it was searched over) and the
+    entries of `extra` (a dict, e.g. the sigmoid threshold record) after them."""
     data = genotype_to_dict(genotype)
     data["darts"] = genotype_to_str(genotype)
+    if primitives is not None:
+        data["primitives"] = [str(p) for p in primitives]
     clash = set(extra or {}) & set(data)
     if clash:
         raise ValueError(f"save_genotype: extra keys {sorted(clash)} would replace the genotype's")
@@ -244,11 +255,13 @@ def save_genotype(genotype, path, extra=None):
         json.dump(data, f, indent=1)
 
 
-def load_genotype(path):
-    """Read a genotype JSON written by save_genotype."""
+def load_genotype(path, primitives=None):
+    """Read a genotype JSON written by save_genotype. `primitives`: the operations its
+    genes may name; None for every registered one, so a genotype of custom operations
+    loads once they are registered (operations.register_operation)."""
     try:
         with open(path) as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not a genotype JSON file ({e})") from None
-    return genotype_from_dict(data)
+    return genotype_from_dict(data, primitives)

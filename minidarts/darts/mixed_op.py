@@ -11,7 +11,7 @@ in as `weights` (one row of softmax(alpha)).
 """
 
 from .. import nn
-from .operations import OPS, PRIMITIVES
+from .operations import PRIMITIVES, build_operation
 
 
 class MixedOp(nn.Module):
@@ -27,7 +27,7 @@ class MixedOp(nn.Module):
             )
         ops = []
         for name in self.primitives:
-            op = OPS[name](C, stride, False)
+            op = build_operation(name, C, stride, False)
             if "pool" in name:
                 # DARTS: a BN after each pool brings its output to the scale of the
                 # conv outputs, which end in BN, so the weights compare like with like.

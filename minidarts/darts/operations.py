@@ -15,9 +15,15 @@ the height and width. `OPS[name](C, stride, affine)` builds one.
 
 BN layers here have affine=False during the search (DARTS: learned scales would
 interfere with the architecture weights) and affine=True in the retrained network.
+
+The space is open: `register_operation(name, builder)` adds an operation, and a
+network built with `primitives=(..., name)` searches with it. Its weight count
+(for the complexity and the expected-cost rule) comes from building it once per
+(C, stride, affine), never from its name, unless the registration gives a count.
 """
 
 from .. import nn
+from ..engine import random
 from ..engine.ops import cat
 from ..nn import functional as F
 
@@ -158,26 +164,101 @@ OPS = {
     "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
 }
 
+# counts given at registration: name -> (builder, int or function (C, stride, affine))
+_GIVEN_COUNTS = {}
+# counts read off built modules: (builder, C, stride, affine) -> int. Keyed by the
+# builder itself, so an operation swapped in behind an old name is counted afresh.
+_BUILT_COUNTS = {}
+
+
+class UnknownOperationError(KeyError, ValueError):
+    """An operation name that is not registered: a failed lookup (KeyError) and a bad
+    argument (ValueError) at once, so either `except` catches it. The message names the
+    registered operations."""
+
+    def __str__(self):
+        return str(self.args[0])  # KeyError would print the repr of the message
+
+
+def operation_names():
+    """The names of every registered operation, DARTS's 8 first, in registration order."""
+    return tuple(OPS)
+
+
+def _builder(name):
+    builder = OPS.get(name) if isinstance(name, str) else None
+    if builder is None:
+        raise UnknownOperationError(
+            f"unknown operation {name!r}: the registered operations are "
+            f"{', '.join(OPS)} (add one with register_operation(name, builder))"
+        )
+    return builder
+
+
+def register_operation(name, builder, param_count=None):
+    """Add (or replace) the candidate operation `name`.
+
+    builder(C, stride, affine) returns a Module mapping (N, C, H, W) to
+    (N, C, ceil(H / stride), ceil(W / stride)), with BN layers affine as asked.
+    param_count: None to count the weights of a built module,
+
+        params(name, C, stride, affine) = sum of p.numel() over p in op.parameters(),
+        op = builder(C, stride, affine)
+
+    (built once per (C, stride, affine) and cached); or an int (every edge); or a
+    function (C, stride, affine) -> int. As in DARTS's search, an operation whose name
+    contains 'pool' gets a BN (affine=False, no weights) after it in the mixed op.
+    Returns `builder`. 'none' (the absent edge) cannot be replaced."""
+    if not isinstance(name, str) or not name or name.strip() != name:
+        raise ValueError(f"register_operation: name must be a non-empty string, got {name!r}")
+    if name == "none":
+        raise ValueError(
+            "register_operation: 'none' is the absent edge (skipped by the mixed op, never "
+            "derived) and cannot be replaced"
+        )
+    if not callable(builder):
+        raise TypeError(f"register_operation({name!r}): builder must be callable")
+    if not (
+        param_count is None
+        or callable(param_count)
+        or (isinstance(param_count, int) and not isinstance(param_count, bool) and param_count >= 0)
+    ):
+        raise ValueError(
+            f"register_operation({name!r}): param_count must be None, a non-negative int or "
+            f"a function (C, stride, affine) -> int, got {param_count!r}"
+        )
+    OPS[name] = builder
+    _GIVEN_COUNTS.pop(name, None)
+    if param_count is not None:
+        _GIVEN_COUNTS[name] = (builder, param_count)
+    return builder
+
+
+def build_operation(name, C, stride, affine=False):
+    """The operation `name` on an edge with C channels: OPS[name](C, stride, affine),
+    with an error naming the registered operations when `name` is not one of them."""
+    return _builder(name)(C, stride, affine)
+
 
 def op_param_count(name, C, stride, affine=False):
-    """Number of weights of candidate operation `name` on an edge with C channels,
-    counted from the formulas (building the op would draw random numbers):
+    """Number of weights of operation `name` on an edge with C channels: the count given
+    at registration, or else that of the built module (cached per builder, C, stride
+    and affine; built from a generator of its own, so the global random stream is
+    untouched). For DARTS's operations this is
 
         sep_conv_kxk : 2 (k^2 C + C^2)      two depthwise + pointwise pairs
         dil_conv_kxk : k^2 C + C^2
         skip_connect : 0, or C^2 at stride 2 (FactorizedReduce: two 1x1 convs C -> C/2)
         pools, none  : 0
-    plus 2C per BN layer when affine. tests/test_operations.py checks these against
-    the built modules."""
-    bn = 2 * C if affine else 0
-    if name.startswith("sep_conv_"):
-        k = int(name[-1])
-        return 2 * (k * k * C + C * C + bn)
-    if name.startswith("dil_conv_"):
-        k = int(name[-1])
-        return k * k * C + C * C + bn
-    if name == "skip_connect":
-        return 0 if stride == 1 else C * C + bn
-    if name in PRIMITIVES:
-        return 0
-    raise KeyError(f"unknown operation {name!r}: expected one of {PRIMITIVES}")
+    plus 2C per BN layer when affine (tests/test_operations.py checks these)."""
+    builder = _builder(name)
+    given = _GIVEN_COUNTS.get(name)
+    if given is not None and given[0] is builder:
+        count = given[1]
+        return int(count(C, stride, affine) if callable(count) else count)
+    key = (builder, C, stride, bool(affine))
+    if key not in _BUILT_COUNTS:
+        with random.seeded(0):
+            op = builder(C, stride, affine)
+        _BUILT_COUNTS[key] = sum(p.numel() for p in op.parameters())
+    return _BUILT_COUNTS[key]
