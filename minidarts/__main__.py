@@ -1,10 +1,12 @@
 """Command line: `python -m minidarts search [options]` (see `--help`)."""
 
 import argparse
+import os
 import sys
 
 from .jobs.cli import add_run_arguments, check_resume_arguments, config_from_arguments
-from .jobs.config import PRESETS, SearchConfig, make_config
+from .jobs.config import FLOAT32_MAX, PRESETS, SearchConfig, make_config
+from .jobs.errors import describe_error
 
 # flag -> (config key, type, help)
 _SEARCH_FLAGS = {
@@ -106,7 +108,8 @@ def _cmd_search(args):
         Search.resume(args.resume, epochs=args.epochs).run()
         return
     Search(
-        config_from_arguments(args, _SEARCH_FLAGS, make_config, ("subset", "eval_batches"))
+        config_from_arguments(args, _SEARCH_FLAGS, make_config, ("subset", "eval_batches")),
+        overwrite=args.overwrite,
     ).run()
 
 
@@ -130,6 +133,11 @@ def _sweep_parser(sub):
         type=int,
         help="validation batches per lambda; 0 = the whole split (default: the run's)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="RUN/sweep exists: move it aside to RUN/sweep.old-N first (else refused)",
+    )
 
 
 def _parse_lambdas(text):
@@ -137,8 +145,11 @@ def _parse_lambdas(text):
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--lambdas: expected comma-separated numbers, got {text!r}") from None
-    if not values or any(not v > 0 for v in values):
-        raise ValueError(f"--lambdas: expected positive numbers, got {text!r}")
+    if not values or any(not 0 < v <= FLOAT32_MAX for v in values):
+        raise ValueError(
+            f"--lambdas: expected positive numbers finite in float32 (<= {FLOAT32_MAX:.3g}), "
+            f"got {text!r}"
+        )
     return values
 
 
@@ -148,7 +159,7 @@ def _cmd_sweep(args):
     lambdas = _parse_lambdas(args.lambdas) if args.lambdas else None
     if args.eval_batches is not None and args.eval_batches < 0:
         raise ValueError(f"--eval-batches must be >= 0 (0: all), got {args.eval_batches}")
-    run_sweep(args.run, lambdas, args.eval_batches)
+    run_sweep(args.run, lambdas, args.eval_batches, overwrite=args.overwrite)
 
 
 def _experiment_parser(sub):
@@ -221,6 +232,7 @@ def _cmd_experiment(args):
 # the rest of the line to it (and `python -m minidarts.assign ...` still works)
 _DELEGATED = {
     "assign": ("classroom.assign", "write a student copy with the solution regions stubbed"),
+    "grade": ("classroom.grade", "grade student copies task by task against the course's tests"),
     "bench": ("jobs.bench", "time the kernels and a search step"),
 }
 
@@ -233,7 +245,12 @@ def _delegate(command, argv):
 
 
 def main(argv=None):
+    """Run the command line; returns the exit status. Any fault is one line
+    `error: ...` on stderr (status 1); `--debug` anywhere on the line, or
+    MINIDARTS_DEBUG=1, shows the traceback instead."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("MINIDARTS_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     if argv and argv[0] in _DELEGATED:
         return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(
@@ -262,9 +279,6 @@ def main(argv=None):
             _cmd_sweep(args)
         elif args.command == "experiment":
             _cmd_experiment(args)
-    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(
             "\ninterrupted: the last finished epoch is in checkpoint.npz; continue with "
@@ -272,6 +286,11 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"error: {describe_error(e)}", file=sys.stderr)
+        return 1
     return 0
 
 

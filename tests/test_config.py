@@ -15,10 +15,10 @@ def test_defaults_are_valid_and_the_papers_search_space():
     validate(cfg)
     # validation resolves the budget rule's warm-up (None: a quarter of the epochs)
     assert SearchConfig().warmup_epochs is None and cfg.warmup_epochs == cfg.epochs // 4 == 1
-    # and the lambdas recorded per epoch (None: the top of the range)
+    # and the lambdas recorded per epoch besides lambda_min (None: none)
     assert SearchConfig().eval_lambdas is None
-    assert cfg.eval_lambdas == [10.0]
-    assert make_config(None, {"lambda_max": 3.0}).eval_lambdas == [3.0]
+    assert cfg.eval_lambdas == []
+    assert make_config(None, {"eval_lambdas": [3]}).eval_lambdas == [3.0]
     assert cfg == dataclasses.replace(
         SearchConfig(), warmup_epochs=1, eval_lambdas=cfg.eval_lambdas
     )

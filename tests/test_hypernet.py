@@ -105,6 +105,7 @@ def test_lambda_input_values():
 
 
 @pytest.mark.parametrize("steps", [2, 3, 4])
+@pytest.mark.hypernet
 def test_linear_hypernet_shapes(steps):
     edges = {2: 5, 3: 9, 4: 14}[steps]
     h = LinearHypernet(steps, N_OPS, _rng())
@@ -187,7 +188,9 @@ def _make(kind, seed):
     return h
 
 
-@pytest.mark.parametrize("kind", ["linear", "piecewise", "mlp"])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("linear", marks=pytest.mark.hypernet), "piecewise", "mlp"]
+)
 def test_state_dict_round_trip(kind, tmp_path):
     a, b = _make(kind, 0), _make(kind, 1)
     lams = (1e-5, 1e-3, 0.2, 1.0)
@@ -252,7 +255,7 @@ def test_lambda_input_bad_arguments(args, message):
         LambdaInput(*args)
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", [pytest.param("linear", marks=pytest.mark.hypernet), "mlp"])
 @pytest.mark.parametrize(
     "lam, error, message",
     [
@@ -347,7 +350,8 @@ def test_make_hypernet_from_config():
         ({"lambda_max": math.inf}, "lambda_max must be finite"),
         ({"lambda_min": "small"}, "lambda_min must be a number"),
         ({"penalty": -0.1}, "penalty must be >= 0"),
-        ({"eval_lambdas": []}, "eval_lambdas must be a list of positive"),
+        ({"eval_lambdas": 0.1}, "eval_lambdas must be a list of positive"),
+        ({"eval_lambdas": [1e39]}, "eval_lambdas must be a list of positive"),
         ({"eval_lambdas": [0.1, 0.0]}, "eval_lambdas must be a list of positive"),
         ({"eval_lambdas": [-1e-3]}, "eval_lambdas must be a list of positive"),
         ({"eval_lambdas": ["0.1"]}, "eval_lambdas must be a list of positive"),
@@ -490,7 +494,6 @@ def test_piecewise_hypernet_bad_pivots():
         make_config(None, {"hypernet": "piecewise", "hypernet_pivots": 1})
 
 
-@pytest.mark.hypernet
 @pytest.mark.parametrize("lam", [3e-3, 0.2])
 def test_gradcheck_arch_loss_piecewise_hypernet(lam):
     """d/d(pivots) of L_val(w, alpha(lambda)) + lambda * complexity(alpha(lambda)) by

@@ -348,8 +348,8 @@ def test_cli_second_order_search_end_to_end(tmp_path, capsys):
         assert state["epoch"] == 1
         assert all(np.isfinite(v) for v in state["history"][0].values() if isinstance(v, float))
     assert not np.array_equal(first["alphas"]["reduce"], second["alphas"]["reduce"])
-    # the default per-epoch record besides lambda_min: lambda_max
-    assert set(hyper["history"][0]["lambdas"]) == {f"{hyper['config']['lambda_max']:g}"}
+    # the default per-epoch records besides lambda_min: none (the sweep walks the range)
+    assert hyper["history"][0]["lambdas"] == {} and hyper["config"]["eval_lambdas"] == []
 
 
 def test_second_order_search_resumes_bitwise(tmp_path):

@@ -55,7 +55,13 @@ def test_sweep_cli_writes_tables_and_plots(hyper_run, capsys):
 
 
 def test_sweep_default_lambdas_and_rows_match_the_search(hyper_run, capsys):
-    assert main(["sweep", str(hyper_run), "--eval-batches", "1"]) == 0
+    # over an earlier sweep: refused, then moved aside with --overwrite
+    assert main(["sweep", str(hyper_run), "--lambdas", "1", "--overwrite"]) == 0
+    assert main(["sweep", str(hyper_run), "--eval-batches", "1"]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    old = len(list(hyper_run.glob("sweep.old-*")))
+    assert main(["sweep", str(hyper_run), "--eval-batches", "1", "--overwrite"]) == 0
+    assert len(list(hyper_run.glob("sweep.old-*"))) == old + 1
     with open(hyper_run / "sweep" / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     lams = [float(r["lambda"]) for r in rows]

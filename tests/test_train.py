@@ -225,6 +225,7 @@ def test_cli_train_end_to_end(genotype_file, tmp_path, capsys):
     for png in (run / "plots").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     config = json.loads((run / "config.json").read_text())
+    assert config.pop("produced_by")["python"]  # and what produced the run (provenance.py)
     expected = make_train_config(
         None,
         dict(

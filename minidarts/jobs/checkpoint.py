@@ -16,6 +16,7 @@ import os
 import tempfile
 
 from ..engine import backend
+from .runfolder import TMP_PREFIX, file_mode
 
 _META = "__meta__.json"
 
@@ -65,6 +66,100 @@ def _unflatten(obj, arrays):
     return obj
 
 
+def _kind(v):
+    if isinstance(v, bool) or (backend.is_array(v) and v.dtype == bool and v.ndim == 0):
+        return "bool"
+    if isinstance(v, int) or (backend.is_array(v) and v.ndim == 0 and v.dtype.kind in "iu"):
+        return "int"
+    if isinstance(v, float) or (backend.is_array(v) and v.ndim == 0 and v.dtype.kind == "f"):
+        return "float"
+    if v is None:
+        return "None"
+    return type(v).__name__
+
+
+def check_like(template, state, where):
+    """Check a loaded state against the state the run would save now (`template`):
+    the same keys, arrays of the same shape and dtype, numbers of the same kind. Raises
+    ValueError naming the first key that differs, before anything is loaded."""
+    if backend.is_array(template) and template.ndim > 0:
+        if not backend.is_array(state):
+            raise ValueError(
+                f"{where}: expected an array of shape {template.shape}, got {_kind(state)}"
+            )
+        if tuple(state.shape) != tuple(template.shape) or state.dtype != template.dtype:
+            raise ValueError(
+                f"{where}: an array of shape {tuple(state.shape)} and dtype {state.dtype}, "
+                f"where the run has {tuple(template.shape)} {template.dtype}"
+            )
+        return
+    if isinstance(template, dict):
+        if not isinstance(state, dict):
+            raise ValueError(f"{where}: expected a mapping, got {_kind(state)}")
+        missing = [k for k in template if str(k) not in {str(j) for j in state}]
+        extra = [k for k in state if str(k) not in {str(j) for j in template}]
+        if missing or extra:
+            raise ValueError(
+                f"{where}: keys differ (missing {missing[:5]}, unexpected {extra[:5]})"
+            )
+        by_name = {str(k): v for k, v in state.items()}
+        for k, v in template.items():
+            check_like(v, by_name[str(k)], f"{where}/{k}")
+        return
+    if isinstance(template, list | tuple):
+        if not isinstance(state, list | tuple) or len(state) != len(template):
+            raise ValueError(f"{where}: expected a list of {len(template)} entries")
+        for i, (t, v) in enumerate(zip(template, state)):
+            check_like(t, v, f"{where}/{i}")
+        return
+    kind, got = _kind(template), _kind(state)
+    if kind != got and not (kind == "float" and got == "int"):
+        raise ValueError(f"{where}: expected {kind}, got {got} ({state!r})")
+
+
+def check_format(state, expected, what):
+    """Refuse a checkpoint of another kind or format version, naming both."""
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != expected:
+        raise ValueError(
+            f"not a checkpoint this version can continue: its format is {found!r}, a {what} "
+            f"run of this minidarts writes {expected!r}"
+        )
+
+
+def check_state(run, state, keys):
+    """Check a run's checkpoint whole before loading any of it: `keys` against the
+    state the run would save now (check_like), the epoch against the history and
+    the config, the optimisers' and batches' states by their own loaders' rules."""
+    template = run.state_dict()
+    for key in ("epoch", "history", *keys):
+        if key not in state:
+            raise ValueError(f"checkpoint: the key {key!r} is missing")
+    for key in keys:
+        check_like(template[key], state[key], f"checkpoint: {key}")
+    epoch = state["epoch"]
+    if _kind(epoch) != "int" or not 0 <= int(epoch) <= run.cfg.epochs:
+        raise ValueError(f"checkpoint: epoch {epoch!r} is not in [0, {run.cfg.epochs}]")
+    if not isinstance(state["history"], list) or len(state["history"]) != int(epoch):
+        raise ValueError(
+            f"checkpoint: history holds {len(state['history'])} records for epoch {int(epoch)}"
+        )
+
+
+def load_checked(run, state, path):
+    """run.load_state_dict(state), any fault in the state reported as one ValueError
+    that names the checkpoint file and the key."""
+    try:
+        run.load_state_dict(state)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ValueError(
+            f"{path}: a damaged or incomplete state ({type(e).__name__}: {e}); the run "
+            "cannot continue from it"
+        ) from None
+
+
 def save_checkpoint(path, state):
     """Write the nested dict `state` (arrays, numbers, strings, lists) to `path`
     atomically."""
@@ -75,12 +170,13 @@ def save_checkpoint(path, state):
     meta = backend.numpy.frombuffer(json.dumps(tree).encode(), dtype=backend.numpy.uint8)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             backend.numpy.savez(f, **{_META: meta}, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; a saved file is 0666 & ~umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -33,6 +33,12 @@ def add_run_arguments(parser, flags, defaults, presets, preset_help):
             help=text if shown else f"{text} (default: {default})",
         )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a new run into a folder that holds one: move the old folder aside to "
+        "FOLDER.old-N first (without it such a folder is refused)",
+    )
 
 
 def check_resume_arguments(args, flags):
@@ -42,10 +48,10 @@ def check_resume_arguments(args, flags):
         for f, (key, _, _) in flags.items()
         if getattr(args, key, None) is not None and key != "epochs"
     ]
-    if args.config or args.preset or args.no_plots:
-        others.append("--config/--preset/--no-plots")
+    if args.config or args.preset or args.no_plots or args.overwrite:
+        others.append("--config/--preset/--no-plots/--overwrite")
     if others:
-        raise SystemExit(
+        raise ValueError(
             "--resume continues a run with its saved settings; only --epochs may be given "
             f"with it (got {' '.join(others)})"
         )

@@ -10,6 +10,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 
+from ..engine import backend
+
+# the largest float32: a setting beyond it is finite in Python and inf in training
+FLOAT32_MAX = float(backend.numpy.finfo(backend.numpy.float32).max)
+
 
 @dataclass
 class SearchConfig:
@@ -196,6 +201,11 @@ def check_fields(cfg, source, positive_int=(), nonneg_float=()):
                 value = math.inf
             if not math.isfinite(value):
                 raise ValueError(f"{source}: {key} must be finite, got {getattr(cfg, key)!r}")
+            if abs(value) > FLOAT32_MAX:  # finite in float64, inf in the float32 of training
+                raise ValueError(
+                    f"{source}: {key} = {value:g} overflows float32, the dtype training "
+                    f"computes in (|value| <= {FLOAT32_MAX:.3g})"
+                )
             setattr(cfg, key, value)
         if base == "str" and not isinstance(value, str):
             raise ValueError(f"{source}: {key} must be a string, got {value!r}")
@@ -271,10 +281,12 @@ def validate(cfg, source="config"):
         cfg.eval_lambdas = []
     lams = cfg.eval_lambdas
     if not isinstance(lams, (list, tuple)) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in lams
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= FLOAT32_MAX
+        for v in lams
     ):
         raise ValueError(
-            f"{source}: eval_lambdas must be a list of positive finite numbers, got {lams!r}"
+            f"{source}: eval_lambdas must be a list of positive numbers finite in float32, "
+            f"got {lams!r}"
         )
     cfg.eval_lambdas = [float(v) for v in lams]
     if cfg.warmup_epochs is None:  # the budget rule: a quarter of the epochs

@@ -125,7 +125,7 @@ def _run_or_resume(cfg, log):
         log(f"{cfg.name}: continuing after epoch {done}")
         Search.resume(folder, log=log).run()
     else:
-        Search(cfg, folder=folder, log=log).run()
+        Search(cfg, folder=folder, log=log, overwrite=True).run()  # leftovers moved aside
 
 
 def _history(folder, name):
@@ -318,8 +318,8 @@ def run_experiment(scale=1.0, device="cpu", seed=0, out="runs", name=None, log=p
     sweeps = {}
     for name_i, cfg in runs:
         if cfg.hypernet is not None:
-            sweeps[cfg.hypernet_input] = run_sweep(
-                os.path.join(folder, name_i), eval_batches=0, log=log
+            sweeps[cfg.hypernet_input] = run_sweep(  # redone on every run: replaced
+                os.path.join(folder, name_i), eval_batches=0, log=log, overwrite=True
             )
     results = collect(folder, runs)
     paths = [write_table(results, table_epochs, os.path.join(folder, "table.md"), scale)]

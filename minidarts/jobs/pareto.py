@@ -171,10 +171,10 @@ def retrain_config(
 
 
 def _file_log(folder):
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "log.txt")
 
     def log(line):
+        os.makedirs(folder, exist_ok=True)
         with open(path, "a") as f:
             f.write(line + "\n")
 
@@ -195,7 +195,7 @@ def search_job(cfg_dict):
     elif os.path.exists(path):
         Search.resume(folder, log=log).run()
     else:
-        Search(cfg, folder=folder, log=log).run()
+        Search(cfg, folder=folder, log=log, overwrite=True).run()  # leftovers moved aside
     with open(os.path.join(folder, "metrics.jsonl")) as f:
         history = [json.loads(line) for line in f if line.strip()]
     last = history[-1]
@@ -217,7 +217,8 @@ def sweep_job(folder, n_lambdas):
         with open(path) as f:
             return json.load(f)
     start = time.perf_counter()
-    rows = run_sweep(folder, log_spaced(*LAMBDA_RANGE, n_lambdas), 0, log=_file_log(folder))
+    lambdas = log_spaced(*LAMBDA_RANGE, n_lambdas)
+    rows = run_sweep(folder, lambdas, 0, log=_file_log(folder), overwrite=True)
     keep = ("lambda", "val_acc", "complexity", "genotype", "genotype_params", "decidedness")
     out = {
         "seconds": time.perf_counter() - start,
@@ -231,7 +232,6 @@ def sweep_job(folder, n_lambdas):
 
 def train_job(cfg_dict, genotype_dict):
     """Retrain one cell (or keep a finished retraining); returns its summary."""
-    from ..darts.genotype import save_genotype
     from .checkpoint import load_checkpoint
     from .train import Train
     from .train_config import make_train_config
@@ -245,8 +245,8 @@ def train_job(cfg_dict, genotype_dict):
     elif os.path.exists(path):
         Train.resume(folder, log=log).run()
     else:
-        save_genotype(genotype_from_dict(genotype_dict), cfg.genotype)
-        Train(cfg, folder=folder, log=log).run()
+        genotype = genotype_from_dict(genotype_dict)  # run() saves it as cfg.genotype
+        Train(cfg, folder=folder, log=log, genotype=genotype, overwrite=True).run()
     with open(os.path.join(folder, "summary.json")) as f:
         return json.load(f)
 
@@ -275,7 +275,7 @@ def choose_lr(root, scale, workers, log, complexity, test_subset=None):
         name = f"lr_{lr:g}"
         folder = os.path.join(root, "lr")
         cfg = retrain_config(
-            os.path.join(folder, name, "cell.json"),
+            os.path.join(folder, name, "genotype.json"),
             folder,
             name,
             0,
@@ -393,7 +393,7 @@ def run_pareto(
     for seed, _, label, _, genotype in cells:
         folder = os.path.join(root, f"seed{seed}")
         cfg = retrain_config(
-            os.path.join(folder, label, "cell.json"),
+            os.path.join(folder, label, "genotype.json"),
             folder,
             label,
             seed,
@@ -405,7 +405,7 @@ def run_pareto(
     long_cell = pareto_report.best_searched_cell(cells) if long_epochs else None
     if long_cell is not None:
         cfg = retrain_config(
-            os.path.join(root, "long", "cell.json"),
+            os.path.join(root, "long", "genotype.json"),
             root,
             "long",
             0,

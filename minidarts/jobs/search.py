@@ -41,7 +41,13 @@ from ..nn import functional as F
 from ..nn import optim
 from ..nn.metrics import accuracy
 from . import data
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (
+    check_format,
+    check_state,
+    load_checked,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import (
     SearchConfig,
     make_config,
@@ -50,19 +56,23 @@ from .config import (
 )
 from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
+from .provenance import provenance
+from .runfolder import RunLock, default_folder, prepare_folder, write_text
 
 PROGRESS_EVAL_BATCHES = 16  # validation batches after an epoch that is not the last
+FORMAT = "minidarts-search-1"  # of the checkpoints; a change refuses older ones
 
 
 class Search:
     """One search run (see the module docstring)."""
 
-    def __init__(self, cfg, folder=None, log=print):
+    def __init__(self, cfg, folder=None, log=print, overwrite=False):
         self.cfg = cfg
         self.log = log
+        self.overwrite = overwrite  # a new run into a used folder moves it aside first
         backend.check_device(cfg.device)
-        self.folder = folder or os.path.join(
-            cfg.out, cfg.name or time.strftime("search-%Y%m%d-%H%M%S")
+        self.folder = folder or (
+            os.path.join(cfg.out, cfg.name) if cfg.name else default_folder(cfg.out, "search")
         )
         train, val = data.search_split(cfg.seed, subset=cfg.subset, root=cfg.data_root)
         self.train_batches = data.Batches(
@@ -222,15 +232,35 @@ class Search:
 
     def architecture_record(self, lam=None):
         """What the architecture at `lam` is: validation loss and accuracy of the
-        supernetwork, expected complexity, cell weights of the derived genotype."""
+        supernetwork, expected complexity, cell weights of the derived genotype.
+        A non-finite alpha, loss, accuracy or complexity raises FloatingPointError
+        naming the epoch and lambda: no genotype is derived from it, nothing saved."""
         alphas = self.alphas(lam)
+        where = f"epoch {self.epoch}, lambda {self.cfg.lambda_min if lam is None else lam:g}"
+        for kind, a in alphas.items():
+            if not bool(backend.get_array_module(a.data).isfinite(a.data).all()):
+                raise FloatingPointError(
+                    f"{where}: alpha of the {kind} cell is not finite; lower alpha_lr "
+                    f"({self.cfg.alpha_lr}) or w_lr ({self.cfg.w_lr})"
+                )
         genotype = self.genotype(lam)
         darts_genotype = self.genotype(lam, rule="darts")  # beside it, for comparison
         val_loss, val_acc = self.evaluate(lam)
+        complexity = float(self.complexity(alphas).item())
+        for name, v in (
+            ("validation loss", val_loss),
+            ("accuracy", val_acc),
+            ("complexity", complexity),
+        ):
+            if not math.isfinite(v):
+                raise FloatingPointError(
+                    f"{where}: the {name} is {v}; lower w_lr ({self.cfg.w_lr}) or alpha_lr "
+                    f"({self.cfg.alpha_lr})"
+                )
         return {
             "val_loss": val_loss,
             "val_acc": val_acc,
-            "complexity": float(self.complexity(alphas).item()),
+            "complexity": complexity,
             "decidedness": self.model.decidedness(alphas),
             "genotype_rule": resolved_genotype_rule(self.cfg),
             "genotype_params": self.complexity.genotype_params(genotype),
@@ -241,11 +271,20 @@ class Search:
 
     # --- the run ---------------------------------------------------------------
     def run(self):
-        """Search until cfg.epochs; returns the final genotype."""
+        """Search until cfg.epochs; returns the final genotype. A new run refuses a
+        folder that holds files (see runfolder.claim_folder); the run holds the
+        folder's lock while it runs."""
+        prepare_folder(self.folder, not self.history, self.overwrite, "search run")
+        with RunLock(self.folder):
+            return self._run()
+
+    def _run(self):
         cfg = self.cfg
         os.makedirs(os.path.join(self.folder, "genotypes"), exist_ok=True)
-        with open(os.path.join(self.folder, "config.json"), "w") as f:
-            json.dump(cfg.to_dict(), f, indent=1)
+        write_text(
+            os.path.join(self.folder, "config.json"),
+            json.dumps({**cfg.to_dict(), "produced_by": provenance(cfg.device)}, indent=1),
+        )
         n = len(self.train_batches)
         self.log(
             f"search: {self.folder} | {len(self.train_batches.dataset)} train + "
@@ -274,8 +313,9 @@ class Search:
                 alpha={k: v.tolist() for k, v in weights.items()},
             )
             self.history.append(record)
-            self._write_records(genotype)
+            # the checkpoint first: the records never claim an epoch it does not hold
             self.save()
+            self._write_records(genotype)
             self.log(
                 f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
                 f" | train acc {record['train_acc']:.4f} | val acc {main['val_acc']:.4f} | "
@@ -296,9 +336,10 @@ class Search:
         return self.genotype()
 
     def _write_records(self, genotype):
-        with open(os.path.join(self.folder, "metrics.jsonl"), "w") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
+        write_text(
+            os.path.join(self.folder, "metrics.jsonl"),
+            "".join(json.dumps(record) + "\n" for record in self.history),
+        )
         extra = None
         if self.cfg.relaxation == "sigmoid":
             # the genotype keeps DARTS's shape (top 2 edges per node); beside it, which
@@ -315,13 +356,12 @@ class Search:
             extra,
         )
         save_genotype(genotype, os.path.join(self.folder, "genotype.json"), extra)
-        with open(os.path.join(self.folder, "genotype.txt"), "w") as f:
-            f.write(genotype_to_str(genotype) + "\n")
+        write_text(os.path.join(self.folder, "genotype.txt"), genotype_to_str(genotype) + "\n")
 
     # --- checkpoints -------------------------------------------------------------
     def state_dict(self):
         return {
-            "format": "minidarts-search-1",
+            "format": FORMAT,
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,
             "history": self.history,
@@ -337,8 +377,10 @@ class Search:
         }
 
     def load_state_dict(self, state):
-        if state.get("format") != "minidarts-search-1":
-            raise ValueError("not a minidarts search checkpoint (format mismatch)")
+        """Continue from a state_dict(), checked whole first (check_state): nothing is
+        loaded from a state with a wrong key, shape, dtype or value."""
+        check_format(state, FORMAT, "search")
+        check_state(self, state, ("model", "alphas", "hypernet", "lambda_rng", "scheduler"))
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.model.load_state_dict(state["model"])
@@ -367,6 +409,10 @@ class Search:
         if not os.path.exists(path):
             raise FileNotFoundError(f"--resume {folder}: no checkpoint.npz there")
         state = load_checkpoint(path)
+        try:
+            check_format(state, FORMAT, "search")
+        except ValueError as e:
+            raise ValueError(f"--resume {folder}: {e}") from None
         overrides = dict(state["config"])
         if epochs is not None:
             if epochs <= int(state["epoch"]):
@@ -377,7 +423,7 @@ class Search:
             overrides["epochs"] = epochs
         cfg = make_config(None, overrides, source=f"{path} config")
         search = cls(cfg, folder=folder, log=log)
-        search.load_state_dict(state)
+        load_checked(search, state, path)
         return search
 
 

@@ -259,9 +259,12 @@ def _pareto_front(params, accs):
     return front
 
 
-def run_sweep(folder, lambdas=None, eval_batches=None, log=print):
+def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=False):
     """Load the search in `folder`, sweep it, write tables and plots to folder/sweep/.
-    eval_batches: validation batches per lambda (None: the run's setting, 0: all)."""
+    eval_batches: validation batches per lambda (None: the run's setting, 0: all).
+    An existing folder/sweep/ is refused unless overwrite, which moves it aside to
+    folder/sweep.old-N first."""
+    from .runfolder import claim_folder
     from .search import Search
 
     search = Search.resume(folder, log=lambda *_: None)
@@ -270,8 +273,9 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print):
     if lambdas is None:
         lambdas = log_spaced(search.cfg.lambda_min, search.cfg.lambda_max, 9)
     log(f"sweep: {folder} | {len(lambdas)} lambdas from {min(lambdas):g} to {max(lambdas):g}")
-    rows = sweep(search, lambdas, log=log)
     out = os.path.join(folder, "sweep")
+    claim_folder(out, overwrite, "sweep")
+    rows = sweep(search, lambdas, log=log)
     paths = write_tables(rows, out)
     paths += plot_sweep(rows, out, kinds=search.model.cell_kinds())
     for name, key in (

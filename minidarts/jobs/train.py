@@ -43,9 +43,17 @@ from ..nn import functional as F
 from ..nn import optim
 from ..nn.metrics import accuracy
 from . import data
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (
+    check_format,
+    check_state,
+    load_checked,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
+from .provenance import provenance
+from .runfolder import RunLock, default_folder, prepare_folder, write_text
 from .train_config import EVAL_BATCH_SIZE, FORMAT, make_train_config, read_genotype
 
 
@@ -53,13 +61,14 @@ class Train:
     """One retraining run (see the module docstring). `genotype` overrides reading
     cfg.genotype (resume passes the copy saved in the checkpoint)."""
 
-    def __init__(self, cfg, folder=None, log=print, genotype=None):
+    def __init__(self, cfg, folder=None, log=print, genotype=None, overwrite=False):
         self.cfg = cfg
         self.log = log
+        self.overwrite = overwrite  # a new run into a used folder moves it aside first
         backend.check_device(cfg.device)
         self.genotype = read_genotype(cfg.genotype) if genotype is None else genotype
-        self.folder = folder or os.path.join(
-            cfg.out, cfg.name or time.strftime("train-%Y%m%d-%H%M%S")
+        self.folder = folder or (
+            os.path.join(cfg.out, cfg.name) if cfg.name else default_folder(cfg.out, "train")
         )
         # what the epochs are evaluated on: the test images, or (cfg.holdout) held-out
         # training images, and then the test images are never read
@@ -140,11 +149,19 @@ class Train:
 
     # --- the run ---------------------------------------------------------------
     def run(self):
-        """Train until cfg.epochs; returns the final test accuracy."""
+        """Train until cfg.epochs; returns the final test accuracy. A new run refuses a
+        folder that holds files (see runfolder.claim_folder); the run holds the
+        folder's lock while it runs."""
+        prepare_folder(self.folder, not self.history, self.overwrite, "retraining run")
+        with RunLock(self.folder):
+            return self._run()
+
+    def _run(self):
         cfg = self.cfg
-        os.makedirs(self.folder, exist_ok=True)
-        with open(os.path.join(self.folder, "config.json"), "w") as f:
-            json.dump(cfg.to_dict(), f, indent=1)
+        write_text(
+            os.path.join(self.folder, "config.json"),
+            json.dumps({**cfg.to_dict(), "produced_by": provenance(cfg.device)}, indent=1),
+        )
         save_genotype(self.genotype, os.path.join(self.folder, "genotype.json"))
         n = len(self.train_batches)
         self.log(
@@ -169,8 +186,9 @@ class Train:
                 seconds=time.perf_counter() - start,
             )
             self.history.append(record)
-            self._write_records()
+            # the checkpoint first: the records never claim an epoch it does not hold
             self.save()
+            self._write_records()
             self.log(
                 f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
                 f" | lr {lr:.5f} | train loss {record['train_loss']:.4f} acc "
@@ -216,11 +234,11 @@ class Train:
         }
 
     def _write_records(self):
-        with open(os.path.join(self.folder, "metrics.jsonl"), "w") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
-        with open(os.path.join(self.folder, "summary.json"), "w") as f:
-            json.dump(self.summary(), f, indent=1)
+        write_text(
+            os.path.join(self.folder, "metrics.jsonl"),
+            "".join(json.dumps(record) + "\n" for record in self.history),
+        )
+        write_text(os.path.join(self.folder, "summary.json"), json.dumps(self.summary(), indent=1))
 
     # --- checkpoints -------------------------------------------------------------
     def state_dict(self):
@@ -237,8 +255,9 @@ class Train:
         }
 
     def load_state_dict(self, state):
-        if state.get("format") != FORMAT:
-            raise ValueError("not a minidarts train checkpoint (format mismatch)")
+        """Continue from a state_dict(), checked whole first (check_state)."""
+        check_format(state, FORMAT, "train")
+        check_state(self, state, ("model", "scheduler"))
         if genotype_from_dict(state["genotype"]) != self.genotype:
             raise ValueError("the checkpoint was trained with another genotype")
         self.epoch = int(state["epoch"])
@@ -275,5 +294,5 @@ class Train:
         cfg = make_train_config(None, overrides, source=f"{path} config")
         genotype = genotype_from_dict(state["genotype"])
         run = cls(cfg, folder=folder, log=log, genotype=genotype)
-        run.load_state_dict(state)
+        load_checked(run, state, path)
         return run

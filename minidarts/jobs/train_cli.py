@@ -66,7 +66,7 @@ def run_train(args):
     cfg = config_from_arguments(
         args, _TRAIN_FLAGS, make_train_config, zero_means_all=("subset", "test_subset")
     )
-    Train(cfg).run()
+    Train(cfg, overwrite=args.overwrite).run()
 
 
 __all__ = ["Train", "TrainConfig", "add_train_parser", "make_train_config", "run_train"]

@@ -1,0 +1,40 @@
+"""Faults as one line a user can act on: what went wrong, where, and what to do.
+
+The command line prints `error: <describe_error(e)>` for any exception (the
+traceback only with --debug). The messages of our own checks (ValueError,
+RunFolderError, FloatingPointError, ...) already name the setting or the file;
+operating-system faults get the path and the remedy here."""
+
+import errno
+
+_REMEDY = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere (--out)",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere (--out)",
+    errno.EACCES: "permission denied: choose a folder you can write (--out) or fix its rights",
+    errno.EPERM: "operation not permitted: choose a folder you can write (--out)",
+    errno.EROFS: "the file system is read-only: write elsewhere (--out)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another --out/--name",
+    errno.EISDIR: "the path is a folder where a file was expected",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "the path exists already",
+}
+
+
+def describe_error(e):
+    """One line for the exception `e`."""
+    if isinstance(e, OSError) and e.errno is not None:  # raised by the system
+        where = e.filename if e.filename is not None else "(no path given)"
+        if e.filename2 is not None:
+            where = f"{where} -> {e.filename2}"
+        return f"{where}: {_REMEDY.get(e.errno) or e.strerror or e}"
+    if isinstance(e, MemoryError):
+        return (
+            "out of memory: the machine cannot hold this step; lower --batch-size (or "
+            "--channels), or close other programs"
+        )
+    if isinstance(e, ValueError | RuntimeError | OSError | ArithmeticError):
+        return " ".join(str(e).split())  # our own checks: the message names the setting
+    return f"{type(e).__name__}: {e} (an internal error: run with --debug and report it)"
+
+
+__all__ = ["describe_error"]

@@ -1,0 +1,185 @@
+"""Run folders: never overwrite a run, one process per run, files a crash cannot
+leave half-written.
+
+A new run (search, train, a sweep's output) claims its folder with claim_folder:
+a folder that already holds files is refused, naming the ways out (--resume,
+another --name, --overwrite, which moves the old folder aside and loses nothing).
+Default names carry the time and get a suffix -2, -3, ... when two runs start in
+the same second. A running or resuming process holds RunLock(folder), a lock file
+with its pid: a second process on the same folder is refused, and a lock left by a
+process that died is taken over. write_text writes a file atomically (temporary
+file, fsync, rename) with the permissions 0666 & ~umask a plain open() would give.
+"""
+
+import glob
+import os
+import tempfile
+import time
+
+LOCK = ".lock"
+TMP_PREFIX = ".tmp-"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that cannot be used as asked (it holds a run, or is locked)."""
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode():
+    """The mode a new file gets from open(): 0666 without the process's umask."""
+    return 0o666 & ~_umask()
+
+
+def default_folder(out, prefix):
+    """out/PREFIX-DATE-TIME, with -2, -3, ... appended while that name is taken."""
+    base = os.path.join(out, time.strftime(f"{prefix}-%Y%m%d-%H%M%S"))
+    folder, n = base, 1
+    while os.path.exists(folder):
+        n += 1
+        folder = f"{base}-{n}"
+    return folder
+
+
+def _aside(folder):
+    n = 1
+    while os.path.exists(f"{folder}.old-{n}"):
+        n += 1
+    return f"{folder}.old-{n}"
+
+
+def claim_folder(folder, overwrite=False, what="run"):
+    """Make `folder` ready for a new `what` (a run, a sweep): create it, or accept it
+    empty. A folder that holds files is refused (RunFolderError) unless overwrite,
+    which renames it to FOLDER.old-N first. A path that is a file is refused.
+    Returns the folder it moved aside, or None."""
+    if os.path.isfile(folder):
+        raise RunFolderError(f"{folder} is a file, not a folder: choose another --name/--out")
+    moved = None
+    if os.path.isdir(folder) and os.listdir(folder):
+        if not overwrite:
+            names = sorted(os.listdir(folder))
+            held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            ways = (
+                f"continue the run in it with --resume {folder}, choose another --name, or "
+                if what.endswith("run")
+                else ""
+            )
+            raise RunFolderError(
+                f"{folder} is not empty ({held}): a new {what} would overwrite it; {ways}"
+                f"pass --overwrite to move it aside to {_aside(folder)} first"
+            )
+        moved = _aside(folder)
+        os.rename(folder, moved)
+    os.makedirs(folder, exist_ok=True)
+    return moved
+
+
+def prepare_folder(folder, fresh, overwrite=False, what="run"):
+    """Before a run's first write: claim the folder if the run is new (fresh), and in
+    any case delete the temporaries an interrupted write left there."""
+    if fresh:
+        claim_folder(folder, overwrite, what)
+    else:
+        os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(folder)
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files an interrupted write left in `folder`."""
+    for path in glob.glob(os.path.join(folder, TMP_PREFIX + "*")):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """`with RunLock(folder):` one process at a time in a run folder. The lock file
+    holds the owner's pid; a lock whose process is gone is stale and taken over."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, LOCK)
+        self.held = False
+
+    def acquire(self):
+        os.makedirs(self.folder, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                try:
+                    with open(self.path) as f:
+                        pid = int(f.read().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise RunFolderError(
+                        f"{self.folder} is in use by another process (pid {pid}); wait for "
+                        f"it to finish, or stop it first (its lock: {self.path})"
+                    ) from None
+                os.remove(self.path)  # stale: its process died
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self.held = True
+            return self
+        raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
+
+    def release(self):
+        if self.held:
+            self.held = False
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def write_text(path, text):
+    """Write `text` to `path` atomically, with the mode a plain open() gives."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".txt")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+__all__ = [
+    "RunFolderError",
+    "RunLock",
+    "claim_folder",
+    "default_folder",
+    "file_mode",
+    "prepare_folder",
+    "remove_stale_temporaries",
+    "write_text",
+]

@@ -1,0 +1,427 @@
+"""Bad input and faults, tried as a careless or hostile user would: each row of the
+table is one thing a user might do, the fragment of the one-line `error: ...` the
+command line must print, and a check that nothing the user had was changed.
+
+Rows run `python -m minidarts` in-process (minidarts.__main__.main) on copies of
+tiny runs. Faults of the operating system (a full disk, a folder without
+permission) are injected as the OSError the system would raise: tests run as
+root cannot rely on file permissions."""
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from minidarts.__main__ import main
+from minidarts.jobs import checkpoint as ckpt
+from minidarts.jobs import runfolder
+
+TINY = ["--preset", "tiny", "--no-plots"]
+
+
+def snapshot(folder):
+    """{relative path: sha256} of every file under folder (what 'unchanged' means)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A finished tiny plain search, a tiny hypernet search with its sweep, and a tiny
+    retraining: the originals every row copies."""
+    base = tmp_path_factory.mktemp("runs")
+    assert main(["search", *TINY, "--out", str(base), "--name", "plain"]) == 0
+    assert (
+        main(["search", *TINY, "--hypernet", "linear", "--out", str(base), "--name", "hyper"]) == 0
+    )
+    assert main(["sweep", str(base / "hyper"), "--lambdas", "0.1,1"]) == 0
+    genotype = str(base / "plain" / "genotype.json")
+    assert (
+        main(["train", *TINY, "--genotype", genotype, "--out", str(base), "--name", "train"]) == 0
+    )
+    return base
+
+
+@pytest.fixture
+def work(runs, tmp_path):
+    """A private copy of the original runs."""
+    shutil.copytree(runs, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def edit_checkpoint(run, change):
+    path = os.path.join(run, "checkpoint.npz")
+    state = ckpt.load_checkpoint(path)
+    change(state)
+    ckpt.save_checkpoint(path, state)
+
+
+def set_alpha_shape(state):
+    state["alphas"]["reduce"] = state["alphas"]["reduce"][:1]
+
+
+def set_model_dtype(state):
+    key = next(iter(state["model"]))
+    state["model"][key] = state["model"][key].astype("float64")
+
+
+def drop_rng_key(state):
+    del state["lambda_rng"]["state"]
+
+
+def old_format(state):
+    state["format"] = "minidarts-search-0"
+
+
+def epoch_beyond(state):
+    state["epoch"] = 99
+
+
+def lose_history(state):
+    state["history"] = []
+
+
+def scheduler_text(state):
+    state["scheduler"]["last_epoch"] = "one"
+
+
+def optimizer_damaged(state):
+    del state["w_optimizer"]["param_groups"]
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# (id, setup(work) -> argv, expected fragment of the error line)
+CASES = [
+    (
+        "search into a run folder",
+        lambda w: ["search", *TINY, "--out", str(w), "--name", "plain"],
+        "plain is not empty (checkpoint.npz, config.json, genotype.json, genotype.txt, ...): "
+        "a new search run would overwrite it; continue the run in it with --resume",
+    ),
+    (
+        "train into a search folder",
+        lambda w: [
+            "train",
+            *TINY,
+            "--genotype",
+            str(w / "plain"),
+            "--out",
+            str(w),
+            "--name",
+            "hyper",
+        ],
+        "hyper is not empty",
+    ),
+    (
+        "sweep over an existing sweep",
+        lambda w: ["sweep", str(w / "hyper"), "--lambdas", "0.5"],
+        "sweep is not empty (",
+    ),
+    (
+        "--out is a file",
+        lambda w: (write(w / "afile", "x"), ["search", *TINY, "--out", str(w / "afile")])[1],
+        "not a folder",
+    ),
+    (
+        "resume a folder without a checkpoint",
+        lambda w: ["search", "--resume", str(w)],
+        "no checkpoint.npz there",
+    ),
+    (
+        "resume a corrupt checkpoint",
+        lambda w: (
+            write(w / "plain" / "checkpoint.npz", "not a zip"),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "unreadable or corrupt",
+    ),
+    (
+        "alpha of the wrong shape",
+        lambda w: (
+            edit_checkpoint(w / "plain", set_alpha_shape),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "checkpoint: alphas/reduce: an array of shape (1, 8)",
+    ),
+    (
+        "weights of the wrong dtype",
+        lambda w: (
+            edit_checkpoint(w / "plain", set_model_dtype),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "dtype float64",
+    ),
+    (
+        "RNG state without its state",
+        lambda w: (
+            edit_checkpoint(w / "plain", drop_rng_key),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "checkpoint: lambda_rng: keys differ",
+    ),
+    (
+        "an older checkpoint format",
+        lambda w: (
+            edit_checkpoint(w / "plain", old_format),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "its format is 'minidarts-search-0'",
+    ),
+    (
+        "an epoch beyond the run",
+        lambda w: (
+            edit_checkpoint(w / "plain", epoch_beyond),
+            ["search", "--resume", str(w / "plain")],
+        )[1],
+        "epoch 99 is not in",
+    ),
+    (
+        "history that does not match the epoch",
+        lambda w: (
+            edit_checkpoint(w / "plain", lose_history),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "history holds 0 records for epoch 1",
+    ),
+    (
+        "a scheduler value of the wrong kind",
+        lambda w: (
+            edit_checkpoint(w / "plain", scheduler_text),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "checkpoint: scheduler/last_epoch: expected int",
+    ),
+    (
+        "a damaged optimiser state",
+        lambda w: (
+            edit_checkpoint(w / "plain", optimizer_damaged),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "damaged or incomplete state",
+    ),
+    (
+        "a train checkpoint resumed as a search",
+        lambda w: ["search", "--resume", str(w / "train"), "--epochs", "2"],
+        "its format is 'minidarts-train-1', a search run of this minidarts writes",
+    ),
+    (
+        "resume with another setting",
+        lambda w: ["search", "--resume", str(w / "plain"), "--w-lr", "0.1"],
+        "only --epochs may be given",
+    ),
+    (
+        "a TOML key that does not exist",
+        lambda w: (
+            write(w / "c.toml", "w_lrr = 0.1\n"),
+            ["search", "--config", str(w / "c.toml"), "--out", str(w)],
+        )[1],
+        "w_lrr",
+    ),
+    (
+        "a TOML file that is not TOML",
+        lambda w: (
+            write(w / "c.toml", "w_lr = = 0.1\n"),
+            ["search", "--config", str(w / "c.toml"), "--out", str(w)],
+        )[1],
+        "c.toml",
+    ),
+    (
+        "lambda beyond float32",
+        lambda w: [
+            "search",
+            *TINY,
+            "--hypernet",
+            "linear",
+            "--lambda-max",
+            "1e39",
+            "--out",
+            str(w),
+        ],
+        "overflows float32",
+    ),
+    (
+        "a penalty of inf",
+        lambda w: ["search", *TINY, "--penalty", "inf", "--out", str(w)],
+        "penalty must be finite",
+    ),
+    (
+        "sweep lambdas beyond float32",
+        lambda w: ["sweep", str(w / "hyper"), "--lambdas", "1e308", "--overwrite"],
+        "finite in float32",
+    ),
+    (
+        "sweep lambdas that are not numbers",
+        lambda w: ["sweep", str(w / "hyper"), "--lambdas", "0.1,abc", "--overwrite"],
+        "comma-separated numbers",
+    ),
+    (
+        "sweep of a plain search",
+        lambda w: ["sweep", str(w / "plain")],
+        "not a hypernet search",
+    ),
+    (
+        "a data folder that does not exist",
+        lambda w: ["search", *TINY, "--data", str(w / "nowhere"), "--out", str(w)],
+        "nowhere",
+    ),
+    (
+        "a truncated data file",
+        lambda w: (
+            os.makedirs(w / "mnist"),
+            [
+                shutil.copy(os.path.join("data", "mnist", n), w / "mnist")
+                for n in os.listdir(os.path.join("data", "mnist"))
+            ],
+            write(w / "mnist" / "train-images-idx3-ubyte.gz", "short"),
+            ["search", *TINY, "--data", str(w / "mnist"), "--out", str(w)],
+        )[-1],
+        "train-images-idx3-ubyte.gz",
+    ),
+    (
+        "a batch size of 0",
+        lambda w: ["search", *TINY, "--batch-size", "0", "--out", str(w)],
+        "batch_size must be at least 1",
+    ),
+    (
+        "a device that does not exist",
+        lambda w: ["search", *TINY, "--device", "tpu", "--out", str(w)],
+        "device must be 'cpu' or 'gpu'",
+    ),
+    (
+        "a genotype file that does not exist",
+        lambda w: ["train", *TINY, "--genotype", str(w / "none.json"), "--out", str(w)],
+        "does not exist",
+    ),
+    (
+        "a genotype file that is not a genotype",
+        lambda w: (
+            write(w / "g.json", '{"normal": 3}'),
+            ["train", *TINY, "--genotype", str(w / "g.json"), "--out", str(w)],
+        )[1],
+        "g.json",
+    ),
+    (
+        "a run folder in use by another process",
+        lambda w: (
+            write(w / "plain" / runfolder.LOCK, f"{os.getppid()}\n"),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "in use by another process",
+    ),
+]
+
+
+@pytest.mark.parametrize("setup, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line_and_changes_nothing(work, capsys, setup, fragment):
+    argv = setup(work)
+    before = snapshot(work)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert fragment in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert snapshot(work) == before  # nothing the user had was changed
+
+
+def test_there_are_enough_rows():
+    assert len(CASES) >= 25
+
+
+# --- operating-system faults, injected ----------------------------------------------
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(work, capsys, monkeypatch):
+    run = work / "plain"
+    before = snapshot(run)
+    real = ckpt.os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("checkpoint.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", full)
+    assert main(["search", "--resume", str(run), "--epochs", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    remedy = "the disk is full: free some space or write elsewhere (--out)"
+    assert err[-1] == f"error: {run / 'checkpoint.npz'}: {remedy}"
+    after = snapshot(run)
+    # the checkpoint and the records are the ones of epoch 1, and no temporary is left
+    assert after["checkpoint.npz"] == before["checkpoint.npz"]
+    assert after["metrics.jsonl"] == before["metrics.jsonl"]
+    assert not [p for p in after if os.path.basename(p).startswith(runfolder.TMP_PREFIX)]
+    assert not os.path.exists(run / runfolder.LOCK)  # the lock is released
+
+
+def test_a_folder_without_permission_is_one_line(work, capsys, monkeypatch):
+    target = work / "locked"
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(runfolder.os, "makedirs", denied)
+    assert main(["search", *TINY, "--out", str(target), "--name", "x"]) == 1
+    err = capsys.readouterr().err.strip()
+    remedy = "permission denied: choose a folder you can write (--out) or fix its rights"
+    assert err == f"error: {target / 'x'}: {remedy}"
+
+
+def test_debug_shows_the_traceback(work, capsys):
+    with pytest.raises(Exception, match="is not empty"):
+        main(["search", *TINY, "--out", str(work), "--name", "plain", "--debug"])
+
+
+# --- recoveries ---------------------------------------------------------------------
+
+
+def test_overwrite_moves_the_old_run_aside(work):
+    before = snapshot(work / "plain")
+    assert main(["search", *TINY, "--out", str(work), "--name", "plain", "--overwrite"]) == 0
+    assert snapshot(work / "plain.old-1") == before
+    assert os.path.exists(work / "plain" / "checkpoint.npz")
+
+
+def test_default_names_never_collide(tmp_path):
+    a = runfolder.default_folder(str(tmp_path), "search")
+    os.makedirs(a)
+    b = runfolder.default_folder(str(tmp_path), "search")
+    assert b != a and b.startswith(a)
+
+
+def test_a_stale_lock_and_temporaries_are_cleaned_up_on_resume(work):
+    run = work / "plain"
+    # a lock of a process that is gone, and a temporary of an interrupted write
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    write(run / runfolder.LOCK, dead.stdout)
+    write(run / (runfolder.TMP_PREFIX + "abc.npz"), "partial")
+    assert main(["search", "--resume", str(run), "--epochs", "2"]) == 0
+    assert not os.path.exists(run / runfolder.LOCK)
+    assert not os.path.exists(run / (runfolder.TMP_PREFIX + "abc.npz"))
+    assert len(open(run / "metrics.jsonl").read().splitlines()) == 2
+
+
+def test_files_get_the_umask_mode_and_config_says_what_produced_it(work):
+    mode = runfolder.file_mode()
+    run = work / "plain"
+    for name in ("checkpoint.npz", "metrics.jsonl", "config.json", "genotype.txt"):
+        assert os.stat(run / name).st_mode & 0o777 == mode, name
+    produced = json.loads((run / "config.json").read_text())["produced_by"]
+    for key in ("minidarts", "python", "numpy", "scipy", "blas", "device", "platform"):
+        assert key in produced
+    assert produced["device"] == "cpu" and produced["numpy"]
