@@ -425,3 +425,35 @@ def test_files_get_the_umask_mode_and_config_says_what_produced_it(work):
     for key in ("minidarts", "python", "numpy", "scipy", "blas", "device", "platform"):
         assert key in produced
     assert produced["device"] == "cpu" and produced["numpy"]
+
+
+def test_a_batch_the_machine_cannot_hold_is_refused_before_it_is_allocated(
+    work, capsys, monkeypatch
+):
+    from minidarts.jobs import resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 50 * 2**20)  # 50 MiB free
+    assert main(["search", *TINY, "--batch-size", "64", "--out", str(work), "--name", "m"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: a training step at batch_size 64 needs about "), err
+    assert "lower --batch-size to" in err and "\n" not in err
+    assert not (work / "m" / "checkpoint.npz").exists()
+
+
+def test_the_memory_estimate_is_linear_in_the_batch_and_leaves_the_model_as_it_was():
+    from minidarts.jobs import resources
+    from minidarts.jobs.config import make_config
+    from minidarts.jobs.search import Search
+
+    s = Search(make_config("tiny"), folder="unused", log=lambda *_: None)
+    before = {k: v.copy() for k, v in s.model.state_dict().items()}
+    forward = lambda x: s.model(x, s.alphas())  # noqa: E731
+    p8, per_image = resources.estimate_step_peak(s.model, (1, 28, 28), 8, forward)
+    p32, per_image2 = resources.estimate_step_peak(s.model, (1, 28, 28), 32, forward)
+    # two probes measure the same memory per image (within the allocator's noise)
+    assert per_image > 0 and abs(per_image2 - per_image) < 0.1 * per_image
+    assert p32 > p8 + 20 * min(per_image, per_image2)
+    after = s.model.state_dict()
+    assert all((before[k] == after[k]).all() for k in before)  # BN statistics restored
+    assert all(p.grad is None for p in s.model.parameters())
+    assert resources.available_memory() > 0

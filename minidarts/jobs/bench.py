@@ -170,7 +170,7 @@ def _pool_bn_cases(batch, device):
             return batch_norm(x, None, None, training=True)
 
         cases.append(
-            Case("batch_norm train", f"({batch},16,{size},{size})", run, [x], 8.0 * x.size, 1)
+            Case("batch_norm train", f"({batch},16,{size},{size})", run, [x], 8.0 * x.numel(), 1)
         )
     return cases
 

@@ -5,6 +5,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 
 from ..engine import backend
 
@@ -42,14 +43,15 @@ def _blas():
 def provenance(device="cpu"):
     """{minidarts version and commit, Python, NumPy, SciPy, CuPy, BLAS, threads,
     device, platform}: plain JSON values."""
-    from .. import __version__
-
+    # the root package is imported whenever a layer is (read, not imported: the
+    # layers never import upwards, see tests/test_layout.py)
+    version = getattr(sys.modules.get("minidarts"), "__version__", None)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
     return {
-        "minidarts": __version__,
+        "minidarts": version,
         "commit": _git_commit(),
         "python": platform.python_version(),
         "numpy": backend.numpy.__version__,

@@ -57,6 +57,7 @@ from .config import (
 from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
 from .provenance import provenance
+from .resources import check_memory
 from .runfolder import RunLock, default_folder, prepare_folder, write_text
 
 PROGRESS_EVAL_BATCHES = 16  # validation batches after an epoch that is not the last
@@ -280,6 +281,14 @@ class Search:
 
     def _run(self):
         cfg = self.cfg
+        # refuse a batch the machine cannot hold before allocating it (resources.py)
+        check_memory(
+            self.model,
+            self.train_batches.dataset.batch([0])[0].shape[1:],
+            cfg.batch_size,
+            cfg.device,
+            forward=lambda x: self.model(x, self.alphas()),
+        )
         os.makedirs(os.path.join(self.folder, "genotypes"), exist_ok=True)
         write_text(
             os.path.join(self.folder, "config.json"),

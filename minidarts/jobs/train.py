@@ -53,6 +53,7 @@ from .checkpoint import (
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
 from .provenance import provenance
+from .resources import check_memory
 from .runfolder import RunLock, default_folder, prepare_folder, write_text
 from .train_config import EVAL_BATCH_SIZE, FORMAT, make_train_config, read_genotype
 
@@ -158,6 +159,8 @@ class Train:
 
     def _run(self):
         cfg = self.cfg
+        # refuse a batch the machine cannot hold before allocating it (resources.py)
+        check_memory(self.model, self.test_data.batch([0])[0].shape[1:], cfg.batch_size, cfg.device)
         write_text(
             os.path.join(self.folder, "config.json"),
             json.dumps({**cfg.to_dict(), "produced_by": provenance(cfg.device)}, indent=1),
