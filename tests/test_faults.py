@@ -315,6 +315,20 @@ CASES = [
         "g.json",
     ),
     (
+        "retraining a cell half the search never trained",
+        lambda w: [
+            "train",
+            *TINY,
+            "--genotype",
+            str(w / "plain"),
+            "--layers",
+            "3",
+            "--out",
+            str(w),
+        ],
+        "normal cell is marked unused",
+    ),
+    (
         "a run folder in use by another process",
         lambda w: (
             write(w / "plain" / runfolder.LOCK, f"{os.getppid()}\n"),
@@ -457,3 +471,14 @@ def test_the_memory_estimate_is_linear_in_the_batch_and_leaves_the_model_as_it_w
     assert all((before[k] == after[k]).all() for k in before)  # BN statistics restored
     assert all(p.grad is None for p in s.model.parameters())
     assert resources.available_memory() > 0
+
+
+def test_the_untrained_normal_half_is_marked_not_printed(runs):
+    log = (runs / "plain" / "metrics.jsonl").read_text()
+    saved = json.loads((runs / "plain" / "genotype.json").read_text())
+    assert saved["unused"] == ["normal"] and "max_pool_3x3" in saved["primitives"]
+    from minidarts.darts.genotype import describe_genotype, load_genotype
+
+    text = describe_genotype(load_genotype(runs / "plain" / "genotype.json"), ("reduce",))
+    assert text.startswith("Genotype(reduce=[") and "normal: untrained, unused" in text
+    assert "normal=" not in text and log

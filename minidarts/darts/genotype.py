@@ -185,6 +185,27 @@ def genotype_to_str(genotype):
     )
 
 
+def describe_genotype(genotype, kinds=("normal", "reduce")):
+    """The printed form of the cells a network really has: DARTS's form when it has
+    both types; with one reduction cell (the paper's search network) the normal half
+    comes from an alpha that never entered the loss, so it is named as unused
+    instead of being printed as a result."""
+    if "normal" in kinds:
+        return genotype_to_str(genotype)
+    return (
+        f"Genotype(reduce={[tuple(e) for e in genotype.reduce]!r}, "
+        f"reduce_concat={list(genotype.reduce_concat)!r}; normal: untrained, unused)"
+    )
+
+
+def unused_halves(path):
+    """The cell types a genotype JSON marks as unused (save_genotype's 'unused')."""
+    with open(path) as f:
+        data = json.load(f)
+    unused = data.get("unused", []) if isinstance(data, dict) else []
+    return [k for k in unused if k in ("normal", "reduce")]
+
+
 def genotype_to_dict(genotype):
     """A JSON-ready dict ({'normal': [[op, input], ...], ...})."""
     return {

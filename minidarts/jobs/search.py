@@ -32,7 +32,13 @@ from contextlib import nullcontext
 from .. import nn
 from ..darts.architect import Architect, frozen
 from ..darts.complexity import Complexity
-from ..darts.genotype import genotype_to_dict, genotype_to_str, save_genotype, threshold_record
+from ..darts.genotype import (
+    describe_genotype,
+    genotype_to_dict,
+    genotype_to_str,
+    save_genotype,
+    threshold_record,
+)
 from ..darts.hypernet import make_hypernet, sample_lambda
 from ..darts.network import Network
 from ..engine import backend
@@ -329,7 +335,7 @@ class Search:
                 f"epoch {self.epoch}/{cfg.epochs} done in {format_seconds(record['seconds'])}"
                 f" | train acc {record['train_acc']:.4f} | val acc {main['val_acc']:.4f} | "
                 f"complexity {main['complexity']:.3f} | decided {main['decidedness']:.3f} | "
-                f"{genotype_to_str(genotype)}"
+                f"{describe_genotype(genotype, self.model.cell_kinds())}"
             )
         if cfg.plots and self.history:
             from . import plots
@@ -349,22 +355,24 @@ class Search:
             os.path.join(self.folder, "metrics.jsonl"),
             "".join(json.dumps(record) + "\n" for record in self.history),
         )
-        extra = None
+        extra = {}
+        unused = [k for k in ("normal", "reduce") if k not in self.model.cell_kinds()]
+        if unused:
+            # DARTS's file format needs both halves; a half whose alpha never entered
+            # the loss (the one-cell network's normal cell) is marked, not a result
+            extra["unused"] = unused
         if self.cfg.relaxation == "sigmoid":
             # the genotype keeps DARTS's shape (top 2 edges per node); beside it, which
             # operations pass Fair DARTS's threshold (see genotype.threshold_record)
             w = self.model.relaxed_weights(self.alphas())
-            extra = {
-                "sigmoid_threshold": threshold_record(
-                    w["normal"], w["reduce"], self.model.steps, self.model.primitives
-                )
-            }
-        save_genotype(
-            genotype,
+            extra["sigmoid_threshold"] = threshold_record(
+                w["normal"], w["reduce"], self.model.steps, self.model.primitives
+            )
+        for path in (
             os.path.join(self.folder, "genotypes", f"epoch_{self.epoch:03d}.json"),
-            extra,
-        )
-        save_genotype(genotype, os.path.join(self.folder, "genotype.json"), extra)
+            os.path.join(self.folder, "genotype.json"),
+        ):
+            save_genotype(genotype, path, extra, primitives=self.model.primitives)
         write_text(os.path.join(self.folder, "genotype.txt"), genotype_to_str(genotype) + "\n")
 
     # --- checkpoints -------------------------------------------------------------

@@ -55,7 +55,13 @@ from .progress import Progress, format_seconds
 from .provenance import provenance
 from .resources import check_memory
 from .runfolder import RunLock, default_folder, prepare_folder, write_text
-from .train_config import EVAL_BATCH_SIZE, FORMAT, make_train_config, read_genotype
+from .train_config import (
+    EVAL_BATCH_SIZE,
+    FORMAT,
+    check_used_halves,
+    make_train_config,
+    read_genotype,
+)
 
 
 class Train:
@@ -97,6 +103,8 @@ class Train:
             )
         finally:
             backend.set_default_device(previous)
+        if genotype is None:
+            check_used_halves(cfg.genotype, self.model.cell_kinds(), cfg.layers)
         self.num_parameters = nn.count_parameters(self.model)
         self.optimizer = optim.SGD(
             self.model.parameters(),

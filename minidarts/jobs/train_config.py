@@ -5,9 +5,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from ..darts.genotype import (
-    load_genotype,
-)
+from ..darts.genotype import load_genotype, unused_halves
 from .config import build_config, check_fields
 
 FORMAT = "minidarts-train-1"
@@ -126,3 +124,18 @@ def read_genotype(path):
         raise ValueError(f"{path}: not a genotype JSON file (not UTF-8 text)") from None
     except ValueError as e:
         raise ValueError(f"genotype file {path}: {e}") from None
+
+
+def check_used_halves(path, kinds, layers):
+    """Refuse to build cells from a half of the genotype that its search marked unused
+    (the one-cell search's normal cell: its alpha never entered the loss)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "genotype.json")
+    unused = [k for k in unused_halves(path) if k in kinds]
+    if unused:
+        raise ValueError(
+            f"{path}: its {' and '.join(unused)} cell is marked unused (the search network "
+            f"had no such cell, so its alpha was never trained), but a network of {layers} "
+            "cells has one; retrain with --layers 2 or fewer (reduction cells only), or "
+            "search with --layers 3 or more"
+        )
