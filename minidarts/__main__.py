@@ -7,6 +7,7 @@ import sys
 from .jobs.cli import add_run_arguments, check_resume_arguments, config_from_arguments
 from .jobs.config import FLOAT32_MAX, PRESETS, SearchConfig, make_config
 from .jobs.errors import describe_error
+from .jobs.search_space import parse_list
 
 # flag -> (config key, type, help)
 _SEARCH_FLAGS = {
@@ -72,6 +73,18 @@ _SEARCH_FLAGS = {
         float,
         "weight of Fair DARTS's zero-one loss (sigmoid only; default: 10 with sigmoid, "
         "0 with softmax)",
+    ),
+    "--primitives": (
+        "primitives",
+        parse_list,
+        "the candidate operations, comma-separated (default: DARTS's 8); custom ones are "
+        "registered by --ops-module",
+    ),
+    "--ops-module": (
+        "ops_module",
+        str,
+        "a module name or .py file imported first, that registers operations "
+        "(darts.operations.register_operation)",
     ),
     "--lambda-min": ("lambda_min", float, "smallest lambda drawn by a hypernet search"),
     "--lambda-max": ("lambda_max", float, "largest lambda drawn by a hypernet search"),

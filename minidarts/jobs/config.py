@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, fields
 
 from ..engine import backend
+from .search_space import check_primitives, import_ops_module
 
 # the largest float32: a setting beyond it is finite in Python and inf in training
 FLOAT32_MAX = float(backend.numpy.finfo(backend.numpy.float32).max)
@@ -69,6 +70,11 @@ class SearchConfig:
     hypernet_input: str = "lambda"  # "lambda" (eq. 5) or "log": log10(lambda) scaled to [0, 1]
     hypernet_hidden: int = 16  # hidden units of the MLP hypernet (one layer)
     hypernet_pivots: int = 5  # K, alpha matrices of the piecewise hypernet
+    # the search space: the candidate operations of every edge (None: DARTS's 8),
+    # names registered with darts.operations.register_operation, e.g. by ops_module:
+    # a module name or .py file imported first (see jobs/search_space.py)
+    primitives: list | None = None
+    ops_module: str | None = None
     # a hypernet search evaluates alpha(lambda) after recomputing the batch-norm
     # statistics at it on this many search-train batches (0: the running statistics,
     # an average over every lambda trained; see jobs/evaluate.py)
@@ -257,6 +263,10 @@ def validate(cfg, source="config"):
             f"{source}: hypernet must be 'linear', 'piecewise' or 'mlp' (or absent), got "
             f"{cfg.hypernet!r}"
         )
+    if cfg.ops_module is not None:
+        import_ops_module(cfg.ops_module, source)
+    if cfg.primitives is not None:
+        cfg.primitives = list(check_primitives(cfg.primitives, source))
     if cfg.hypernet_pivots < 2:
         raise ValueError(f"{source}: hypernet_pivots must be at least 2, got {cfg.hypernet_pivots}")
     if cfg.hypernet and cfg.penalty:

@@ -65,6 +65,7 @@ from .progress import Progress, format_seconds
 from .provenance import provenance
 from .resources import check_memory
 from .runfolder import RunLock, default_folder, prepare_folder, write_text
+from .search_space import check_primitives
 
 PROGRESS_EVAL_BATCHES = 16  # validation batches after an epoch that is not the last
 FORMAT = "minidarts-search-1"  # of the checkpoints; a change refuses older ones
@@ -97,6 +98,7 @@ class Search:
                 stem_multiplier=cfg.stem_multiplier,
                 in_channels=1,
                 relaxation=cfg.relaxation,
+                primitives=check_primitives(cfg.primitives),
                 seed=cfg.seed,
             )
             self.hypernet = make_hypernet(cfg, self.model)

@@ -33,9 +33,9 @@ import time
 from .. import nn
 from ..darts.eval_network import EvalNetwork
 from ..darts.genotype import (
+    describe_genotype,
     genotype_from_dict,
     genotype_to_dict,
-    genotype_to_str,
     save_genotype,
 )
 from ..engine import backend
@@ -225,7 +225,7 @@ class Train:
             f"done: {self.split} acc {acc:.4f} after {self.epoch} "
             f"epochs | {self.num_parameters} weights | "
             f"{format_seconds(sum(r['seconds'] for r in self.history))} of training | "
-            f"{genotype_to_str(self.genotype)}"
+            f"{describe_genotype(self.genotype, self.model.cell_kinds())}"
         )
         return final.get(f"{self.split}_acc")
 

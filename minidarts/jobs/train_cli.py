@@ -13,6 +13,11 @@ _TRAIN_FLAGS = {
         str,
         "genotype JSON file to train (or a search run folder: its genotype.json)",
     ),
+    "--ops-module": (
+        "ops_module",
+        str,
+        "a module name or .py file imported first, that registers the genotype's custom operations",
+    ),
     "--layers": ("layers", int, "number of cells (cells L//3 and 2L//3 reduce)"),
     "--channels": ("channels", int, "C, channels of the first cell"),
     "--epochs": ("epochs", int, "training epochs"),

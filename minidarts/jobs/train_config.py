@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..darts.genotype import load_genotype, unused_halves
 from .config import build_config, check_fields
+from .search_space import import_ops_module
 
 FORMAT = "minidarts-train-1"
 EVAL_BATCH_SIZE = 256  # test-set batches: larger is faster, and eval-mode BN ignores the batch
@@ -34,6 +35,7 @@ class TrainConfig:
     --epochs 4 buys more at 4/3 of the time."""
 
     genotype: str | None = None  # genotype JSON file (or a search run folder holding one)
+    ops_module: str | None = None  # imported first: registers the genotype's custom operations
     # data
     subset: int | None = None  # training images used; None = all 60000
     test_subset: int | None = None  # test images evaluated each epoch; None = all 10000
@@ -91,6 +93,8 @@ def validate_train_config(cfg, source="config"):
     check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
     if cfg.genotype is None:
         raise ValueError(f"{source}: a genotype is required (--genotype FILE.json)")
+    if cfg.ops_module is not None:
+        import_ops_module(cfg.ops_module, source)
     if cfg.subset is not None and not 1 <= cfg.subset <= 60000:
         raise ValueError(f"{source}: subset must be between 1 and 60000 images, got {cfg.subset}")
     if cfg.test_subset is not None and not 1 <= cfg.test_subset <= 10000:
@@ -123,7 +127,8 @@ def read_genotype(path):
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a genotype JSON file (not UTF-8 text)") from None
     except ValueError as e:
-        raise ValueError(f"genotype file {path}: {e}") from None
+        hint = " (train --ops-module registers it)" if "unknown operation" in str(e) else ""
+        raise ValueError(f"genotype file {path}: {e}{hint}") from None
 
 
 def check_used_halves(path, kinds, layers):
