@@ -26,6 +26,16 @@ _SEARCH_FLAGS = {
     "--out": ("out", str, "folder for run folders"),
     "--name": ("name", str, "run folder name (default: search-DATE-TIME)"),
     "--data": ("data_root", str, "folder with the MNIST IDX files (default: data/mnist)"),
+    "--data-mean": (
+        "data_mean",
+        float,
+        "mean of the data's pixels in [0, 1] (default: MNIST's 0.1307; Fashion-MNIST 0.2860)",
+    ),
+    "--data-std": (
+        "data_std",
+        float,
+        "their standard deviation (default: MNIST's 0.3081; Fashion-MNIST 0.3530)",
+    ),
     "--eval-batches": (
         "eval_batches",
         int,

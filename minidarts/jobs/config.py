@@ -27,6 +27,10 @@ class SearchConfig:
     # data
     subset: int | None = 6000  # training images used (split 50/50); None = all 60k
     data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
+    # per-channel statistics of the IDX images' pixels in [0, 1] (None: MNIST's 0.1307
+    # and 0.3081; Fashion-MNIST: 0.2860 and 0.3530)
+    data_mean: float | None = None
+    data_std: float | None = None
     # validation batches per epoch-end evaluation; None: all after the last epoch, 16
     # (1024 images) after the earlier ones
     eval_batches: int | None = None
@@ -267,6 +271,8 @@ def validate(cfg, source="config"):
         import_ops_module(cfg.ops_module, source)
     if cfg.primitives is not None:
         cfg.primitives = list(check_primitives(cfg.primitives, source))
+    if cfg.data_std is not None and cfg.data_std <= 0:
+        raise ValueError(f"{source}: data_std must be positive, got {cfg.data_std}")
     if cfg.hypernet_pivots < 2:
         raise ValueError(f"{source}: hypernet_pivots must be at least 2, got {cfg.hypernet_pivots}")
     if cfg.hypernet and cfg.penalty:

@@ -23,6 +23,10 @@ the seed pair (seed, e), so the order depends only on (seed, epoch, position). I
 one would. :func:`paired_batches` walks a train and a validation loader side by side, as the
 DARTS search step needs one batch of each.
 
+Other data: :func:`array_dataset` builds a Dataset from arrays of your own (any
+channels, size and number of classes), and the IDX files of other MNIST-shaped sets
+(Fashion-MNIST) load from their folder (`--data`), with their own mean and std.
+
 Example::
 
     train, val = search_split(seed=0, subset=10000)
@@ -35,7 +39,7 @@ Example::
 import hashlib
 
 from ..engine import backend
-from .idx import MNISTError, load_mnist, normalize
+from .idx import IMAGE_SIZE, MEAN, NUM_CLASSES, STD, MNISTError, load_mnist, normalize
 
 _np = backend.numpy
 
@@ -44,14 +48,20 @@ _np = backend.numpy
 
 
 class Dataset:
-    """A selection of MNIST examples: ``images[indices]`` and ``labels[indices]``.
+    """A selection of examples: ``images[indices]`` and ``labels[indices]``.
 
-    Holds the uint8 source arrays and the selected positions (no copy of the pixels);
+    Holds the source arrays and the selected positions (no copy of the pixels);
     :meth:`batch` gathers and normalises examples on demand. ``indices`` are positions in
-    the source split (0..59999 for train), so two datasets can be compared for overlap.
+    the source split (0..59999 for MNIST's train), so two datasets can be compared for
+    overlap. Images are (N, H, W) (one channel, MNIST's IDX files) or (N, C, H, W),
+    uint8 pixels (divided by 255) or floats; normalised per channel as
+    x = (pixel - mean_c) / std_c, by default with MNIST's statistics. Build one from
+    arrays of your own with :func:`array_dataset`, which checks them.
     """
 
-    def __init__(self, images, labels, indices=None, name="mnist"):
+    def __init__(
+        self, images, labels, indices=None, name="mnist", mean=None, std=None, num_classes=None
+    ):
         if len(images) != len(labels):
             raise ValueError(
                 f"Dataset: {len(images)} images but {len(labels)} labels, expected equal counts"
@@ -63,16 +73,43 @@ class Dataset:
             indices = _np.arange(len(images), dtype=backend.int64)
         self.indices = _np.asarray(indices, dtype=backend.int64)
         self.indices.flags.writeable = False
+        self.num_classes = NUM_CLASSES if num_classes is None else int(num_classes)
+        self.set_normalisation(mean, std)
+
+    def set_normalisation(self, mean=None, std=None):
+        """Per-channel statistics of the pixels (in [0, 1] for uint8 images): numbers or
+        one per channel; None keeps MNIST's (0.1307, 0.3081)."""
+        c = self.channels
+        stats = []
+        for what, v, default in (("mean", mean, MEAN), ("std", std, STD)):
+            v = [default] * c if v is None else v
+            v = [float(v)] * c if isinstance(v, int | float) else [float(u) for u in v]
+            if len(v) != c or not all(_np.isfinite(v)):
+                raise ValueError(f"{self.name}: {what} needs {c} finite values, got {v}")
+            stats.append(v)
+        if min(stats[1]) <= 0:
+            raise ValueError(f"{self.name}: std must be positive, got {stats[1]}")
+        self.mean, self.std = stats
+        self._mnist_stats = self.mean == [MEAN] and self.std == [STD]
 
     def __len__(self):
         return len(self.indices)
 
     def __repr__(self):
-        return f"Dataset({self.name!r}, {len(self)} examples)"
+        return f"Dataset({self.name!r}, {len(self)} examples of shape {self.image_shape})"
+
+    @property
+    def channels(self):
+        return 1 if self.source_images.ndim == 3 else int(self.source_images.shape[1])
+
+    @property
+    def image_shape(self):
+        """(C, H, W) of one network input."""
+        return (self.channels, *self.source_images.shape[-2:])
 
     @property
     def images(self):
-        """uint8 (N, 28, 28) pixels of the selected examples (a copy)."""
+        """The pixels of the selected examples (a copy), as stored."""
         return self.source_images[self.indices]
 
     @property
@@ -80,18 +117,31 @@ class Dataset:
         """int64 (N,) labels of the selected examples (a copy)."""
         return self.source_labels[self.indices]
 
-    def batch(self, positions, device=None):
-        """Examples at `positions` (0..len-1) as (x float32 (B,1,28,28), y int64 (B,)).
+    def _normalise(self, raw):
+        if self._mnist_stats and raw.ndim == 3 and raw.dtype == _np.uint8:
+            if raw.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
+                return normalize(raw)  # MNIST's exact arithmetic, as ever
+        xp = backend.get_array_module(raw)
+        x = raw.astype(backend.float32)
+        if raw.dtype == _np.uint8:
+            x *= 1.0 / 255.0
+        x = xp.reshape(x, (x.shape[0], *self.image_shape))
+        mean = xp.asarray(self.mean, dtype=backend.float32).reshape(1, -1, 1, 1)
+        std = xp.asarray(self.std, dtype=backend.float32).reshape(1, -1, 1, 1)
+        return (x - mean) / std
 
-        With `device` ('cpu'/'gpu') the arrays are created there; the uint8 pixels are
-        moved before normalising, which sends 4x fewer bytes to the GPU.
+    def batch(self, positions, device=None):
+        """Examples at `positions` (0..len-1) as (x float32 (B, C, H, W), y int64 (B,)).
+
+        With `device` ('cpu'/'gpu') the arrays are created there; the pixels are moved
+        before normalising, which sends 4x fewer bytes of uint8 to the GPU.
         """
         rows = self.indices[positions]
         raw, y = self.source_images[rows], self.source_labels[rows]
         if device is None:
-            return normalize(raw), y
+            return self._normalise(raw), y
         return (
-            normalize(backend.asarray(raw, device=device)),
+            self._normalise(backend.asarray(raw, device=device)),
             backend.asarray(y, dtype=backend.int64, device=device),
         )
 
@@ -103,6 +153,60 @@ class Dataset:
         """A 63-bit integer identifying the selected indices (to match checkpoints to data)."""
         digest = hashlib.sha256(_np.ascontiguousarray(self.indices).tobytes()).digest()
         return int.from_bytes(digest[:8], "big") >> 1
+
+
+def array_dataset(images, labels, mean=None, std=None, num_classes=None, name="arrays"):
+    """A Dataset of your own arrays, checked: images (N, H, W) or (N, C, H, W), uint8
+    pixels or finite floats; labels (N,) integers in [0, num_classes) (default: the
+    largest label + 1). mean, std: per-channel statistics of the pixels (in [0, 1] for
+    uint8); None computes them from these images. Any fault raises a ValueError that
+    names the array and what was expected."""
+    images = _np.asarray(images)
+    labels = _np.asarray(labels)
+    if images.ndim not in (3, 4) or len(images) == 0:
+        raise ValueError(
+            f"{name}: images must be (N, H, W) or (N, C, H, W) with N >= 1, got shape "
+            f"{images.shape}"
+        )
+    if images.dtype != _np.uint8 and images.dtype.kind != "f":
+        raise ValueError(f"{name}: images must be uint8 or floating, got {images.dtype}")
+    if images.dtype.kind == "f" and not _np.isfinite(images).all():
+        raise ValueError(f"{name}: images hold NaN or inf")
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name}: labels must be {len(images)} integers (one per image), got shape "
+            f"{labels.shape} of {labels.dtype}"
+        )
+    classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    if labels.min() < 0 or labels.max() >= classes or classes < 2:
+        raise ValueError(
+            f"{name}: labels must lie in [0, {classes}) with at least 2 classes, got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
+    if mean is None or std is None:
+        x = images.astype(_np.float64) / (255.0 if images.dtype == _np.uint8 else 1.0)
+        axes = (0, 1, 2) if x.ndim == 3 else (0, 2, 3)
+        mean = x.mean(axis=axes).reshape(-1).tolist() if mean is None else mean
+        std = (x.std(axis=axes).reshape(-1) + 1e-8).tolist() if std is None else std
+    return Dataset(
+        images, labels.astype(backend.int64), name=name, mean=mean, std=std, num_classes=classes
+    )
+
+
+def check_pair(datasets, first="train", second="validation"):
+    """Two Datasets of the same image shape and classes, as given to Search or Train."""
+    if not isinstance(datasets, (list, tuple)) or len(datasets) != 2:
+        raise ValueError(f"datasets must be a pair ({first}, {second}) of Datasets")
+    a, b = datasets
+    for name, ds in ((first, a), (second, b)):
+        if not isinstance(ds, Dataset) or len(ds) == 0:
+            raise ValueError(f"datasets: the {name} set must be a non-empty Dataset, got {ds!r}")
+    if a.image_shape != b.image_shape or a.num_classes != b.num_classes:
+        raise ValueError(
+            f"datasets: the {first} images are {a.image_shape} in {a.num_classes} classes, "
+            f"the {second} images {b.image_shape} in {b.num_classes}"
+        )
+    return a, b
 
 
 def _check_subset(subset, available, what):

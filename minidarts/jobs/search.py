@@ -74,7 +74,7 @@ FORMAT = "minidarts-search-1"  # of the checkpoints; a change refuses older ones
 class Search:
     """One search run (see the module docstring)."""
 
-    def __init__(self, cfg, folder=None, log=print, overwrite=False):
+    def __init__(self, cfg, folder=None, log=print, overwrite=False, datasets=None):
         self.cfg = cfg
         self.log = log
         self.overwrite = overwrite  # a new run into a used folder moves it aside first
@@ -82,7 +82,14 @@ class Search:
         self.folder = folder or (
             os.path.join(cfg.out, cfg.name) if cfg.name else default_folder(cfg.out, "search")
         )
-        train, val = data.search_split(cfg.seed, subset=cfg.subset, root=cfg.data_root)
+        # the data: MNIST's search split (or the IDX files of cfg.data_root), or
+        # datasets = (search-train, search-val) of your own (data.array_dataset)
+        if datasets is None:
+            train, val = data.search_split(cfg.seed, subset=cfg.subset, root=cfg.data_root)
+            for ds in (train, val):
+                ds.set_normalisation(cfg.data_mean, cfg.data_std)
+        else:
+            train, val = data.check_pair(datasets, "search-train", "search-val")
         self.train_batches = data.Batches(
             train, cfg.batch_size, seed=cfg.seed + 1, device=cfg.device
         )
@@ -96,7 +103,8 @@ class Search:
                 steps=cfg.nodes,
                 multiplier=cfg.multiplier,
                 stem_multiplier=cfg.stem_multiplier,
-                in_channels=1,
+                in_channels=train.channels,
+                num_classes=train.num_classes,
                 relaxation=cfg.relaxation,
                 primitives=check_primitives(cfg.primitives),
                 seed=cfg.seed,
@@ -422,8 +430,9 @@ class Search:
         save_checkpoint(os.path.join(self.folder, "checkpoint.npz"), self.state_dict())
 
     @classmethod
-    def resume(cls, folder, epochs=None, log=print):
-        """Continue the run in `folder` from its last checkpoint (optionally to more epochs)."""
+    def resume(cls, folder, epochs=None, log=print, datasets=None):
+        """Continue the run in `folder` from its last checkpoint (optionally to more
+        epochs); `datasets`: the run's own (search-train, search-val), if it had them."""
         path = os.path.join(folder, "checkpoint.npz")
         if not os.path.exists(path):
             raise FileNotFoundError(f"--resume {folder}: no checkpoint.npz there")
@@ -441,7 +450,7 @@ class Search:
                 )
             overrides["epochs"] = epochs
         cfg = make_config(None, overrides, source=f"{path} config")
-        search = cls(cfg, folder=folder, log=log)
+        search = cls(cfg, folder=folder, log=log, datasets=datasets)
         load_checked(search, state, path)
         return search
 

@@ -68,7 +68,7 @@ class Train:
     """One retraining run (see the module docstring). `genotype` overrides reading
     cfg.genotype (resume passes the copy saved in the checkpoint)."""
 
-    def __init__(self, cfg, folder=None, log=print, genotype=None, overwrite=False):
+    def __init__(self, cfg, folder=None, log=print, genotype=None, overwrite=False, datasets=None):
         self.cfg = cfg
         self.log = log
         self.overwrite = overwrite  # a new run into a used folder moves it aside first
@@ -80,13 +80,18 @@ class Train:
         # what the epochs are evaluated on: the test images, or (cfg.holdout) held-out
         # training images, and then the test images are never read
         self.split = "holdout" if cfg.holdout else "test"
-        if cfg.holdout:
+        if datasets is not None:  # (train, evaluated) of your own (data.array_dataset)
+            train, self.test_data = data.check_pair(datasets, "train", "test")
+        elif cfg.holdout:
             train, self.test_data = data.holdout_split(
                 cfg.holdout, cfg.data_root, subset=cfg.subset, seed=cfg.seed
             )
         else:
             train = data.full_train_set(cfg.data_root, subset=cfg.subset, seed=cfg.seed)
             self.test_data = data.test_set(cfg.data_root, subset=cfg.test_subset)
+        if datasets is None:
+            for ds in (train, self.test_data):
+                ds.set_normalisation(cfg.data_mean, cfg.data_std)
         self.train_batches = data.Batches(
             train, cfg.batch_size, seed=cfg.seed + 1, device=cfg.device
         )
@@ -97,7 +102,8 @@ class Train:
                 self.genotype,
                 C=cfg.channels,
                 layers=cfg.layers,
-                in_channels=1,
+                in_channels=train.channels,
+                num_classes=train.num_classes,
                 stem_multiplier=cfg.stem_multiplier,
                 seed=cfg.seed,
             )

@@ -35,6 +35,8 @@ _TRAIN_FLAGS = {
     "--out": ("out", str, "folder for run folders"),
     "--name": ("name", str, "run folder name (default: train-DATE-TIME)"),
     "--data": ("data_root", str, "folder with the MNIST IDX files (default: data/mnist)"),
+    "--data-mean": ("data_mean", float, "mean of the data's pixels in [0, 1] (default: MNIST's)"),
+    "--data-std": ("data_std", float, "their standard deviation (default: MNIST's)"),
     "--log-every": ("log_every", int, "print a progress line every N steps"),
 }
 

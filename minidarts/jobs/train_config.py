@@ -43,6 +43,10 @@ class TrainConfig:
     # then never read (for choosing a setting, e.g. the learning rate); 0: none
     holdout: int = 0
     data_root: str | None = None  # folder with the four MNIST IDX files; None = data/mnist
+    # per-channel statistics of the IDX images' pixels in [0, 1] (None: MNIST's 0.1307
+    # and 0.3081; Fashion-MNIST: 0.2860 and 0.3530)
+    data_mean: float | None = None
+    data_std: float | None = None
     # network
     channels: int = 8
     layers: int = 2
@@ -110,6 +114,8 @@ def validate_train_config(cfg, source="config"):
             f"{source}: subset ({cfg.subset}) + holdout ({cfg.holdout}) exceed the 60000 "
             "training images"
         )
+    if cfg.data_std is not None and cfg.data_std <= 0:
+        raise ValueError(f"{source}: data_std must be positive, got {cfg.data_std}")
     if cfg.lr_min > cfg.lr:
         raise ValueError(f"{source}: lr_min ({cfg.lr_min}) exceeds lr ({cfg.lr})")
 
