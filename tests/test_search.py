@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from minidarts.__main__ import main
-from minidarts.darts.genotype import load_genotype
+from minidarts.darts.genotype import describe_genotype, load_genotype
 from minidarts.darts.network import Network
 from minidarts.engine import backend
 from minidarts.jobs.checkpoint import load_checkpoint
@@ -245,7 +245,9 @@ def test_cli_search_end_to_end(tmp_path, capsys):
     DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
     text = (run / "genotype.txt").read_text().strip()
     assert tuple(eval(text, {"Genotype": DartsGenotype})) == tuple(genotype)
-    assert text in out  # printed at the end of the epoch
+    # printed at the end of the epoch: the reduction cell; the one-cell network's
+    # normal half (an untrained alpha) is named as unused, not printed as a result
+    assert describe_genotype(genotype, ("reduce",)) in out and "normal: untrained" in out
     assert load_checkpoint(run / "checkpoint.npz")["epoch"] == 1
 
 

@@ -16,7 +16,12 @@ from test_search import _cli_error
 
 from minidarts.__main__ import main
 from minidarts.darts.eval_network import EvalNetwork, genotype_param_count
-from minidarts.darts.genotype import Genotype, genotype_to_str, load_genotype, save_genotype
+from minidarts.darts.genotype import (
+    Genotype,
+    describe_genotype,
+    load_genotype,
+    save_genotype,
+)
 from minidarts.engine import backend
 from minidarts.jobs.checkpoint import load_checkpoint, save_checkpoint
 from minidarts.jobs.data import test_set
@@ -249,7 +254,8 @@ def test_cli_train_end_to_end(genotype_file, tmp_path, capsys):
     # the final summary line: test accuracy, weight count and the genotype
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"done: test acc {record['test_acc']:.4f} after 1 epochs")
-    assert f"{params} weights" in last and genotype_to_str(GENOTYPE) in last
+    # the cells the network has (one reduction cell here: the normal half is unused)
+    assert f"{params} weights" in last and describe_genotype(GENOTYPE, ("reduce",)) in last
     assert re.search(r"epoch 1/1 step 8/8 \| loss [\d.]+ \| acc [\d.]+ \|", out)
 
 
