@@ -2,11 +2,15 @@
 
 - the solution regions in the code, the task list, the markers registered in
   pyproject.toml and the markers the tests carry match one to one;
-- the student copy imports, collects its tests without error, and every task's
-  tests fail in it (the stubs raise NotImplementedError) while they pass here
-  (the rest of this suite runs them on the full code);
-- the stubbing itself on small texts: indentation, messages, malformed markers."""
+- the student copy imports and collects its tests without error; it holds the files
+  git tracks and nothing else, not the teacher-only files, not the lessons that solve a
+  stubbed task; it has STUDENT.md and an assignment.json that fingerprints its files;
+- the stubbing itself on small texts: indentation, messages, malformed markers.
 
+That each task's tests fail on its stub and pass on its solution, task by task, is
+tested through grading (tests/test_grade.py)."""
+
+import json
 import re
 import subprocess
 import sys
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from minidarts.classroom import assign
+from minidarts.classroom import assign, guide
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_IDS = [t for t, _, _ in assign.TASKS]
@@ -57,6 +61,8 @@ def test_student_copy_has_stubs_and_no_solutions(student_copy):
         text = (student_copy / "minidarts" / where).read_text()
         assert f'raise NotImplementedError("{task}: ' in text
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+        ((_, begin, end),) = [r for r in assign.find_student_regions(text) if r[0] == task]
+        assert end == begin + 2
     # the rest of the repository comes along unchanged
     for rel in (
         "README.md",
@@ -66,6 +72,64 @@ def test_student_copy_has_stubs_and_no_solutions(student_copy):
         "data/mnist/SHA256SUMS",
     ):
         assert (student_copy / rel).read_bytes() == (REPO / rel).read_bytes(), rel
+
+
+def test_student_copy_holds_the_tracked_files_only(student_copy):
+    """No untracked file travels (an editor backup, a virtual environment, notes), nor
+    the teacher-only files, nor the lessons that derive a stubbed task's answer."""
+    tracked = set(assign.tracked_files(REPO))
+    copied = {
+        p.relative_to(student_copy).as_posix()
+        for p in student_copy.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    held = {f"lessons/{name}" for name in guide.LESSON_SOLVES}
+    assert copied - tracked == {"STUDENT.md", assign.MANIFEST}
+    assert tracked - copied == set(assign.TEACHER_ONLY) | held
+    assert {"tests/test_grade.py", "tests/mutants.py"} <= tracked  # left out, not missing
+
+
+def test_untracked_files_stay_behind(tmp_path, monkeypatch):
+    """Outside git, the walk leaves out the SKIP folders and editor backups; inside, only
+    `git ls-files` counts: a new file is copied once it is added."""
+    root = tmp_path / "repo"
+    (root / "runs").mkdir(parents=True)
+    (root / "runs" / "x.json").write_text("{}")
+    (root / "a.py").write_text("")
+    (root / "a.py~").write_text("")
+    assert assign.tracked_files(root) == ["a.py"]
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "a.py~"], cwd=root, check=True)
+    assert assign.tracked_files(root) == ["a.py~"]
+
+
+def test_manifest_and_student_guide(student_copy):
+    manifest = json.loads((student_copy / assign.MANIFEST).read_text())
+    assert manifest["tasks"] == TASK_IDS
+    assert set(manifest["held_lessons"]) == set(guide.LESSON_SOLVES)
+    for rel, digest in manifest["files"].items():
+        assert assign.fingerprint((student_copy / rel).read_bytes(), rel) == digest, rel
+    text = (student_copy / "STUDENT.md").read_text()
+    for i, (task, where, _) in enumerate(assign.TASKS, 1):
+        assert f"| {i} | `{task}` | `minidarts/{where}` |" in text
+    for command in ("python -m pytest -m numerical_grad", "python -m minidarts grade ."):
+        assert command in text
+    assert "`Mul.backward`" in text and "`parse_cell`" in text  # the functions named
+    assert "02_autograd.py" in text
+
+
+def test_a_partial_copy_keeps_the_other_solutions_and_lessons(tmp_path):
+    out = tmp_path / "week3"
+    assert assign.write_student_copy(out, tasks=["mixed_op", "cell"]) == 2
+    manifest = json.loads((out / assign.MANIFEST).read_text())
+    assert manifest["tasks"] == ["mixed_op", "cell"]
+    assert manifest["held_lessons"] == ["06_candidate_operations.py", "07_cell_and_network.py"]
+    assert (out / "lessons" / "04_convolution.py").is_file()
+    assert not (out / "lessons" / "07_cell_and_network.py").exists()
+    assert "BEGIN SOLUTION im2col" in (out / "minidarts" / "nn" / "conv.py").read_text()
+    everything = tmp_path / "all-lessons"
+    assign.write_student_copy(everything, tasks=["cell"], all_lessons=True)
+    assert (everything / "lessons" / "07_cell_and_network.py").is_file()
 
 
 def test_student_copy_collects_every_test(student_copy):
@@ -80,44 +144,19 @@ def test_student_copy_collects_every_test(student_copy):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-def _files_marked(task):
-    """The test files that carry `task`'s marker (test_ops.py marks rows by name)."""
-    files = []
-    for path in sorted((REPO / "tests").glob("test_*.py")):
-        text = path.read_text()
-        if f"pytest.mark.{task}" in text or (path.name == "test_ops.py" and f'"{task}"' in text):
-            files.append(f"tests/{path.name}")
-    return files
-
-
-@pytest.mark.parametrize("task", TASK_IDS)
-def test_each_task_fails_when_its_region_is_stubbed(tmp_path, task):
-    """A copy with only this task stubbed (the others solved, as for a student working
-    through the tasks in order): `pytest -m TASK` fails, and fails on this task's stub.
-    With every task stubbed it fails too: a test that reaches this stub reaches it or
-    an earlier one."""
-    out = tmp_path / "copy"
-    assert assign.write_student_copy(out, tasks=[task]) == 1
+def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
+    """A plain pytest run in a student copy closes with each task's tests passed / run."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-x",
-            "-m",
-            task,
-            "-p",
-            "no:cacheprovider",
-            *_files_marked(task),
-        ],
-        cwd=out,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_genotype.py"]
+        + ["tests/test_hypernet.py", "-k", "known_answer or linear_hypernet_shapes"],
+        cwd=student_copy,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 1, proc.stdout[-2000:]
-    assert f"NotImplementedError: {task}:" in proc.stdout, proc.stdout[-2000:]
+    summary = proc.stdout[proc.stdout.index("classroom tasks") :]
+    assert re.search(r"\nhypernet +FAIL  0/3 tests\n", summary), summary
+    assert re.search(r"\ngenotype +FAIL  0/2 tests\n", summary), summary
 
 
 SOURCE = """def f(x):
@@ -137,7 +176,9 @@ def test_strip_solutions_replaces_the_region_at_its_indentation():
     out = assign.strip_solutions(SOURCE)
     assert out == (
         "def f(x):\n    y = 2 * x\n"
+        "    # BEGIN YOUR SOLUTION numerical_grad\n"
         '    raise NotImplementedError("numerical_grad: double it \\"twice\\"")\n'
+        "    # END YOUR SOLUTION\n"
         "\n\ndef g():\n    return 1\n"
     )
     namespace = {}
@@ -160,6 +201,29 @@ def test_strip_solutions_replaces_the_region_at_its_indentation():
 def test_malformed_regions_are_errors(text, message):
     with pytest.raises(assign.RegionError, match=message):
         assign.find_regions(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("    # BEGIN YOUR SOLUTION cell\n    x = 1\n", "never ended"),
+        ("    x = 1\n    # END YOUR SOLUTION\n", "without BEGIN"),
+        ("# BEGIN YOUR SOLUTION cell\n# BEGIN YOUR SOLUTION genotype\n", "inside"),
+        ("# BEGIN YOUR SOLUTION cell: a\n# END YOUR SOLUTION\n", "malformed"),
+    ],
+)
+def test_malformed_student_markers_are_errors(text, message):
+    with pytest.raises(assign.RegionError, match=message):
+        assign.find_student_regions(text)
+
+
+def test_fingerprint_ignores_the_inside_of_the_regions_only():
+    stubbed = assign.strip_solutions(SOURCE).encode()
+    solved = stubbed.replace(b"raise NotImplementedError", b"return 4 * x  #")
+    elsewhere = stubbed.replace(b"return 1", b"return 2")
+    digest = assign.fingerprint(stubbed, "f.py")
+    assert assign.fingerprint(solved, "f.py") == digest
+    assert assign.fingerprint(elsewhere, "f.py") != digest
 
 
 def test_refuses_a_folder_inside_the_repository_or_not_empty(tmp_path, capsys):

@@ -24,8 +24,6 @@ from minidarts.engine.autograd import Tensor
 from minidarts.jobs.config import make_config
 from minidarts.jobs.search import Search
 
-pytestmark = pytest.mark.complexity
-
 KINDS = ("normal", "reduce")
 
 
@@ -138,6 +136,7 @@ def test_cost_table_counts_the_built_operations(layers):
 
 
 @pytest.mark.parametrize("C, layers, steps", [(2, 1, 2), (4, 3, 2), (6, 3, 3), (8, 1, 4)])
+@pytest.mark.complexity
 def test_one_hot_alphas_give_the_hand_count(C, layers, steps):
     """One op per edge (chosen at random): the complexity is that architecture's weight
     count over the richest one's, both counted by hand."""
@@ -160,6 +159,7 @@ def test_one_hot_alphas_give_the_hand_count(C, layers, steps):
 
 
 @pytest.mark.parametrize("C, layers, steps", [(4, 1, 2), (4, 3, 2), (2, 3, 4)])
+@pytest.mark.complexity
 def test_uniform_alphas_give_mean_cost_over_max_cost(C, layers, steps):
     c = Complexity(_network(C, layers, steps))
     n_edges = len(edges_by_hand(steps, "normal"))
@@ -174,6 +174,7 @@ def test_uniform_alphas_give_mean_cost_over_max_cost(C, layers, steps):
 
 
 @pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.complexity
 def test_richest_scores_one_lightest_zero_and_all_in_between(layers):
     c = Complexity(_network(4, layers, 3))
     n_edges = len(edges_by_hand(3, "normal"))
@@ -196,6 +197,7 @@ def test_richest_scores_one_lightest_zero_and_all_in_between(layers):
                 assert 0.0 <= value.item() <= 1.0
 
 
+@pytest.mark.complexity
 def test_unused_cell_kind_does_not_count():
     """The paper's network (one reduction cell): the normal alpha changes nothing and gets
     no gradient at all (a zero one would still let Adam's weight decay move it)."""
@@ -212,6 +214,7 @@ def test_unused_cell_kind_does_not_count():
         c({"normal": a["normal"]})
 
 
+@pytest.mark.complexity
 def test_sigmoid_relaxation_counts_every_op_and_stays_in_unit_interval():
     """With sigmoid weights each op is on with probability sigmoid(alpha): the expected
     count is sum_o sigmoid(alpha_o) params(o), and the richest architecture has every
@@ -243,6 +246,7 @@ def test_sigmoid_relaxation_counts_every_op_and_stays_in_unit_interval():
 
 
 @pytest.mark.parametrize("layers, steps", [(3, 3), (1, 4)])
+@pytest.mark.complexity
 def test_gradcheck_complexity_float64(layers, steps):
     """d complexity / d alpha, both alphas, every element, by central differences."""
     c = Complexity(_network(4, layers, steps))
@@ -259,6 +263,7 @@ def test_gradcheck_complexity_float64(layers, steps):
     print(f"complexity gradcheck (layers {layers}, steps {steps}): {report}")
 
 
+@pytest.mark.complexity
 def test_gradient_moves_probability_to_lighter_operations():
     """At uniform alpha, d complexity / d alpha_{e,o} = (params_o - mean params_e) / (|O| norm):
     positive for the ops heavier than the edge's mean, negative for the lighter ones."""

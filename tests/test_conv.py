@@ -14,9 +14,8 @@ import scipy.signal
 
 import minidarts as md
 import minidarts.nn.functional as F
+from minidarts.nn import conv as conv_module
 from minidarts.nn.conv import conv2d
-
-pytestmark = pytest.mark.im2col
 
 # name: (N, C, O, H, W, kernel, stride, padding, dilation, groups, bias)
 CASES = {
@@ -51,6 +50,24 @@ CASES = {
 
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def uses_im2col(case):
+    """Whether conv2d computes `case` with the im2col kernel, the classroom task (the
+    other cases go to the pointwise or depthwise kernels on the CPU): the cases whose
+    tests carry the im2col marker, checked by test_im2col_marker_follows_the_kernel."""
+    _, c, o, _, _, k, _, padding, _, groups, _ = case
+    pointwise = _pair(k) == (1, 1) and _pair(padding) == (0, 0) and groups == 1
+    depthwise = groups == c == o
+    return not pointwise and not depthwise
+
+
+def case_params(names):
+    """pytest params of the named cases, with the im2col marker where it applies."""
+    return [
+        pytest.param(name, id=name, marks=[pytest.mark.im2col] if uses_im2col(CASES[name]) else [])
+        for name in names
+    ]
 
 
 def make_inputs(case, seed=0, dtype=np.float64):
@@ -88,7 +105,7 @@ def reference_conv2d(x, w, b, stride, padding, dilation, groups):
     return np.array(out)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", case_params(sorted(CASES)))
 def test_forward_matches_reference(name, device):
     x, w, b, opts = make_inputs(CASES[name])
     args = [md.tensor(a, device=device) for a in (x, w)]
@@ -99,7 +116,7 @@ def test_forward_matches_reference(name, device):
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", case_params(sorted(CASES)))
 def test_gradients(name):
     x, w, b, opts = make_inputs(CASES[name], seed=1)
     tensors = [md.tensor(a, requires_grad=True) for a in (x, w) + (() if b is None else (b,))]
@@ -111,6 +128,7 @@ def test_gradients(name):
     assert report.max_rel_error <= 1e-6
 
 
+@pytest.mark.im2col
 def test_float32_in_float32_out():
     for case in ("stem_3x3", "pw_1x1", "dw_5x5_s2", "groups2_nonsquare"):
         x, w, b, opts = make_inputs(CASES[case], dtype=np.float32)
@@ -124,6 +142,7 @@ def test_float32_in_float32_out():
         np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.im2col
 def test_weight_gradient_without_input_gradient():
     """The stem's input needs no gradient: backward skips it and dw is unchanged."""
     x, w, b, opts = make_inputs(CASES["stem_3x3"])
@@ -144,7 +163,9 @@ def test_strided_view_input():
     np.testing.assert_allclose(y.numpy(), reference_conv2d(x[:, :, 1:, 1:], w, b, **opts))
 
 
-@pytest.mark.parametrize("name", ["stem_3x3", "pw_1x1", "factorized_reduce_odd", "dw_5x5_s2"])
+@pytest.mark.parametrize(
+    "name", case_params(["stem_3x3", "pw_1x1", "factorized_reduce_odd", "dw_5x5_s2"])
+)
 def test_empty_batch(name):
     """An empty batch gives an empty output and zero weight gradients, as in PyTorch."""
     _, *rest = CASES[name]
@@ -155,6 +176,20 @@ def test_empty_batch(name):
     assert y.shape == (0,) + reference_conv2d(x1, w, None, **opts).shape[1:]
     y.sum().backward()
     assert xt.grad.shape == x.shape and not wt.grad.any()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_im2col_marker_follows_the_kernel(name, monkeypatch):
+    """A case carries the im2col marker exactly when conv2d (on the CPU) runs it through
+    the im2col kernel, so `pytest -m im2col` grades that kernel and nothing else."""
+    calls = []
+    forward = conv_module._Im2col.forward
+    monkeypatch.setattr(
+        conv_module._Im2col, "forward", lambda self, x, w: calls.append(1) or forward(self, x, w)
+    )
+    x, w, b, opts = make_inputs(CASES[name])
+    conv2d(md.tensor(x), md.tensor(w), None if b is None else md.tensor(b), **opts)
+    assert bool(calls) == uses_im2col(CASES[name])
 
 
 def test_exported_from_functional():

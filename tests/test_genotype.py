@@ -28,8 +28,6 @@ from minidarts.darts.genotype import (
 )
 from minidarts.darts.operations import PRIMITIVES
 
-pytestmark = pytest.mark.genotype
-
 OP = {name: i for i, name in enumerate(PRIMITIVES)}
 N_OPS = len(PRIMITIVES)
 
@@ -58,6 +56,7 @@ def alpha_rows(spec, n_edges, base=0.0):
     return alpha
 
 
+@pytest.mark.genotype
 def test_known_answer_two_nodes():
     # steps=2: node 0 has edges 0, 1 (inputs 0, 1); node 1 has edges 2, 3, 4 (inputs 0, 1, 2).
     alpha = alpha_rows(
@@ -78,6 +77,7 @@ def test_known_answer_two_nodes():
     ]
 
 
+@pytest.mark.genotype
 def test_known_answer_four_nodes_keeps_the_two_strongest_edges():
     rng = np.random.default_rng(0)
     n_edges = 14
@@ -99,6 +99,7 @@ def test_known_answer_four_nodes_keeps_the_two_strongest_edges():
     assert by_node(gene) == expected
 
 
+@pytest.mark.genotype
 def test_none_is_never_chosen_even_when_largest():
     # Every edge is dominated by 'none'; node 1's edge from input 0 has the strongest
     # real operation although its 'none' weight is the largest of all.
@@ -126,6 +127,7 @@ def test_none_is_never_chosen_even_when_largest():
     ]
 
 
+@pytest.mark.genotype
 def test_rule_reads_softmax_not_raw_alpha():
     """softmax is shift-invariant per edge, raw alpha is not: an edge whose operations
     all have large raw alpha (a big offset) but no favourite is weak, an edge with a small
@@ -152,6 +154,7 @@ def test_rule_reads_softmax_not_raw_alpha():
     assert from_softmax != from_raw
 
 
+@pytest.mark.genotype
 def test_uniform_weights_break_ties_by_lowest_index():
     # At initialisation softmax(alpha) is nearly uniform; exact ties go to the lower
     # edge and operation index (documented stable order).
@@ -159,6 +162,7 @@ def test_uniform_weights_break_ties_by_lowest_index():
     assert by_node(gene) == [{("max_pool_3x3", 0), ("max_pool_3x3", 1)}] * 4
 
 
+@pytest.mark.genotype
 def test_derive_genotype_both_cells_and_concat():
     rng = np.random.default_rng(1)
     wn = softmax(rng.standard_normal((14, N_OPS)), axis=1)
@@ -170,6 +174,7 @@ def test_derive_genotype_both_cells_and_concat():
     assert g2.normal_concat == [3] and len(g2.normal) == 4
 
 
+@pytest.mark.genotype
 def test_printed_form_is_darts_form_and_evaluates_back():
     DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
     g = eval(DARTS_V2, {"Genotype": DartsGenotype})
@@ -285,6 +290,7 @@ def test_expected_cost_op_by_hand():
     assert PRIMITIVES[expected_cost_op([1 / 8] * 8, COSTS)] == "dil_conv_3x3"
 
 
+@pytest.mark.genotype
 def test_expected_cost_keeps_darts_edges_and_follows_the_cost_down():
     rng = np.random.default_rng(3)
     w = softmax(rng.normal(size=(14, 8)), axis=1)
@@ -306,6 +312,7 @@ def test_expected_cost_keeps_darts_edges_and_follows_the_cost_down():
     assert total == 0  # all but 'none' gone: a parameter-free cell
 
 
+@pytest.mark.genotype
 def test_derive_genotype_rules():
     w = softmax(np.random.default_rng(0).normal(size=(14, 8)), axis=1)
     tables = {"normal": [COSTS] * 14, "reduce": [COSTS] * 14}

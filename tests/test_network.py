@@ -10,14 +10,12 @@ import pytest
 from scipy.special import softmax
 
 import minidarts
-from minidarts.darts.cell import num_edges
+from minidarts.darts.cell import Cell, num_edges
 from minidarts.darts.genotype import derive_genotype
 from minidarts.darts.network import Network, relax
 from minidarts.darts.operations import PRIMITIVES
 from minidarts.engine.autograd import Tensor
 from minidarts.nn import functional as F
-
-pytestmark = pytest.mark.cell
 
 TINY = dict(C=4, steps=2, multiplier=2)
 
@@ -29,6 +27,7 @@ def _images(n, channels, size=12, seed=0):
 
 @pytest.mark.parametrize("layers, reductions", [(1, [True]), (3, [False, True, True])])
 @pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.cell
 def test_output_shape(layers, reductions, in_channels):
     model = Network(layers=layers, in_channels=in_channels, **TINY)
     assert [cell.reduction for cell in model.cells] == reductions
@@ -40,6 +39,7 @@ def test_output_shape(layers, reductions, in_channels):
     assert np.isfinite(logits.data).all()
 
 
+@pytest.mark.cell
 def test_paper_network_is_one_reduction_cell_with_14_edges():
     model = Network(C=8, layers=1, steps=4, multiplier=4, stem_multiplier=3, in_channels=1)
     assert len(model.cells) == 1 and model.cells[0].reduction
@@ -85,6 +85,7 @@ def test_alphas_are_architecture_not_weights(steps):
     assert model.num_parameters() == sum(p.numel() for p in params)
 
 
+@pytest.mark.cell
 def test_same_seed_same_network_other_seed_other_network():
     a, b, c = (Network(layers=1, seed=s, **TINY) for s in (5, 5, 6))
     for k, v in a.state_dict().items():
@@ -97,6 +98,7 @@ def test_same_seed_same_network_other_seed_other_network():
     assert np.array_equal(a(x).data, b(x).data)
 
 
+@pytest.mark.cell
 def test_alphas_argument_replaces_the_networks_own():
     model = Network(layers=3, **TINY)
     rng = np.random.default_rng(1)
@@ -117,6 +119,7 @@ def test_alphas_argument_replaces_the_networks_own():
     np.testing.assert_array_equal(model(x).data, out_given.data)
 
 
+@pytest.mark.cell
 def test_every_weight_and_alpha_gets_a_gradient():
     model = Network(layers=3, **TINY)
     F.cross_entropy(model(_images(4, 1)), np.array([0, 1, 2, 3])).backward()
@@ -228,3 +231,29 @@ def test_seed_none_follows_manual_seed_and_a_seed_leaves_the_global_stream_alone
     minidarts.manual_seed(3)
     Network(layers=1, seed=7, **TINY)  # drawn from its own generator
     assert np.array_equal(minidarts.engine.random.get_rng().standard_normal(4), expected)
+
+
+@pytest.mark.cell
+@pytest.mark.parametrize("steps, multiplier", [(3, 2), (4, 3)])
+def test_cell_is_the_weighted_dag_of_equation_1(steps, multiplier):
+    """With the operations 'none' and 'skip_connect' (the identity at stride 1), node j
+    of a normal cell is sum over its inputs i < j of w[edge(i, j), skip] * h_i (eq. 1),
+    h_0, h_1 the preprocessed inputs; the output concatenates the last `multiplier`
+    nodes. Computed here by hand, edge by edge, in DARTS's edge order."""
+    minidarts.manual_seed(5)
+    cell = Cell(steps, multiplier, 3, 3, 3, False, False, primitives=("none", "skip_connect"))
+    rng = np.random.default_rng(6)
+    s0, s1 = (Tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32)) for _ in range(2))
+    w = rng.uniform(0.1, 1.0, (num_edges(steps), 2)).astype(np.float32)
+    out = cell(s0, s1, Tensor(w))
+    states = [cell.preprocess0(s0).data, cell.preprocess1(s1).data]
+    edge = 0
+    for _ in range(steps):
+        node = np.zeros_like(states[0])
+        for h in list(states):
+            node = node + w[edge, 1] * h
+            edge += 1
+        states.append(node)
+    expected = np.concatenate(states[-multiplier:], axis=1)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.data, expected, rtol=1e-5, atol=1e-6)

@@ -181,3 +181,21 @@ def test_mixed_op_is_the_weighted_sum_of_its_ops(stride):
     assert sum(p.numel() for p in mixed.parameters()) == sum(
         op_param_count(name, 4, stride) for name in PRIMITIVES
     )
+
+
+@pytest.mark.mixed_op
+@pytest.mark.parametrize("stride", [1, 2])
+def test_mixed_op_gradcheck_with_respect_to_weights_and_input(stride):
+    """d mixed(x, weights) / d(weights, x) by central differences (float64, every
+    element): the architecture learns only through `weights`, so a weight read as a
+    number (cutting alpha's gradient) fails here rather than in a later task."""
+    minidarts.manual_seed(8)
+    mixed = MixedOp(2, stride)
+    for t in list(mixed.parameters()) + list(mixed.buffers()):
+        if np.issubdtype(t.data.dtype, np.floating):
+            t.data = t.data.astype(np.float64)
+    rng = np.random.default_rng(9)
+    x = Tensor(rng.standard_normal((2, 2, 5, 5)), requires_grad=True)
+    w = Tensor(softmax(rng.standard_normal(len(PRIMITIVES))), requires_grad=True)
+    report = minidarts.gradcheck(lambda x, w: mixed(x, w), x, w)
+    assert report.n_checks == x.data.size + w.data.size

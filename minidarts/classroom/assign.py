@@ -10,23 +10,36 @@ The parts a student should write are marked in the library's own source:
         # END SOLUTION
         return grad
 
-This tool copies the repository to OUTDIR and replaces every marked region by
+This tool copies the files git tracks (nothing else: no editor backups, no virtual
+environment, no untracked notes) to OUTDIR, leaves out the teacher-only files
+(TEACHER_ONLY: the tests of these tools and the wrong solutions they must fail), and
+replaces every marked region by
 
+        # BEGIN YOUR SOLUTION numerical_grad
         raise NotImplementedError("numerical_grad: central differences, one pair of ...")
+        # END YOUR SOLUTION
 
-at the indentation of its BEGIN line. The task id doubles as a pytest marker
-(registered in pyproject.toml) carried by the tests of that task, so a teacher
-grades task by task with `python -m pytest -m numerical_grad` in the student's copy.
-TASKS lists the tasks in the order a course would hand them out.
+at the indentation of its BEGIN line. The student writes between those two lines;
+`python -m minidarts grade` (classroom/grade.py) reads only them. The copy also gets
+STUDENT.md (the student's guide) and assignment.json (the tasks handed out and a
+fingerprint of every file, with which grading flags edits outside the regions).
+
+The task id doubles as a pytest marker (registered in pyproject.toml) carried by the
+tests that exercise that task's region, so `python -m pytest -m numerical_grad` tests
+one task. TASKS lists the tasks in the order a course would hand them out.
 """
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from . import guide
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,8 +68,15 @@ TASKS = (
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION (?P<task>[a-z0-9_]+): (?P<what>.+)$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
-# what is not copied into the student's folder
+# the markers around a stub in the student copy: the student writes between them
+STUDENT_BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN YOUR SOLUTION (?P<task>[a-z0-9_]+)\s*$")
+STUDENT_END = re.compile(r"^[ \t]*# END YOUR SOLUTION\s*$")
+# outside a git checkout, what is not copied into the student's folder
 SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", "figures", "student"}
+# tracked files that stay with the teacher: the classroom tools' own tests, and the
+# wrong solutions (mutants) that grading must fail
+TEACHER_ONLY = ("tests/test_assign.py", "tests/test_grade.py", "tests/mutants.py")
+MANIFEST = "assignment.json"
 
 
 class RegionError(ValueError):
@@ -64,7 +84,8 @@ class RegionError(ValueError):
 
 
 def find_regions(text, path="<text>"):
-    """[(task, what, begin_line, end_line)] of a source text (0-based lines)."""
+    """[(task, what, begin_line, end_line)] of the teacher's solution regions of a source
+    text (0-based lines)."""
     regions, open_at = [], None
     known = {t for t, _, _ in TASKS}
     for i, line in enumerate(text.splitlines()):
@@ -87,18 +108,81 @@ def find_regions(text, path="<text>"):
     return regions
 
 
+def find_student_regions(text, path="<text>"):
+    """[(task, begin_line, end_line)] of the student markers of a student copy's source
+    (0-based lines of `# BEGIN YOUR SOLUTION task` and `# END YOUR SOLUTION`)."""
+    regions, open_at = [], None
+    for i, line in enumerate(text.splitlines()):
+        m = STUDENT_BEGIN.match(line)
+        if m:
+            if open_at is not None:
+                raise RegionError(f"{path}:{i + 1}: BEGIN YOUR SOLUTION inside another one")
+            open_at = (m["task"], i)
+        elif STUDENT_END.match(line):
+            if open_at is None:
+                raise RegionError(f"{path}:{i + 1}: END YOUR SOLUTION without BEGIN")
+            regions.append((*open_at, i))
+            open_at = None
+        elif line.lstrip().startswith(("# BEGIN YOUR SOLUTION", "# END YOUR SOLUTION")):
+            raise RegionError(f"{path}:{i + 1}: malformed marker {line.strip()!r}")
+    if open_at is not None:
+        raise RegionError(f"{path}:{open_at[1] + 1}: BEGIN YOUR SOLUTION never ended")
+    return regions
+
+
 def strip_solutions(text, path="<text>", tasks=None):
     """The text with each solution region (of `tasks`, default all) replaced by a
-    NotImplementedError stub."""
+    NotImplementedError stub between student markers."""
     lines = text.splitlines(keepends=True)
     for task, what, begin, end in reversed(find_regions(text, path)):
         if tasks is not None and task not in tasks:
             continue
         indent = BEGIN.match(lines[begin].rstrip("\n"))["indent"]
         message = f"{task}: {what}".replace("\\", "\\\\").replace('"', '\\"')
-        stub = f'{indent}raise NotImplementedError("{message}")\n'
-        lines[begin : end + 1] = [stub]
+        lines[begin : end + 1] = [
+            f"{indent}# BEGIN YOUR SOLUTION {task}\n",
+            f'{indent}raise NotImplementedError("{message}")\n',
+            f"{indent}# END YOUR SOLUTION\n",
+        ]
     return "".join(lines)
+
+
+def outside_regions(data, path="<text>"):
+    """The bytes of a file with the body of every student region taken out (markers
+    kept): equal for two copies that differ only inside the regions."""
+    if not path.endswith(".py"):
+        return data
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    for _, begin, end in reversed(find_student_regions(text, path)):
+        del lines[begin + 1 : end]
+    return "".join(lines).encode()
+
+
+def fingerprint(data, path):
+    """sha256 of a file's text outside the student regions (see outside_regions)."""
+    return hashlib.sha256(outside_regions(data, path)).hexdigest()
+
+
+def tracked_files(root=REPO):
+    """The files of the repository at `root` that git tracks (relative POSIX paths,
+    those present in the working tree), or, outside a git checkout, every file but the
+    SKIP folders."""
+    root = Path(root)
+    if (root / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "ls-files", "-z", "--cached"], cwd=root, capture_output=True, check=True
+            ).stdout
+            return sorted(p for p in out.decode().split("\0") if p and (root / p).is_file())
+        except (OSError, subprocess.CalledProcessError):
+            pass  # no git program: fall back to the walk
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP and not d.endswith(".egg-info")]
+        rel = Path(folder).relative_to(root)
+        files += [(rel / n).as_posix() for n in names if not n.endswith((".pyc", "~"))]
+    return sorted(files)
 
 
 def _is_tool(path):
@@ -118,9 +202,11 @@ def package_regions():
     return found
 
 
-def write_student_copy(outdir, tasks=None):
-    """Copy the repository to `outdir` with the solution regions of `tasks` (default:
-    all) stubbed out. Returns the number of files changed."""
+def write_student_copy(outdir, tasks=None, all_lessons=False):
+    """Copy the repository's tracked files, TEACHER_ONLY left out, to `outdir` with the
+    solution regions of `tasks` (default: all) stubbed out, and without the lessons that
+    derive a stubbed task's answer (unless `all_lessons`); add STUDENT.md and
+    assignment.json. Returns the number of files changed."""
     out = Path(outdir).resolve()
     if out == REPO or REPO in out.parents:
         raise ValueError(f"{outdir}: the student copy must be outside the repository")
@@ -129,34 +215,51 @@ def write_student_copy(outdir, tasks=None):
     missing = [t for t, _, _ in TASKS if t not in package_regions()]
     if missing:
         raise RegionError(f"tasks with no solution region in the package: {missing}")
-    stubbed = 0
-    for root, dirs, files in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d not in SKIP and not d.endswith(".egg-info")]
-        rel = Path(root).relative_to(REPO)
-        (out / rel).mkdir(parents=True, exist_ok=True)
-        for name in files:
-            src, dst = Path(root) / name, out / rel / name
-            if name.endswith(".py") and rel.parts[:1] == ("minidarts",) and not _is_tool(src):
-                text = src.read_text()
-                new = strip_solutions(text, src, tasks)
-                stubbed += text != new
-                dst.write_text(new)
-            else:
-                shutil.copy2(src, dst)
+    handed_out = [t for t, _, _ in TASKS if tasks is None or t in tasks]
+    held = [] if all_lessons else guide.held_lessons(handed_out)
+    stubbed, prints = 0, {}
+    for rel in tracked_files(REPO):
+        if rel in TEACHER_ONLY or (rel.startswith("lessons/") and rel[8:] in held):
+            continue
+        src, dst = REPO / rel, out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".py") and rel.startswith("minidarts/") and not _is_tool(src):
+            text = src.read_text()
+            new = strip_solutions(text, src, tasks)
+            stubbed += text != new
+            dst.write_text(new)
+        else:
+            shutil.copy2(src, dst)
+        prints[rel] = fingerprint(dst.read_bytes(), rel)
+    (out / "STUDENT.md").write_text(guide.student_guide(handed_out, held))
+    manifest = {
+        "tool": "python -m minidarts assign",
+        "tasks": handed_out,
+        "held_lessons": held,
+        "files": prints,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return stubbed
 
 
 def main(argv=None, prog="python -m minidarts assign"):
+    """The command line of the tool; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Write a student copy of the repository with the solution regions "
-        "replaced by NotImplementedError stubs. Grade a task with "
-        "`python -m pytest -m TASK` inside the copy.",
+        description="Write a student copy of the repository (the files git tracks) with the "
+        "solution regions replaced by NotImplementedError stubs, a STUDENT.md and an "
+        "assignment.json. Grade the copies with `python -m minidarts grade COPY...`.",
     )
     parser.add_argument("outdir", help="a new (or empty) folder outside the repository")
     parser.add_argument(
         "--tasks",
         help="comma-separated task ids to stub (default: all), e.g. to hand out one at a time",
+    )
+    parser.add_argument(
+        "--all-lessons",
+        action="store_true",
+        help="copy every lesson (default: hold back those that derive a stubbed task's "
+        "answer; release one later by copying it into the student's lessons/)",
     )
     parser.add_argument(
         "--check",
@@ -173,7 +276,7 @@ def main(argv=None, prog="python -m minidarts assign"):
             print(f"error: unknown tasks {unknown}; the tasks are {known}", file=sys.stderr)
             return 1
     try:
-        files = write_student_copy(args.outdir, tasks)
+        files = write_student_copy(args.outdir, tasks, args.all_lessons)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -182,7 +285,11 @@ def main(argv=None, prog="python -m minidarts assign"):
     for i, (task, where, what) in enumerate(TASKS, 1):
         if tasks is None or task in tasks:
             print(f"  {i:2d}. {task:<24} minidarts/{where:<22} {what}")
-    print("grade one task with:  python -m pytest -m TASK   (inside the copy)")
+    held = json.loads((Path(args.outdir) / MANIFEST).read_text())["held_lessons"]
+    if held:
+        print(f"held back until you release them: lessons/{', lessons/'.join(held)}")
+    print("test one task with:  python -m pytest -m TASK   (inside the copy; see STUDENT.md)")
+    print("grade the copies with:  python -m minidarts grade COPY...   (here)")
     if args.check:
         proc = subprocess.run(
             [sys.executable, "-c", "import minidarts"],

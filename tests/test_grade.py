@@ -1,0 +1,163 @@
+"""Tests of the grading tool (python -m minidarts grade), teacher-only (not copied to
+students).
+
+- every task is graded on its own: in a copy with half the tasks solved and the other
+  half stubbed, exactly the solved half passes, and every test of a stubbed task fails
+  (its marked tests all exercise its region), whatever the state of the other tasks;
+- every wrong solution in tests/mutants.py is graded failed;
+- edits outside the regions are flagged, a timeout fails the task, the reports
+  (grades.csv, grades.xml) hold one row / test case per (student, task), bad folders
+  are refused with a message."""
+
+import csv
+import xml.etree.ElementTree as ET
+
+import pytest
+from mutants import MUTANTS, mutate, solve
+
+from minidarts.__main__ import main as cli
+from minidarts.classroom import assign, grade, report
+
+TASK_IDS = [t for t, _, _ in assign.TASKS]
+
+
+def _copy(tmp, name, solved=(), tasks=None):
+    out = tmp / name
+    assign.write_student_copy(out, tasks)
+    for task in solved:
+        solve(out, task)
+    return out
+
+
+@pytest.mark.slow
+def test_each_task_is_graded_on_its_own(tmp_path):
+    """Copy A solves the odd-numbered tasks, copy B the even ones: each grades exactly
+    its solved tasks as passed, every test of a stubbed task fails, and a task between
+    two stubbed neighbours still passes (the other tasks keep the course's solution)."""
+    odd, even = TASK_IDS[0::2], TASK_IDS[1::2]
+    copies = [_copy(tmp_path, "a", odd), _copy(tmp_path, "b", even)]
+    results = grade.grade(copies, out=tmp_path / "out", jobs=2)
+    table = {(r.student, r.task): r for r in results}
+    assert len(table) == 2 * len(TASK_IDS)
+    for student, solved in (("a", odd), ("b", even)):
+        for task in TASK_IDS:
+            r = table[student, task]
+            assert r.passed == (task in solved), (student, task, r.message)
+            assert r.tests_total > 0
+            if task in solved:
+                assert r.tests_passed == r.tests_total and r.message == ""
+            else:  # every marked test exercises the region: none passes on the stub
+                assert r.tests_passed == 0, (task, r)
+                assert r.message.startswith(f"NotImplementedError: {task}:"), r.message
+            assert r.outside_edits == ()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_every_mutant_is_graded_failed(tmp_path, index):
+    """Student `index` wrote mutant `index` of every task that has one (tests/mutants.py):
+    grading fails each of those tasks."""
+    tasks = [t for t in TASK_IDS if len(MUTANTS[t]) > index]
+    copy = _copy(tmp_path, f"mutant{index}", tasks=tasks)
+    for task in tasks:
+        solve(copy, task, mutate(task, MUTANTS[task][index][1]))
+    results = grade.grade([copy], timeout=300, jobs=2, exitfirst=True)
+    assert [r.task for r in results] == tasks
+    for r in results:
+        name = MUTANTS[r.task][index][0]
+        print(f"{r.task:<24} {name:<40} {r.tests_passed}/{r.tests_total} {r.message[:60]}")
+        assert not r.passed, f"{r.task}: the mutant '{name}' was graded passed"
+
+
+def test_every_task_has_three_mutants_that_apply():
+    for task in TASK_IDS:
+        assert len(MUTANTS[task]) >= 3, task
+        bodies = {mutate(task, changes) for _, changes in MUTANTS[task]}
+        assert len(bodies) == len(MUTANTS[task]), f"{task}: two mutants are the same"
+
+
+def test_outside_edits_are_flagged_and_do_not_count(tmp_path):
+    """An edit outside the regions (a test weakened, a helper changed) is reported and
+    has no effect: the course's tests and code run."""
+    copy = _copy(tmp_path, "edits", ["genotype"], tasks=["genotype"])
+    test = copy / "tests" / "test_genotype.py"
+    test.write_text(test.read_text().replace("def test_known_answer_two_nodes", "def _off"))
+    (copy / "README.md").unlink()
+    (copy / "notes.txt").write_text("extra files are not edits")
+    (r,) = grade.grade([copy])
+    assert r.passed and r.tests_passed == r.tests_total
+    assert r.outside_edits == ("README.md (missing)", "tests/test_genotype.py")
+
+
+def test_damaged_markers_fail_that_task_only(tmp_path):
+    copy = _copy(tmp_path, "markers", ["genotype", "complexity"], tasks=["genotype", "complexity"])
+    path = copy / "minidarts" / "darts" / "genotype.py"
+    path.write_text(path.read_text().replace("# END YOUR SOLUTION", "# END"))
+    results = {r.task: r for r in grade.grade([copy])}
+    assert results["complexity"].passed
+    assert not results["genotype"].passed
+    assert results["genotype"].message.startswith("not graded: the copy has 0 region(s)")
+    assert "minidarts/darts/genotype.py (markers damaged)" in results["genotype"].outside_edits
+
+
+def test_a_task_that_runs_too_long_fails(tmp_path):
+    copy = _copy(tmp_path, "slow", tasks=["genotype"])
+    solve(copy, "genotype", "    import time\n    time.sleep(60)\n")
+    (r,) = grade.grade([copy], timeout=3)
+    assert not r.passed and r.message.startswith("timed out after 3 s")
+
+
+def test_partial_credit_scores_the_fraction_of_tests(tmp_path):
+    copy = _copy(tmp_path, "partial", tasks=["genotype"])
+    solve(copy, "genotype", mutate("genotype", MUTANTS["genotype"][1][1]))
+    (all_or_nothing,) = grade.grade([copy])
+    (partial,) = grade.grade([copy], partial=True)
+    assert not partial.passed and 0 < partial.tests_passed < partial.tests_total
+    assert partial.score == pytest.approx(partial.tests_passed / partial.tests_total)
+    assert all_or_nothing.score == 0.0
+
+
+def test_command_line_prints_a_line_per_task_and_writes_the_reports(tmp_path, capsys):
+    a = _copy(tmp_path, "alice", ["genotype"], tasks=["genotype", "complexity"])
+    b = _copy(tmp_path, "bob", ["complexity"], tasks=["genotype", "complexity"])
+    out = tmp_path / "grades"
+    assert cli(["grade", str(a), str(b), "--out", str(out)]) == 1  # not all passed
+    text = capsys.readouterr().out
+    assert "alice: total 1/2 tasks" in text and "bob: total 1/2 tasks" in text
+    lines = [s.split() for s in text.splitlines() if s.startswith("  ")]
+    assert [s[:2] for s in lines] == [
+        ["complexity", "FAIL"],
+        ["genotype", "pass"],
+        ["complexity", "pass"],
+        ["genotype", "FAIL"],
+    ]
+    with open(out / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["student"], r["task"], r["passed"]) for r in rows] == [
+        ("alice", "complexity", "fail"),
+        ("alice", "genotype", "pass"),
+        ("bob", "complexity", "pass"),
+        ("bob", "genotype", "fail"),
+    ]
+    suites = ET.parse(out / "grades.xml").getroot().findall("testsuite")
+    assert [(s.get("name"), s.get("tests"), s.get("failures")) for s in suites] == [
+        ("alice", "2", "1"),
+        ("bob", "2", "1"),
+    ]
+    failure = suites[0].find("testcase[@name='complexity']/failure")
+    assert "NotImplementedError: complexity:" in failure.get("message")
+    assert (out / "logs" / "alice" / "genotype.txt").is_file()
+
+
+def test_bad_folders_are_clear_errors(tmp_path, capsys):
+    assert cli(["grade", str(tmp_path / "nobody")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "plain").mkdir()
+    assert cli(["grade", str(tmp_path / "plain")]) == 1
+    assert "not a student copy" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown tasks"):
+        grade.grade([_copy(tmp_path, "c", tasks=["genotype"])], tasks=["nosuchtask"])
+
+
+def test_report_columns_are_the_result_fields():
+    assert report.FIELDS == grade.TaskResult._fields
