@@ -482,3 +482,17 @@ def test_the_untrained_normal_half_is_marked_not_printed(runs):
     text = describe_genotype(load_genotype(runs / "plain" / "genotype.json"), ("reduce",))
     assert text.startswith("Genotype(reduce=[") and "normal: untrained, unused" in text
     assert "normal=" not in text and log
+
+
+def test_a_non_finite_result_stops_the_run_naming_epoch_and_lambda():
+    from minidarts.jobs.config import make_config
+    from minidarts.jobs.search import Search
+
+    s = Search(make_config("tiny", {"hypernet": "linear"}), folder="unused", log=print)
+    s.hypernet.b2["reduce"].data[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"epoch 0, lambda 0.5: the alpha of the reduce"):
+        s.architecture_record(0.5)
+    s.hypernet.b2["reduce"].data[0, 0] = 0.0
+    s.complexity.norm = 1e-320  # the complexity overflows to inf: caught after the evaluation
+    with pytest.raises(FloatingPointError, match=r"epoch 0, lambda 0.01: the complexity is inf"):
+        s.architecture_record()

@@ -6,6 +6,7 @@ RunFolderError, FloatingPointError, ...) already name the setting or the file;
 operating-system faults get the path and the remedy here."""
 
 import errno
+import math
 
 _REMEDY = {
     errno.ENOSPC: "the disk is full: free some space or write elsewhere (--out)",
@@ -37,4 +38,20 @@ def describe_error(e):
     return f"{type(e).__name__}: {e} (an internal error: run with --debug and report it)"
 
 
-__all__ = ["describe_error"]
+def check_finite(where, remedy, **values):
+    """Raise FloatingPointError naming `where` (e.g. the epoch and lambda) and the
+    first of `values` (numbers or arrays) that holds a NaN or inf."""
+    from ..engine import backend
+
+    for name, v in values.items():
+        finite = (
+            bool(backend.get_array_module(v).isfinite(v).all())
+            if backend.is_array(v)
+            else math.isfinite(v)
+        )
+        if not finite:
+            shown = "not finite" if backend.is_array(v) else f"{v}"
+            raise FloatingPointError(f"{where}: the {name.replace('_', ' ')} is {shown}; {remedy}")
+
+
+__all__ = ["check_finite", "describe_error"]

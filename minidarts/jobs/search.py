@@ -60,6 +60,7 @@ from .config import (
     resolved_genotype_rule,
     resolved_zero_one_weight,
 )
+from .errors import check_finite
 from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
 from .provenance import provenance
@@ -254,26 +255,15 @@ class Search:
         naming the epoch and lambda: no genotype is derived from it, nothing saved."""
         alphas = self.alphas(lam)
         where = f"epoch {self.epoch}, lambda {self.cfg.lambda_min if lam is None else lam:g}"
-        for kind, a in alphas.items():
-            if not bool(backend.get_array_module(a.data).isfinite(a.data).all()):
-                raise FloatingPointError(
-                    f"{where}: alpha of the {kind} cell is not finite; lower alpha_lr "
-                    f"({self.cfg.alpha_lr}) or w_lr ({self.cfg.w_lr})"
-                )
+        remedy = f"lower alpha_lr ({self.cfg.alpha_lr}) or w_lr ({self.cfg.w_lr})"
+        check_finite(where, remedy, **{f"alpha of the {k} cell": a.data for k, a in alphas.items()})
         genotype = self.genotype(lam)
         darts_genotype = self.genotype(lam, rule="darts")  # beside it, for comparison
         val_loss, val_acc = self.evaluate(lam)
         complexity = float(self.complexity(alphas).item())
-        for name, v in (
-            ("validation loss", val_loss),
-            ("accuracy", val_acc),
-            ("complexity", complexity),
-        ):
-            if not math.isfinite(v):
-                raise FloatingPointError(
-                    f"{where}: the {name} is {v}; lower w_lr ({self.cfg.w_lr}) or alpha_lr "
-                    f"({self.cfg.alpha_lr})"
-                )
+        check_finite(
+            where, remedy, validation_loss=val_loss, accuracy=val_acc, complexity=complexity
+        )
         return {
             "val_loss": val_loss,
             "val_acc": val_acc,
