@@ -10,6 +10,8 @@ students).
   are refused with a message."""
 
 import csv
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -147,6 +149,23 @@ def test_command_line_prints_a_line_per_task_and_writes_the_reports(tmp_path, ca
     failure = suites[0].find("testcase[@name='complexity']/failure")
     assert "NotImplementedError: complexity:" in failure.get("message")
     assert (out / "logs" / "alice" / "genotype.txt").is_file()
+
+
+def test_in_a_student_copy_grade_runs_the_copy_and_names_the_prerequisite(tmp_path):
+    """`python -m minidarts grade .` in a copy: no course solutions there, so a correct
+    backward of mul fails on the stubbed numerical_grad, and the message says so."""
+    copy = _copy(tmp_path, "self", ["backward_mul"], tasks=["numerical_grad", "backward_mul"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "minidarts", "grade", ".", "--tasks", "backward_mul"]
+        + ["--out", str(tmp_path / "out")],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr
+    (line,) = [s for s in proc.stdout.splitlines() if s.startswith("  backward_mul")]
+    assert "FAIL" in line and "needs task numerical_grad first: NotImplementedError" in line
 
 
 def test_bad_folders_are_clear_errors(tmp_path, capsys):
