@@ -112,7 +112,7 @@ def test_plan_of_the_searches_and_the_protocol():
         assert cfg.seed == 2 and cfg.subset == 6000 and cfg.epochs == 4 and cfg.name == name
     assert runs[0][1].hypernet == "linear" and runs[-1][1].penalty == 0.0
     assert [cfg.penalty for _, cfg in runs[1:5]] == pytest.approx([0.01, 0.1, 1.0, 10.0])
-    cfg = pareto.retrain_config("g.json", "F", "x", 1, 1.0, 0.05)
+    cfg = pareto.retrain_config("F", "x", 1, 1.0, 0.05)
     assert (cfg.subset, cfg.epochs, cfg.lr, cfg.holdout, cfg.layers, cfg.channels) == (
         None,
         1,
@@ -121,8 +121,8 @@ def test_plan_of_the_searches_and_the_protocol():
         2,
         8,
     )
-    assert pareto.retrain_config("g.json", "F", "x", 1, 0.25, 0.05).subset == 15000
-    held = pareto.retrain_config("g.json", "F", "x", 0, 1.0, 0.1, holdout=10000)
+    assert pareto.retrain_config("F", "x", 1, 0.25, 0.05).subset == 15000
+    held = pareto.retrain_config("F", "x", 0, 1.0, 0.1, holdout=10000)
     assert (held.subset, held.holdout) == (50000, 10000)
 
 

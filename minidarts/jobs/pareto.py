@@ -139,19 +139,18 @@ def search_configs(folder, seed, k, preset=None):
     return runs
 
 
-def retrain_config(
-    genotype_file, folder, name, seed, scale, lr, epochs=1, holdout=0, test_subset=None
-):
+def retrain_config(folder, name, seed, scale, lr, epochs=1, holdout=0, test_subset=None):
     """The one retraining protocol of every family: `train`'s default network (two
     reduction cells, C = 8, DARTS's SGD settings), `epochs` epochs of 60000 * scale
-    training images at learning rate lr, cosine-annealed to 0."""
+    training images at learning rate lr, cosine-annealed to 0. The run goes to
+    folder/name, its genotype to folder/name/genotype.json."""
     from .train_config import make_train_config
 
     n = round((60000 - holdout) * scale)
     return make_train_config(
         None,
         dict(
-            genotype=genotype_file,
+            genotype=os.path.join(folder, name, "genotype.json"),
             subset=None if n >= 60000 - holdout and not holdout else n,
             epochs=epochs,
             lr=lr,
@@ -274,15 +273,8 @@ def choose_lr(root, scale, workers, log, complexity, test_subset=None):
     for lr in LR_CANDIDATES:
         name = f"lr_{lr:g}"
         folder = os.path.join(root, "lr")
-        cfg = retrain_config(
-            os.path.join(folder, name, "genotype.json"),
-            folder,
-            name,
-            0,
-            scale,
-            lr,
-            holdout=min(HOLDOUT, test_subset or HOLDOUT),
-        )
+        holdout = min(HOLDOUT, test_subset or HOLDOUT)
+        cfg = retrain_config(folder, name, 0, scale, lr, holdout=holdout)
         jobs.append((f"lr {lr:g}", train_job, (cfg.to_dict(), genotype_to_dict(genotype))))
     results, failures = _phase("choosing the learning rate (held-out images)", jobs, workers, log)
     if failures:
@@ -392,28 +384,11 @@ def run_pareto(
     jobs = []
     for seed, _, label, _, genotype in cells:
         folder = os.path.join(root, f"seed{seed}")
-        cfg = retrain_config(
-            os.path.join(folder, label, "genotype.json"),
-            folder,
-            label,
-            seed,
-            scale,
-            lr,
-            test_subset=test_subset,
-        )
+        cfg = retrain_config(folder, label, seed, scale, lr, test_subset=test_subset)
         jobs.append((f"retrain seed {seed} {label}", train_job, (cfg.to_dict(), genotype)))
     long_cell = pareto_report.best_searched_cell(cells) if long_epochs else None
     if long_cell is not None:
-        cfg = retrain_config(
-            os.path.join(root, "long", "genotype.json"),
-            root,
-            "long",
-            0,
-            scale,
-            lr,
-            epochs=long_epochs,
-            test_subset=test_subset,
-        )
+        cfg = retrain_config(root, "long", 0, scale, lr, long_epochs, test_subset=test_subset)
         jobs.insert(0, ("retrain long", train_job, (cfg.to_dict(), long_cell[4])))
     trained, failed_trains = _phase(
         f"retraining {len(cells)} cells (one epoch, lr {lr:g})", jobs, workers, log

@@ -173,6 +173,16 @@ def write_text(path, text):
         raise
 
 
+def write_config(folder, cfg):
+    """config.json: every setting of the run and what produced it (provenance.py)."""
+    import json
+
+    from .provenance import provenance
+
+    record = {**cfg.to_dict(), "produced_by": provenance(cfg.device)}
+    write_text(os.path.join(folder, "config.json"), json.dumps(record, indent=1))
+
+
 __all__ = [
     "RunFolderError",
     "RunLock",
@@ -181,5 +191,6 @@ __all__ = [
     "file_mode",
     "prepare_folder",
     "remove_stale_temporaries",
+    "write_config",
     "write_text",
 ]

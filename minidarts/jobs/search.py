@@ -63,9 +63,8 @@ from .config import (
 from .errors import check_finite
 from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
-from .provenance import provenance
 from .resources import check_memory
-from .runfolder import RunLock, default_folder, prepare_folder, write_text
+from .runfolder import RunLock, default_folder, prepare_folder, write_config, write_text
 from .search_space import check_primitives
 
 PROGRESS_EVAL_BATCHES = 16  # validation batches after an epoch that is not the last
@@ -296,10 +295,7 @@ class Search:
             forward=lambda x: self.model(x, self.alphas()),
         )
         os.makedirs(os.path.join(self.folder, "genotypes"), exist_ok=True)
-        write_text(
-            os.path.join(self.folder, "config.json"),
-            json.dumps({**cfg.to_dict(), "produced_by": provenance(cfg.device)}, indent=1),
-        )
+        write_config(self.folder, cfg)
         n = len(self.train_batches)
         self.log(
             f"search: {self.folder} | {len(self.train_batches.dataset)} train + "

@@ -52,9 +52,8 @@ from .checkpoint import (
 )
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
-from .provenance import provenance
 from .resources import check_memory
-from .runfolder import RunLock, default_folder, prepare_folder, write_text
+from .runfolder import RunLock, default_folder, prepare_folder, write_config, write_text
 from .train_config import (
     EVAL_BATCH_SIZE,
     FORMAT,
@@ -175,10 +174,7 @@ class Train:
         cfg = self.cfg
         # refuse a batch the machine cannot hold before allocating it (resources.py)
         check_memory(self.model, self.test_data.batch([0])[0].shape[1:], cfg.batch_size, cfg.device)
-        write_text(
-            os.path.join(self.folder, "config.json"),
-            json.dumps({**cfg.to_dict(), "produced_by": provenance(cfg.device)}, indent=1),
-        )
+        write_config(self.folder, cfg)
         save_genotype(self.genotype, os.path.join(self.folder, "genotype.json"))
         n = len(self.train_batches)
         self.log(
