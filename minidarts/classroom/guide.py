@@ -101,7 +101,7 @@ is not graded and is reported to your teacher. Keep the two marker lines as they
 
 Each task is graded on its own: another task left unfinished does not fail it. The
 docstring of the function and the stub's message say what to compute; the tests of the
-task (`grep -n "mark.TASK" tests/*.py`) say what is checked.
+task (`python -m pytest -m TASK --collect-only -q` lists them) say what is checked.
 
 ## Test one task
 
