@@ -125,6 +125,7 @@ assert [r["epoch"] for r in records] == list(range(1, cfg.epochs + 1))
 assert load_genotype(RUN_DIR / "genotype.json") == final
 saved = json.loads((RUN_DIR / "config.json").read_text())
 assert saved.pop("produced_by")["minidarts"]  # the versions that produced the run
+assert saved.pop("format") == "minidarts-search-1"  # the format of its checkpoints
 assert saved == cfg.to_dict()
 for r in records:
     for rec in [r, *r["lambdas"].values()]:

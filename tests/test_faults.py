@@ -329,6 +329,20 @@ CASES = [
         "normal cell is marked unused",
     ),
     (
+        "grade into an earlier grading",
+        lambda w: (
+            os.makedirs(w / "grades"),
+            write(w / "grades" / "grades.csv", "student,task\n"),
+            ["grade", str(w / "plain"), "--out", str(w / "grades")],
+        )[-1],
+        "grades is not empty (grades.csv): a new grading report would overwrite it",
+    ),
+    (
+        "assign into a folder that holds files",
+        lambda w: ["assign", str(w / "plain")],
+        "plain exists and is not empty",
+    ),
+    (
         "a run folder in use by another process",
         lambda w: (
             write(w / "plain" / runfolder.LOCK, f"{os.getppid()}\n"),
@@ -439,6 +453,7 @@ def test_files_get_the_umask_mode_and_config_says_what_produced_it(work):
     for key in ("minidarts", "python", "numpy", "scipy", "blas", "device", "platform"):
         assert key in produced
     assert produced["device"] == "cpu" and produced["numpy"]
+    assert json.loads((run / "config.json").read_text())["format"] == "minidarts-search-1"
 
 
 def test_a_batch_the_machine_cannot_hold_is_refused_before_it_is_allocated(

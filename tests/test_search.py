@@ -237,6 +237,7 @@ def test_cli_search_end_to_end(tmp_path, capsys):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     config = json.loads((run / "config.json").read_text())
     assert config.pop("produced_by")["python"]  # and what produced the run (provenance.py)
+    assert config.pop("format").startswith("minidarts-")  # of its checkpoints
     assert config == make_config("tiny", {"out": str(tmp_path), "name": "t"}).to_dict()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     genotype = load_genotype(run / "genotype.json")

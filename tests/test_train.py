@@ -231,6 +231,7 @@ def test_cli_train_end_to_end(genotype_file, tmp_path, capsys):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     config = json.loads((run / "config.json").read_text())
     assert config.pop("produced_by")["python"]  # and what produced the run (provenance.py)
+    assert config.pop("format").startswith("minidarts-")  # of its checkpoints
     expected = make_train_config(
         None,
         dict(

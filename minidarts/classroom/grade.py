@@ -45,6 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from ..jobs.errors import describe_error
+from ..jobs.runfolder import claim_folder
 from .assign import (
     MANIFEST,
     REPO,
@@ -351,6 +353,11 @@ def main(argv=None, prog="python -m minidarts grade"):
     parser.add_argument("students", nargs="+", metavar="STUDENT_DIR", help="student copies")
     parser.add_argument("--out", default="grades", help="folder for the reports (default: grades)")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--out holds an earlier grading: move it aside to OUT.old-N first (else refused)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds per task (default: 120)"
     )
     parser.add_argument("--tasks", help="comma-separated task ids (default: each copy's)")
@@ -379,6 +386,8 @@ def main(argv=None, prog="python -m minidarts grade"):
         print(format_result(r), flush=True)
 
     try:
+        # an earlier grading is never overwritten (jobs/runfolder.py)
+        claim_folder(args.out, args.overwrite, "grading report")
         results = grade(
             args.students,
             args.out,
@@ -389,8 +398,8 @@ def main(argv=None, prog="python -m minidarts grade"):
             jobs=args.jobs,
             exitfirst=args.exitfirst,
         )
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"error: {describe_error(e)}", file=sys.stderr)
         return 1
     for student in dict.fromkeys(r.student for r in results):
         mine = [r for r in results if r.student == student]

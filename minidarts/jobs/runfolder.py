@@ -173,13 +173,14 @@ def write_text(path, text):
         raise
 
 
-def write_config(folder, cfg):
-    """config.json: every setting of the run and what produced it (provenance.py)."""
+def write_config(folder, cfg, fmt):
+    """config.json: every setting of the run, the format of its checkpoints (`fmt`)
+    and what produced it (provenance.py)."""
     import json
 
     from .provenance import provenance
 
-    record = {**cfg.to_dict(), "produced_by": provenance(cfg.device)}
+    record = {**cfg.to_dict(), "format": fmt, "produced_by": provenance(cfg.device)}
     write_text(os.path.join(folder, "config.json"), json.dumps(record, indent=1))
 
 

@@ -295,7 +295,7 @@ class Search:
             forward=lambda x: self.model(x, self.alphas()),
         )
         os.makedirs(os.path.join(self.folder, "genotypes"), exist_ok=True)
-        write_config(self.folder, cfg)
+        write_config(self.folder, cfg, FORMAT)
         n = len(self.train_batches)
         self.log(
             f"search: {self.folder} | {len(self.train_batches.dataset)} train + "

@@ -174,7 +174,7 @@ class Train:
         cfg = self.cfg
         # refuse a batch the machine cannot hold before allocating it (resources.py)
         check_memory(self.model, self.test_data.batch([0])[0].shape[1:], cfg.batch_size, cfg.device)
-        write_config(self.folder, cfg)
+        write_config(self.folder, cfg, FORMAT)
         save_genotype(self.genotype, os.path.join(self.folder, "genotype.json"))
         n = len(self.train_batches)
         self.log(
