@@ -188,6 +188,12 @@ def load_checkpoint(path):
     """Read a checkpoint written by save_checkpoint (NumPy arrays, no pickle)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise ValueError(
+                f"checkpoint {path} is unreadable or corrupt: not an .npz archive (a "
+                "minidarts checkpoint is one)"
+            )
     try:
         with backend.numpy.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

@@ -265,11 +265,11 @@ def _find(root, stem):
     for name in (stem + ".gz", stem):
         if (root / name).is_file():
             return root / name
-    where = "" if root.resolve() == SHIPPED_ROOT else " (set by root= or MINIDARTS_DATA)"
+    where = "" if root.resolve() == SHIPPED_ROOT else " (the data folder asked for)"
     raise MNISTError(
         f"MNIST file not found: {root / (stem + '.gz')} (nor the uncompressed {stem}) in "
         f"{root}{where}. The repository ships all four files in {SHIPPED_ROOT}; point "
-        "root= or the MINIDARTS_DATA environment variable at a folder holding them"
+        "--data (data_root, root=) or MINIDARTS_DATA at a folder holding them"
     )
 
 
