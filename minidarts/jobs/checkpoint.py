@@ -96,8 +96,10 @@ def check_like(template, state, where):
     if isinstance(template, dict):
         if not isinstance(state, dict):
             raise ValueError(f"{where}: expected a mapping, got {_kind(state)}")
-        missing = [k for k in template if str(k) not in {str(j) for j in state}]
-        extra = [k for k in state if str(k) not in {str(j) for j in template}]
+        # keys compared as text: a checkpoint's JSON turns integer keys into strings
+        have, want = {str(j) for j in state}, {str(j) for j in template}
+        missing = [k for k in template if str(k) not in have]
+        extra = [k for k in state if str(k) not in want]
         if missing or extra:
             raise ValueError(
                 f"{where}: keys differ (missing {missing[:5]}, unexpected {extra[:5]})"

@@ -46,9 +46,10 @@ def run_jobs(jobs, workers=1, log=print):
     start = time.perf_counter()
     total = len(jobs)
 
-    def finished(label, value, error, began):
+    def finished(label, value, error):
+        # the time since the phase began: in a pool, a job's own start is not seen here
         done = len(results) + len(failures) + 1
-        took = format_seconds(time.perf_counter() - began)
+        took = format_seconds(time.perf_counter() - start)
         if error is None:
             results[label] = value
             log(f"[{done}/{total}] {label}: done ({took} elapsed)")
@@ -60,7 +61,7 @@ def run_jobs(jobs, workers=1, log=print):
     if workers <= 1 or total == 1:
         for label, fn, args in jobs:
             log(f"[start] {label}")
-            finished(label, *_call(fn, args), time.perf_counter())
+            finished(label, *_call(fn, args))
     else:
         saved = {k: os.environ.get(k) for k in _ONE_THREAD}
         os.environ.update({k: "1" for k in _ONE_THREAD})  # inherited by the children
@@ -77,7 +78,7 @@ def run_jobs(jobs, workers=1, log=print):
                         value, error = future.result()
                     except Exception as e:  # the worker process itself died
                         value, error = None, (f"worker died: {type(e).__name__}: {e}", "")
-                    finished(label, value, error, start)
+                    finished(label, value, error)
         finally:
             for k, v in saved.items():
                 if v is None:
