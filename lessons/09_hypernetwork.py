@@ -155,11 +155,14 @@ hyper64 = LinearHypernet(STEPS, N_OPS, md.backend.default_rng(90))
 
 
 def penalty_through_hypernet(b1_reduce, b2_reduce):
-    hyper64.b1["reduce"], hyper64.b2["reduce"] = b1_reduce, b2_reduce  # gradcheck's copies
+    # b1 and b2 are Parameters in ParameterDicts (the hypernetwork is an nn.Module):
+    # put gradcheck's float64 copies in their place
+    hyper64.b1["reduce"], hyper64.b2["reduce"] = b1_reduce, b2_reduce
     return complexity({"reduce": hyper64(0.3)["reduce"]}) * 0.3
 
 
-report = md.gradcheck(penalty_through_hypernet, f64(rng.standard_normal(b1.shape)), f64(a))
+b1_start, b2_start = md.nn.Parameter(f64(rng.standard_normal(b1.shape))), md.nn.Parameter(f64(a))
+report = md.gradcheck(penalty_through_hypernet, b1_start, b2_start)
 print(f"gradcheck lambda * complexity(lambda * b1 + b2) w.r.t. b1, b2: {report}")
 
 # ---------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_two_steps_at_two_lambdas_with_stale_gradients_hypernet_and_penalty():
     start = [p.data.copy() for p in hyper.parameters()]
     for lam, seed in ((0.05, 7), (2.0, 8)):
         x, y = _batch(seed)
-        for p in hyper.parameters() + ref_hyper.parameters():
+        for p in [*hyper.parameters(), *ref_hyper.parameters()]:
             p.grad = np.full(p.shape, 0.5, dtype=p.data.dtype)  # stale
         loss, acc = architect.step(x, y, lam)
 

@@ -30,6 +30,8 @@ from ..engine import backend
 from ..engine.autograd import Tensor
 from .cell import num_edges
 
+KINDS = ("normal", "reduce")
+
 
 class LambdaInput:
     """The input of a hypernetwork: lambda itself, or log10(lambda) rescaled to [0, 1]."""
@@ -64,49 +66,39 @@ def sample_lambda(rng, lambda_min, lambda_max):
     return float(10 ** rng.uniform(math.log10(lambda_min), math.log10(lambda_max)))
 
 
-def _arch_tensor(shape, rng, scale, device):
+def _arch_parameter(shape, rng, scale, device):
     data = backend.asarray(scale * rng.standard_normal(shape), dtype=backend.float32, device=device)
-    return Tensor(data, requires_grad=True)
+    return nn.Parameter(data)
 
 
-class LinearHypernet:
+class LinearHypernet(nn.Module):
     """alpha_kind(lambda) = t(lambda) * b1_kind + b2_kind  (eq. 5), t the input map.
 
-    b2 starts as DARTS's alpha (1e-3 * randn); b1 as 1e-3 * randn too."""
+    b2 starts as DARTS's alpha (1e-3 * randn); b1 as 1e-3 * randn too. A Module:
+    b1 and b2 are ParameterDicts keyed by cell type, so parameters(), state_dict()
+    (keys b1.normal, b1.reduce, b2.normal, b2.reduce), to() and requires_grad_()
+    work as for any layer."""
 
     def __init__(self, steps, n_ops, rng, lambda_input=None, scale=1e-3, device=None):
+        super().__init__()
         self.input = lambda_input or LambdaInput()
         shape = (num_edges(steps), n_ops)
-        self.b1 = {k: _arch_tensor(shape, rng, scale, device) for k in ("normal", "reduce")}
-        self.b2 = {k: _arch_tensor(shape, rng, scale, device) for k in ("normal", "reduce")}
+        # the draw order (b1 normal, b1 reduce, b2 normal, b2 reduce) fixes the numbers
+        # a seed gives: keep it
+        self.b1 = nn.ParameterDict({k: _arch_parameter(shape, rng, scale, device) for k in KINDS})
+        self.b2 = nn.ParameterDict({k: _arch_parameter(shape, rng, scale, device) for k in KINDS})
 
-    def parameters(self):
-        return [self.b1["normal"], self.b1["reduce"], self.b2["normal"], self.b2["reduce"]]
-
-    def __call__(self, lam):
+    def forward(self, lam):
         # BEGIN SOLUTION hypernet: alpha_kind = t * b1_kind + b2_kind with t = self.input(lam)
         t = self.input(lam)
         return {k: self.b1[k] * t + self.b2[k] for k in ("normal", "reduce")}
         # END SOLUTION
 
-    def state_dict(self):
-        """NumPy copies of b1 and b2 (as nn.Module.state_dict: later steps, which
-        update the tensors in place, must not change a state already taken)."""
-        return {
-            f"{name}.{k}": backend.to_numpy(getattr(self, name)[k].data).copy()
-            for name in ("b1", "b2")
-            for k in ("normal", "reduce")
-        }
-
-    def load_state_dict(self, state):
-        _load_into(
-            self.state_dict(),
-            state,
-            {f"{n}.{k}": getattr(self, n)[k] for n in ("b1", "b2") for k in ("normal", "reduce")},
-        )
+    def extra_repr(self):
+        return f"input={self.input.mode!r}"
 
 
-class PiecewiseHypernet:
+class PiecewiseHypernet(nn.Module):
     """alpha_kind(lambda) piecewise linear in normalised log lambda (the authors'
     follow-up, DARTS-CC): K learned alpha matrices A_0 .. A_{K-1} per cell type sit at
     the pivots u_j = j / (K - 1) of
@@ -126,18 +118,25 @@ class PiecewiseHypernet:
     def __init__(
         self, steps, n_ops, rng, pivots=5, lambda_min=1e-5, lambda_max=1.0, scale=1e-3, device=None
     ):
+        super().__init__()
         if isinstance(pivots, bool) or not isinstance(pivots, int) or pivots < 2:
             raise ValueError(f"piecewise hypernet: pivots must be an integer >= 2, got {pivots!r}")
         self.input = LambdaInput("log", lambda_min, lambda_max)
         self.K = pivots
         shape = (num_edges(steps), n_ops)
-        self.A = {}
-        for k in ("normal", "reduce"):
-            start = _arch_tensor(shape, rng, scale, device)
-            self.A[k] = [Tensor(start.data.copy(), requires_grad=True) for _ in range(pivots)]
+        start = {k: _arch_parameter(shape, rng, scale, device) for k in KINDS}
+        # pivot j is the sub-module A{j}, a ParameterDict keyed by cell type: state_dict
+        # keys A0.normal, A0.reduce, ..., as the search's checkpoints have them
+        for j in range(pivots):
+            self.add_module(
+                f"A{j}",
+                nn.ParameterDict({k: nn.Parameter(start[k].data.copy()) for k in KINDS}),
+            )
 
-    def parameters(self):
-        return [a for k in ("normal", "reduce") for a in self.A[k]]
+    @property
+    def A(self):
+        """The pivots by cell type: A[kind][j] is the Parameter of pivot j."""
+        return {k: [self._modules[f"A{j}"][k] for j in range(self.K)] for k in KINDS}
 
     def segment(self, lam):
         """(j, s): alpha(lambda) = (1 - s) A_j + s A_{j+1}."""
@@ -145,19 +144,13 @@ class PiecewiseHypernet:
         j = min(int(math.floor(t * (self.K - 1))), self.K - 2)
         return j, t * (self.K - 1) - j
 
-    def __call__(self, lam):
+    def forward(self, lam):
         j, s = self.segment(lam)
-        return {k: self.A[k][j] * (1.0 - s) + self.A[k][j + 1] * s for k in ("normal", "reduce")}
+        A = self.A
+        return {k: A[k][j] * (1.0 - s) + A[k][j + 1] * s for k in KINDS}
 
-    def _tensors(self):
-        return {f"A{j}.{k}": self.A[k][j] for k in ("normal", "reduce") for j in range(self.K)}
-
-    def state_dict(self):
-        """NumPy copies of the pivots (keys A0.normal, ..., A{K-1}.reduce)."""
-        return {key: backend.to_numpy(t.data).copy() for key, t in self._tensors().items()}
-
-    def load_state_dict(self, state):
-        _load_into(self.state_dict(), state, self._tensors())
+    def extra_repr(self):
+        return f"pivots={self.K}"
 
 
 class MLPHypernet(nn.Module):
@@ -191,19 +184,6 @@ class MLPHypernet(nn.Module):
         t = Tensor(backend.asarray([[self.input(lam)]], dtype=weight.dtype, device=weight.device))
         flat = self.mlp(t).reshape(2, *self.shape)
         return {"normal": flat[0], "reduce": flat[1]}
-
-
-def _load_into(mine, state, targets):
-    missing = sorted(set(mine) - set(state))
-    unexpected = sorted(set(state) - set(mine))
-    if missing or unexpected:
-        raise ValueError(f"hypernet state: missing {missing}, unexpected {unexpected}")
-    for key, t in targets.items():
-        if tuple(state[key].shape) != t.shape:
-            raise ValueError(
-                f"hypernet state: {key} has shape {tuple(state[key].shape)}, expected {t.shape}"
-            )
-        t.data[...] = backend.asarray(state[key], device=t.device)
 
 
 def make_hypernet(cfg, network):

@@ -83,7 +83,9 @@ def gradcheck(
         # would otherwise be perturbed in a throwaway copy and read as gradient 0).
         if isinstance(x, Tensor) and backend.is_floating(x.data):
             data = x.data.astype(backend.float64, order="C")
-            args.append(Tensor(data, requires_grad=x.requires_grad))
+            # type(x): a Parameter's copy is a Parameter, so fn can put it where a
+            # module expects one (a hypernetwork's ParameterDict)
+            args.append(type(x)(data, requires_grad=x.requires_grad))
         elif backend.is_array(x) and backend.is_floating(x):
             args.append(Tensor(x.astype(backend.float64, order="C")))
         else:

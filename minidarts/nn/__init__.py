@@ -8,6 +8,7 @@
     losses.py       cross_entropy, nll_loss, mse_loss (reduction=) and their modules
     module.py       Parameter and Module (the tree of layers and its state)
     layers.py       Conv2d, Linear, BatchNorm, pools, ReLU, Dropout, Sequential, ...
+    containers.py   ParameterDict, ParameterList (parameters the tree can see)
     init.py         PyTorch's weight initialisation
     optim/          SGD, Adam, AdamW, gradient clipping; lr_scheduler: the cosine schedule
     utils.py        clip_grad_norm_ at its PyTorch home (nn.utils)
@@ -18,6 +19,7 @@ Layer: above minidarts.engine, below minidarts.darts.
 
 from ..engine.random import manual_seed
 from . import functional, init, optim, utils
+from .containers import ParameterDict, ParameterList
 from .layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -53,6 +55,8 @@ __all__ = [
     "ModuleList",
     "NLLLoss",
     "Parameter",
+    "ParameterDict",
+    "ParameterList",
     "ReLU",
     "Sequential",
     "count_parameters",
