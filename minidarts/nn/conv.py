@@ -110,6 +110,13 @@ class _Im2col:
         n, c, h, wd = x.shape
         o, cg, kh, kw = w.shape
         ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+        # What forward must leave for backward (below, not part of the task):
+        #   self.cols   (n, g, cg*kh*kw, ho*wo): the window values, row index
+        #               (ci, i, j) = ci*kh*kw + i*kw + j within the group, column p*wo + q
+        #               for output pixel (p, q) (the value x reads there, 0 in the padding)
+        #   self.wm     (g, o // g, cg*kh*kw): w grouped, in the same row order
+        #   self.shapes (x.shape, w.shape, padded x's shape, (ho, wo))
+        # and it returns y (n, o, ho, wo) with y[n, gi*(o//g) + k] = wm[gi, k] @ cols[n, gi].
         # BEGIN SOLUTION im2col: windows of the padded x (as_strided) to cols, then y = w @ cols
         xpad = _pad_hw(x, ph, pw)
         s_n, s_c, s_h, s_w = xpad.strides
