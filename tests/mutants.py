@@ -146,11 +146,13 @@ MUTANTS = {
 
 
 def reference_body(task):
-    """The lines of the package's solution region of `task` (one region per task)."""
+    """The code of the package's solution region of `task` (one region per task): its
+    lines but the `# HINT:` lines under the BEGIN line, which a student need not copy."""
     ((file, line),) = assign.package_regions()[task]
     lines = (assign.REPO / "minidarts" / file).read_text().splitlines(keepends=True)
     end = next(i for i in range(line, len(lines)) if assign.END.match(lines[i]))
-    return "".join(lines[line:end])
+    hints = len(assign.region_hints(lines, line - 1))
+    return "".join(lines[line + hints : end])
 
 
 def mutate(task, changes):

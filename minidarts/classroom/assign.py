@@ -4,9 +4,9 @@ The parts a student should write are marked in the library's own source:
 
     def numerical_grad(f, x, eps=1e-6):
         ...
-        # BEGIN SOLUTION numerical_grad: central differences, one pair of f calls per element
-        for i in range(flat.size):
-            ...
+        # BEGIN SOLUTION numerical_grad: what to compute, for the stub's message
+        # HINT: how to compute it (optional, any number of lines, right after BEGIN)
+        ...the reference solution...
         # END SOLUTION
         return grad
 
@@ -16,13 +16,21 @@ environment, no untracked notes) to OUTDIR, leaves out the teacher-only files
 replaces every marked region by
 
         # BEGIN YOUR SOLUTION numerical_grad
-        raise NotImplementedError("numerical_grad: central differences, one pair of ...")
+        raise NotImplementedError("numerical_grad: what to compute")
         # END YOUR SOLUTION
 
 at the indentation of its BEGIN line. The student writes between those two lines;
-`python -m minidarts grade` (classroom/grade.py) reads only them. The copy also gets
-STUDENT.md (the student's guide) and assignment.json (the tasks handed out and a
-fingerprint of every file, with which grading flags edits outside the regions).
+`python -m minidarts grade` (classroom/grade.py) reads only them.
+
+The header (the text after the task id) becomes the stub's message: it states what to
+compute and why, never the answer. The `# HINT:` lines say how (a formula, the helper to
+use); they stay with the teacher unless the copy is written with `--hints` (all tasks)
+or `--hints TASK,...`, which keeps them above the `raise` line. A `# HINT:` line
+anywhere else in the package is an error: outside a region it would reach every student.
+
+The copy also gets STUDENT.md (the student's guide) and assignment.json (the tasks
+handed out, those given hints, and a fingerprint of every file, with which grading
+flags edits outside the regions).
 
 The task id doubles as a pytest marker (registered in pyproject.toml) carried by the
 tests that exercise that task's region, so `python -m pytest -m numerical_grad` tests
@@ -61,13 +69,15 @@ TASKS = (
     ),
     ("cell", "darts/cell.py", "eq. (1): a cell's nodes as sums over their incoming edges"),
     ("bilevel_step", "darts/architect.py", "eq. (3): one first-order architecture step"),
-    ("hypernet", "darts/hypernet.py", "eq. (5): alpha(lambda) = lambda b1 + b2"),
+    ("hypernet", "darts/hypernet.py", "eq. (5): the linear hypernetwork alpha(lambda)"),
     ("complexity", "darts/complexity.py", "the expected parameter count under softmax(alpha)"),
     ("genotype", "darts/genotype.py", "DARTS's rule: two strongest edges per node, best op each"),
 )
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION (?P<task>[a-z0-9_]+): (?P<what>.+)$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
+# a hint: a comment line right after a BEGIN SOLUTION line (see strip_solutions)
+HINT = re.compile(r"^[ \t]*# HINT:(?P<text>.*)$")
 # the markers around a stub in the student copy: the student writes between them
 STUDENT_BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN YOUR SOLUTION (?P<task>[a-z0-9_]+)\s*$")
 STUDENT_END = re.compile(r"^[ \t]*# END YOUR SOLUTION\s*$")
@@ -88,14 +98,23 @@ def find_regions(text, path="<text>"):
     text (0-based lines)."""
     regions, open_at = [], None
     known = {t for t, _, _ in TASKS}
+    hints_end = None  # the line after the BEGIN line and the hints under it
     for i, line in enumerate(text.splitlines()):
         m = BEGIN.match(line)
-        if m:
+        if HINT.match(line):
+            if i != hints_end:
+                raise RegionError(
+                    f"{path}:{i + 1}: a HINT line must follow a BEGIN SOLUTION line or "
+                    "another HINT line (elsewhere it would reach the student copy)"
+                )
+            hints_end = i + 1
+        elif m:
             if open_at is not None:
                 raise RegionError(f"{path}:{i + 1}: BEGIN SOLUTION inside another region")
             if m["task"] not in known:
                 raise RegionError(f"{path}:{i + 1}: unknown task {m['task']!r}")
             open_at = (m["task"], m["what"].strip(), i, m["indent"])
+            hints_end = i + 1
         elif END.match(line):
             if open_at is None:
                 raise RegionError(f"{path}:{i + 1}: END SOLUTION without BEGIN")
@@ -130,17 +149,31 @@ def find_student_regions(text, path="<text>"):
     return regions
 
 
-def strip_solutions(text, path="<text>", tasks=None):
+def region_hints(lines, begin):
+    """The `# HINT:` lines right after the BEGIN line at index `begin` of `lines`, each
+    without its indentation and with its newline."""
+    hints = []
+    for line in lines[begin + 1 :]:
+        if not HINT.match(line):
+            break
+        hints.append(line.lstrip(" \t").rstrip("\n") + "\n")
+    return hints
+
+
+def strip_solutions(text, path="<text>", tasks=None, hints=()):
     """The text with each solution region (of `tasks`, default all) replaced by a
-    NotImplementedError stub between student markers."""
+    NotImplementedError stub between student markers; the `# HINT:` lines of the tasks
+    in `hints` (True: all) are kept above the stub, the others dropped."""
     lines = text.splitlines(keepends=True)
     for task, what, begin, end in reversed(find_regions(text, path)):
         if tasks is not None and task not in tasks:
             continue
         indent = BEGIN.match(lines[begin].rstrip("\n"))["indent"]
         message = f"{task}: {what}".replace("\\", "\\\\").replace('"', '\\"')
+        shown = region_hints(lines, begin) if hints is True or task in hints else []
         lines[begin : end + 1] = [
             f"{indent}# BEGIN YOUR SOLUTION {task}\n",
+            *(indent + hint for hint in shown),
             f'{indent}raise NotImplementedError("{message}")\n',
             f"{indent}# END YOUR SOLUTION\n",
         ]
@@ -202,11 +235,12 @@ def package_regions():
     return found
 
 
-def write_student_copy(outdir, tasks=None, all_lessons=False):
+def write_student_copy(outdir, tasks=None, all_lessons=False, hints=()):
     """Copy the repository's tracked files, TEACHER_ONLY left out, to `outdir` with the
     solution regions of `tasks` (default: all) stubbed out, and without the lessons that
-    derive a stubbed task's answer (unless `all_lessons`); add STUDENT.md and
-    assignment.json. Returns the number of files changed."""
+    derive a stubbed task's answer (unless `all_lessons`); the stubs of the tasks in
+    `hints` (True: all) keep their `# HINT:` lines. Adds STUDENT.md and assignment.json.
+    Returns the number of files changed."""
     out = Path(outdir).resolve()
     if out == REPO or REPO in out.parents:
         raise ValueError(f"{outdir}: the student copy must be outside the repository")
@@ -216,6 +250,7 @@ def write_student_copy(outdir, tasks=None, all_lessons=False):
     if missing:
         raise RegionError(f"tasks with no solution region in the package: {missing}")
     handed_out = [t for t, _, _ in TASKS if tasks is None or t in tasks]
+    hinted = [t for t in handed_out if hints is True or t in hints]
     held = [] if all_lessons else guide.held_lessons(handed_out)
     stubbed, prints = 0, {}
     for rel in tracked_files(REPO):
@@ -225,16 +260,17 @@ def write_student_copy(outdir, tasks=None, all_lessons=False):
         dst.parent.mkdir(parents=True, exist_ok=True)
         if rel.endswith(".py") and rel.startswith("minidarts/") and not _is_tool(src):
             text = src.read_text()
-            new = strip_solutions(text, src, tasks)
+            new = strip_solutions(text, src, tasks, hinted)
             stubbed += text != new
             dst.write_text(new)
         else:
             shutil.copy2(src, dst)
         prints[rel] = fingerprint(dst.read_bytes(), rel)
-    (out / "STUDENT.md").write_text(guide.student_guide(handed_out, held))
+    (out / "STUDENT.md").write_text(guide.student_guide(handed_out, held, hinted))
     manifest = {
         "tool": "python -m minidarts assign",
         "tasks": handed_out,
+        "hints": hinted,
         "held_lessons": held,
         "files": prints,
     }
@@ -262,21 +298,35 @@ def main(argv=None, prog="python -m minidarts assign"):
         "answer; release one later by copying it into the student's lessons/)",
     )
     parser.add_argument(
+        "--hints",
+        nargs="?",
+        const="all",
+        metavar="TASKS",
+        help="keep the hints (the `# HINT:` lines of a solution region: a formula, the "
+        "helper to use) above the stubs, of every task or of the comma-separated TASKS "
+        "(default: no hints; the stub's message says what to compute, not how)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="also import the copy in a fresh Python to make sure it loads",
     )
     args = parser.parse_args(argv)
     known = [t for t, _, _ in TASKS]
-    tasks = None
-    if args.tasks:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        unknown = [t for t in tasks if t not in known]
+    lists = {}
+    for option, value in (("--tasks", args.tasks), ("--hints", args.hints)):
+        listed = [t.strip() for t in (value or "").split(",") if t.strip()]
+        unknown = [t for t in listed if t not in known and (option, t) != ("--hints", "all")]
         if unknown:
-            print(f"error: unknown tasks {unknown}; the tasks are {known}", file=sys.stderr)
+            print(
+                f"error: {option}: unknown tasks {unknown}; the tasks are {known}", file=sys.stderr
+            )
             return 1
+        lists[option] = listed
+    tasks = lists["--tasks"] or None
+    hints = True if lists["--hints"] == ["all"] else lists["--hints"]
     try:
-        files = write_student_copy(args.outdir, tasks, args.all_lessons)
+        files = write_student_copy(args.outdir, tasks, args.all_lessons, hints)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -285,7 +335,10 @@ def main(argv=None, prog="python -m minidarts assign"):
     for i, (task, where, what) in enumerate(TASKS, 1):
         if tasks is None or task in tasks:
             print(f"  {i:2d}. {task:<24} minidarts/{where:<22} {what}")
-    held = json.loads((Path(args.outdir) / MANIFEST).read_text())["held_lessons"]
+    manifest = json.loads((Path(args.outdir) / MANIFEST).read_text())
+    held = manifest["held_lessons"]
+    if manifest["hints"]:
+        print(f"with hints: {', '.join(manifest['hints'])}")
     if held:
         print(f"held back until you release them: lessons/{', lessons/'.join(held)}")
     print("test one task with:  python -m pytest -m TASK   (inside the copy; see STUDENT.md)")

@@ -53,9 +53,9 @@ def held_lessons(tasks):
     return [name for name, solves in LESSON_SOLVES.items() if set(solves) & set(tasks)]
 
 
-def student_guide(tasks, held=()):
+def student_guide(tasks, held=(), hinted=()):
     """The text of STUDENT.md for a copy in which `tasks` (ids, in course order) are
-    stubbed and the lessons `held` are held back."""
+    stubbed, the lessons `held` held back, and the stubs of `hinted` carry hints."""
     from .assign import TASKS, package_regions
 
     regions = package_regions()
@@ -72,6 +72,12 @@ def student_guide(tasks, held=()):
         for name, solves in LESSON_SOLVES.items()
         if task in solves
     ]
+    hint_line = (
+        f"\n\nThe `# HINT:` lines above the stubs of {', '.join(f'`{t}`' for t in hinted)} say "
+        "how to go about it; try without them first."
+        if hinted
+        else ""
+    )
     held_line = (
         f"Held back from this copy until your teacher releases them: {', '.join(held)}."
         if held
@@ -101,7 +107,7 @@ is not graded and is reported to your teacher. Keep the two marker lines as they
 
 Each task is graded on its own: another task left unfinished does not fail it. The
 docstring of the function and the stub's message say what to compute; the tests of the
-task (`python -m pytest -m TASK --collect-only -q` lists them) say what is checked.
+task (`python -m pytest -m TASK --collect-only -q` lists them) say what is checked.{hint_line}
 
 ## Test one task
 

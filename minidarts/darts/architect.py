@@ -187,7 +187,10 @@ class Architect:
         Order 2 also needs the training batch of this iteration (the virtual step's
         L_train); its loss and accuracy are those at the virtual weights w'."""
         if self.order == 1:
-            # BEGIN SOLUTION bilevel_step: zero_grad, loss at frozen weights, backward, step
+            # BEGIN SOLUTION bilevel_step: eq. (3), first order: move alpha (or u) on L_val only
+            # HINT: self.optimizer.zero_grad(); with the network's weights frozen, loss,
+            # HINT: logits = self.loss(x_val, y_val, lam) and loss.backward();
+            # HINT: self.optimizer.step(); return loss.item(), accuracy(logits, y_val)
             self.optimizer.zero_grad()
             with frozen(self.model.parameters()):
                 loss, logits = self.loss(x_val, y_val, lam)

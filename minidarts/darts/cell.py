@@ -68,8 +68,15 @@ class Cell(nn.Module):
         self._ops = nn.ModuleList(ops)
 
     def forward(self, s0, s1, weights):
-        """weights: softmax(alpha) of this cell type, shape (num_edges, num_ops)."""
-        # BEGIN SOLUTION cell: preprocess, each node sums its mixed ops, concatenate the last nodes
+        """The cell's output from the outputs s0, s1 of the two previous cells (eq. 1).
+
+        weights: softmax(alpha) of this cell type, shape (num_edges, num_ops), one row
+        per edge in the order __init__ built self._ops. Returns the last self.multiplier
+        intermediate nodes side by side on the channel axis."""
+        # BEGIN SOLUTION cell: eq. (1): the intermediate nodes, then the cell's output
+        # HINT: states = [preprocess0(s0), preprocess1(s1)]; each new node is the sum over
+        # HINT: all earlier states h of self._ops[edge](h, weights[edge]), edges in order;
+        # HINT: append it to states; the output is cat(last multiplier states, dim=1)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):

@@ -74,9 +74,12 @@ class Complexity:
         self.cost = {k: backend.asarray(v, dtype=dtype, device=device) for k, v in costs.items()}
 
     def __call__(self, alphas):
-        """sum_kind sum(relax(alpha_kind) * cost_kind) / norm, a scalar Tensor (over the
-        cell types the network has)."""
-        # BEGIN SOLUTION complexity: total = sum over kinds of sum(relax(alpha) * cost[kind])
+        """The expected parameter count of the architecture that `alphas` ({kind:
+        alpha}) relaxes, over the cell types the network has, divided by self.norm: a
+        scalar Tensor that alpha gets gradients from (the penalty of the search)."""
+        # BEGIN SOLUTION complexity: total, the expected count (None if no kind in self.kinds)
+        # HINT: relax(alpha, self.relaxation) gives each op's probability on each edge and
+        # HINT: self.cost[kind] its count: total = sum over kinds of sum(probability * cost)
         total = None
         for kind, alpha in alphas.items():
             if kind not in self.kinds:

@@ -39,11 +39,13 @@ FAIR_DARTS_THRESHOLD = 0.85  # Fair DARTS keeps the operations with sigmoid(alph
 
 
 def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
-    """The kept (operation, input node) pairs of one cell, 2 per intermediate node.
+    """The kept (operation, input node) pairs of one cell, k per intermediate node.
 
     weights: (num_edges, num_ops) array-like of relaxed weights (softmax(alpha), or
-    sigmoid(alpha) with the sigmoid relaxation). Ties are broken by the lower edge /
-    operation index (a stable order)."""
+    sigmoid(alpha) with the sigmoid relaxation), the edges of node 0 first. DARTS's rule:
+    an edge is as strong as its best operation other than 'none'; each node keeps its k
+    strongest incoming edges, strongest first, each with that operation. Ties are broken
+    by the lower edge / operation index (a stable order)."""
     rows = [[float(w) for w in row] for row in weights]
     expected = sum(2 + i for i in range(steps))
     if len(rows) != expected or any(len(r) != len(primitives) for r in rows):
@@ -51,7 +53,9 @@ def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
             f"parse_cell: weights must have shape ({expected}, {len(primitives)}) for "
             f"{steps} nodes, got ({len(rows)}, {len(rows[0]) if rows else 0})"
         )
-    # BEGIN SOLUTION genotype: per node, the k strongest edges (best non-none op of each)
+    # BEGIN SOLUTION genotype: gene, the (op name, input) pairs of DARTS's rule, node by node
+    # HINT: node j has j + 2 inputs, rows start..start + j + 2; pick with max/sorted and a
+    # HINT: key of (weight, -index) or (-strength, index) for the lower-index tie-break
     candidates = [i for i, name in enumerate(primitives) if name != "none"]
     gene, start = [], 0
     for node in range(steps):

@@ -89,7 +89,8 @@ class LinearHypernet(nn.Module):
         self.b2 = nn.ParameterDict({k: _arch_parameter(shape, rng, scale, device) for k in KINDS})
 
     def forward(self, lam):
-        # BEGIN SOLUTION hypernet: alpha_kind = t * b1_kind + b2_kind with t = self.input(lam)
+        # BEGIN SOLUTION hypernet: eq. (5): {kind: alpha} for this lam, both kinds, from b1, b2
+        # HINT: alpha_kind = b1[kind] * t + b2[kind], t the hypernetwork's input self.input(lam)
         t = self.input(lam)
         return {k: self.b1[k] * t + self.b2[k] for k in ("normal", "reduce")}
         # END SOLUTION

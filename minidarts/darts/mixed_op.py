@@ -36,10 +36,16 @@ class MixedOp(nn.Module):
         self._ops = nn.ModuleList(ops)
 
     def forward(self, x, weights):
-        """sum_o weights[o] * o(x). The 'none' operation is skipped: it outputs zeros,
-        so it adds nothing to the sum and nothing to any gradient (its weight still
-        takes part in the softmax that produced `weights`)."""
-        # BEGIN SOLUTION mixed_op: sum over o of weights[o] * op_o(x) (skip 'none')
+        """The mixed output of eq. (2) on this edge, shaped like each operation's output.
+
+        weights: this edge's row of softmax(alpha), a Tensor of shape (num_ops,), in the
+        order of self.primitives. Gradients must reach both the operations' parameters
+        and `weights` (alpha learns from them). The 'none' operation outputs zeros: it
+        adds nothing, so it need not run (its weight still takes part in the softmax
+        that produced `weights`)."""
+        # BEGIN SOLUTION mixed_op: eq. (2): the candidates' outputs on x, mixed by weights
+        # HINT: out = sum over o (not 'none') of weights[o] * op_o(x); self._ops follows
+        # HINT: self.primitives. Index weights as a Tensor: a float would cut alpha's graph
         out = None
         for k, (name, op) in enumerate(zip(self.primitives, self._ops)):
             if name == "none":

@@ -47,7 +47,7 @@ class Tanh(Function):
 
 class Softmax(Function):
     """y_i = e^(x_i - m) / sum_j e^(x_j - m), m = max x (shifting changes nothing but
-    keeps e^ from overflowing);  gx = y * (gy - sum_j gy_j y_j)."""
+    keeps e^ from overflowing); its backward is the task backward_softmax."""
 
     def forward(self, x, dim):
         xp = _xp(x)
@@ -57,7 +57,9 @@ class Softmax(Function):
         return self.y
 
     def backward(self, gy):
-        # BEGIN SOLUTION backward_softmax: gx = y * (gy - sum(gy * y)) along self.dim
+        # BEGIN SOLUTION backward_softmax: (gx,) given gy, from the saved output self.y (self.dim)
+        # HINT: dy_i/dx_j = y_i (delta_ij - y_j), so gx = y * (gy - sum_j gy_j y_j)
+        # HINT: the sum runs along self.dim; keepdims=True lets it broadcast back
         y = self.y
         return (y * (gy - (gy * y).sum(axis=self.dim, keepdims=True)),)
         # END SOLUTION
@@ -80,8 +82,8 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    """loss = mean over n of -log softmax(logits_n)[target_n];
-    glogits = gy * (softmax(logits) - onehot(target)) / N."""
+    """loss = mean over n of -log softmax(logits_n)[target_n]; its backward is the task
+    backward_cross_entropy."""
 
     def forward(self, logits, target):
         xp = _xp(logits)
@@ -93,7 +95,9 @@ class CrossEntropy(Function):
         return -logp[rows, target].mean()
 
     def backward(self, gy):
-        # BEGIN SOLUTION backward_cross_entropy: (softmax - onehot) * gy / N, None for target
+        # BEGIN SOLUTION backward_cross_entropy: (glogits, None) given gy; target gets no gradient
+        # HINT: glogits = gy * (softmax(logits) - onehot(target)) / N, N rows (the mean)
+        # HINT: self.p holds softmax(logits); self.rows, self.target index each target entry
         g = self.p.copy()
         g[self.rows, self.target] -= 1
         return g * (gy / g.shape[0]), None

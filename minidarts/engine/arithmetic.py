@@ -81,14 +81,16 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """y = a * b;  ga = gy * b, gb = gy * a."""
+    """y = a * b (broadcast); its backward is the task backward_mul."""
 
     def forward(self, a, b):
         self.a, self.b = a, b
         return _binary("mul", _xp(a), lambda u, v: u * v, a, b)
 
     def backward(self, gy):
-        # BEGIN SOLUTION backward_mul: (ga, gb) for y = a * b, summed back to each input's shape
+        # BEGIN SOLUTION backward_mul: (ga, gb) given gy: the gradients of a and b, in their shapes
+        # HINT: ga = gy * b, gb = gy * a, each summed back over the dims broadcasting added
+        # HINT: unbroadcast(g, shape) does that summing
         a, b = self.a, self.b
         return unbroadcast(gy * b, a.shape), unbroadcast(gy * a, b.shape)
         # END SOLUTION
@@ -180,7 +182,8 @@ class Sqrt(Function):
 
 
 class MatMul(Function):
-    """y = a @ b, batched over leading dims (broadcast);  ga = gy @ b^T, gb = a^T @ gy.
+    """y = a @ b, batched over leading dims (broadcast); its backward is the task
+    backward_matmul.
 
     1-D operands follow NumPy: a vector on the left is a row, on the right a column."""
 
@@ -204,7 +207,10 @@ class MatMul(Function):
             ) from None
 
     def backward(self, gy):
-        # BEGIN SOLUTION backward_matmul: (ga, gb) for y = a @ b, batched and broadcast
+        # BEGIN SOLUTION backward_matmul: (ga, gb) given gy, in a's and b's shapes (1-D, batched)
+        # HINT: on the last two dims ga = gy @ b^T, gb = a^T @ gy (xp.swapaxes(m, -1, -2))
+        # HINT: a 1-D a is a row a[None, :], a 1-D b a column b[:, None]: give gy the axis
+        # HINT: the product dropped, then unbroadcast the batch dims and reshape back
         a, b = self.a, self.b
         xp = _xp(a)
         a2 = a[None, :] if a.ndim == 1 else a

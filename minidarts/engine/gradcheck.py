@@ -16,19 +16,23 @@ from .autograd import Tensor, no_grad
 
 
 def numerical_grad(f, x, eps=1e-6):
-    """Central-difference gradient of a scalar function f at the array x.
+    """The gradient of a scalar function f at the array x, from values of f alone.
 
-    df/dx[i] ~ (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), one pair of
-    evaluations per element. x is perturbed in place and restored. f returns a number
-    (or a one-element Tensor/array). Use float64: in float32, f(x + eps) and
-    f(x - eps) share most of their 7 digits and the difference is mostly rounding
-    (lesson 01 measures it). gradcheck uses this for its element-by-element checks."""
+    No backward pass is involved: this is the reference that gradcheck compares every
+    backward with, element by element, so it must be accurate to O(eps^2) (central
+    differences, step eps). Returns a float64 array shaped like x. x may be changed in
+    place while f is evaluated but holds its original values on return. f returns a
+    number (or a one-element Tensor/array). Use float64: in float32, two values of f
+    that close share most of their 7 digits and their difference is mostly rounding
+    (lesson 01 measures it)."""
     if not x.flags.c_contiguous:
         raise ValueError("numerical_grad: x must be a C-contiguous array (use x.copy())")
     xp = backend.get_array_module(x)
     grad = xp.zeros(x.shape, dtype=backend.float64)
     flat, g = x.reshape(-1), grad.reshape(-1)  # views: writing flat[i] changes x
-    # BEGIN SOLUTION numerical_grad: g[i] = (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), all i
+    # BEGIN SOLUTION numerical_grad: g[i] ~ df/dx[i] for every element i, x left as it was
+    # HINT: central differences: g[i] = (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)
+    # HINT: flat is a view of x: set flat[i], read _number(f(x)), put the old value back
     for i in range(flat.size):
         old = flat[i].item()
         flat[i] = old + eps
