@@ -353,7 +353,19 @@ def print_table(title, rows, matmul):
 
 
 def main(argv=None, prog="python -m minidarts bench"):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["compare"]:  # side by side with PyTorch (bench_cases.py)
+        from .bench_cases import compare_main
+
+        return compare_main(argv[1:], prog=f"{prog} compare")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument(
+        "--case",
+        choices=["fwd", "fwdbwd", "step1", "step2"],
+        help="time one case of the search network and print one JSON line, as "
+        "torch_reference.py does (see bench_cases.py; `bench compare` runs both)",
+    )
+    parser.add_argument("--iters", type=int, default=7, help="with --case: timed calls")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median taken)")
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--batch", type=int, default=64, help="batch size (the paper: 64)")
@@ -368,6 +380,10 @@ def main(argv=None, prog="python -m minidarts bench"):
     if args.repeats < 1 or args.batch < 2:
         parser.error("--repeats must be >= 1 and --batch >= 2")
     args.device = backend.check_device(args.device)
+    if args.case:
+        from .bench_cases import case_main
+
+        return case_main(args)
     matmul = matmul_gflops(args.device, args.repeats)
     print(
         f"minidarts.bench: device {args.device}, batch {args.batch}, float32, "

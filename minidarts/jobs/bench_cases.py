@@ -1,0 +1,189 @@
+"""Side-by-side timing against PyTorch, one case at a time, in separate processes.
+
+`python -m minidarts bench --case fwd|fwdbwd|step1|step2 [--batch 64] [--iters 7]`
+times one case of the paper's search network (1x28x28, C = 8, one reduction cell,
+4 nodes, 8 operations, 48,082 weights) and prints one JSON line,
+
+    {"impl": "minidarts", "device": ..., "case": ..., "batch": ..., "s": median seconds,
+     "rss_mb": peak resident memory of the process},
+
+the same line `torch_reference.py` (outside this project: PyTorch is never a
+dependency) prints for the same network in PyTorch. The cases:
+
+    fwd     forward under no_grad
+    fwdbwd  forward and cross-entropy backward, to the weights and alpha
+    step1   first-order DARTS (eq. 3 with xi = 0): Adam on alpha from a validation batch
+            (alpha-only backward), then SGD momentum 0.9, weight decay 3e-4, clip 5 on
+            the weights
+    step2   second-order DARTS: the virtual step and the finite-difference
+            Hessian-vector product, then the same weight step
+
+`python -m minidarts bench compare --torch-python VENV/bin/python --reference
+PATH/torch_reference.py` runs both implementations as separate processes,
+interleaved (A B A B ...), each pinned to the same number of threads, and prints the
+median of each and their ratio. Absolute times do not carry from one machine to
+another; only ratios measured this way are quoted.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from ..engine import backend
+
+CASES = ("fwd", "fwdbwd", "step1", "step2")
+_STEP_NAMES = {
+    "fwd": "network forward",
+    "fwdbwd": "network fwd+bwd",
+    "step1": "search step (1st order)",
+    "step2": "search step (2nd order)",
+}
+
+
+def time_case(case, device="cpu", batch=64, iters=7, warmup=3):
+    """Median seconds of `iters` calls of one case (after `warmup` untimed calls), and
+    the process's peak resident memory in MiB."""
+    from .bench import _search_parts, _step_functions, _sync, _timed
+
+    if case not in CASES:
+        raise ValueError(f"bench: unknown case {case!r}: expected one of {', '.join(CASES)}")
+    order = 2 if case == "step2" else 1
+    fn = _step_functions(*_search_parts(batch, device, order))[_STEP_NAMES[case]]
+    xp = backend.array_module(device)
+    for _ in range(warmup):
+        fn()
+    _sync(xp)
+    times = [_timed(fn, xp) for _ in range(iters)]
+    # ru_maxrss is in KiB on Linux, as torch_reference.py reads it
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return statistics.median(times), rss
+
+
+def case_main(args):
+    """The --case form: one JSON line, as torch_reference.py prints."""
+    device = backend.check_device(args.device)
+    seconds, rss = time_case(args.case, device, args.batch, args.iters)
+    dev = "cuda" if device == "gpu" else device
+    line = {"impl": "minidarts", "device": dev, "case": args.case, "batch": args.batch}
+    print(json.dumps({**line, "s": seconds, "rss_mb": round(rss)}))
+
+
+def _pinned_env(threads):
+    """The environment of a timed process: every BLAS / OpenMP pool at `threads`."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def _run_json(cmd, env):
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench compare: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(
+    torch_python,
+    reference,
+    cases=CASES,
+    batches=(64,),
+    rounds=5,
+    iters=7,
+    threads=2,
+    device="cpu",
+    log=print,
+):
+    """Both implementations, each case and batch, `rounds` times interleaved (minidarts,
+    torch, minidarts, ...): a list of dicts with both medians of medians, the ratio
+    minidarts / torch and both peak memories."""
+    env = _pinned_env(threads)
+    here = [sys.executable, "-m", "minidarts", "bench"]
+    dev = "gpu" if device in ("gpu", "cuda") else "cpu"
+    results = []
+    for batch in batches:
+        for case in cases:
+            common = ["--case", case, "--batch", str(batch), "--iters", str(iters)]
+            ours_cmd = here + common + ["--device", dev]
+            theirs_cmd = [torch_python, reference, *common, "--threads", str(threads)]
+            theirs_cmd += ["--device", "cuda" if dev == "gpu" else "cpu"]
+            ours, theirs = [], []
+            for r in range(rounds):
+                ours.append(_run_json(ours_cmd, env))
+                theirs.append(_run_json(theirs_cmd, env))
+                log(
+                    f"  {case} batch {batch} round {r + 1}/{rounds}: minidarts "
+                    f"{ours[-1]['s'] * 1e3:.0f} ms, torch {theirs[-1]['s'] * 1e3:.0f} ms"
+                )
+            a = statistics.median(o["s"] for o in ours)
+            b = statistics.median(t["s"] for t in theirs)
+            results.append(
+                {
+                    "case": case,
+                    "batch": batch,
+                    "minidarts_s": a,
+                    "torch_s": b,
+                    "ratio": a / b,
+                    "minidarts_rss_mb": max(o["rss_mb"] for o in ours),
+                    "torch_rss_mb": max(t["rss_mb"] for t in theirs),
+                }
+            )
+    return results
+
+
+def format_table(results):
+    """The comparison as a Markdown table."""
+    lines = [
+        "| case | batch | minidarts ms | PyTorch ms | ratio | minidarts MB | PyTorch MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['case']} | {r['batch']} | {r['minidarts_s'] * 1e3:.0f} | "
+            f"{r['torch_s'] * 1e3:.0f} | {r['ratio']:.2f} | {r['minidarts_rss_mb']} | "
+            f"{r['torch_rss_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def compare_main(argv, prog="python -m minidarts bench compare"):
+    """The compare form: run both side by side and print the table of ratios."""
+    p = argparse.ArgumentParser(prog=prog, description=compare.__doc__)
+    p.add_argument("--torch-python", required=True, help="a python that has torch (a venv)")
+    p.add_argument("--reference", required=True, help="path of torch_reference.py")
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    p.add_argument("--batches", nargs="+", type=int, default=[64])
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    p.add_argument("--iters", type=int, default=7, help="timed calls per process (median)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    for path in (args.torch_python, args.reference):
+        if not os.path.exists(path):
+            p.error(f"{path}: no such file")
+    start = time.time()
+    print(
+        f"bench compare: {args.device}, {args.threads} threads, batches {args.batches}, "
+        f"{args.rounds} interleaved rounds of {args.iters} calls"
+    )
+    results = compare(
+        args.torch_python,
+        args.reference,
+        args.cases,
+        args.batches,
+        args.rounds,
+        args.iters,
+        args.threads,
+        args.device,
+    )
+    print(format_table(results))
+    print(f"({time.time() - start:.0f} s; ratio = minidarts / PyTorch, medians of medians)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)

@@ -1,0 +1,90 @@
+"""The side-by-side benchmark's plumbing (bench_cases.py): the --case JSON line has
+torch_reference.py's keys, and `compare` pairs the two implementations' medians into
+ratios. Timings themselves are never asserted: benchmarks are scripts that print."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from minidarts.jobs import bench_cases
+
+REFERENCE_KEYS = {"impl", "device", "case", "batch", "s", "rss_mb"}
+
+
+@pytest.mark.parametrize("case", ["fwd", "step1"])
+def test_case_prints_one_json_line_like_the_reference(case):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minidarts",
+            "bench",
+            "--case",
+            case,
+            "--batch",
+            "2",
+            "--iters",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = json.loads(out.strip())
+    assert set(line) == REFERENCE_KEYS
+    assert line["impl"] == "minidarts" and line["case"] == case and line["batch"] == 2
+    assert line["device"] == "cpu" and line["s"] > 0 and line["rss_mb"] > 0
+
+
+def test_unknown_case_is_named():
+    with pytest.raises(ValueError, match="unknown case 'fwd2'"):
+        bench_cases.time_case("fwd2", batch=2, iters=1)
+
+
+def test_compare_pairs_medians_into_ratios(tmp_path):
+    # a stand-in for torch_reference.py: the same command line, a fixed time per case
+    fake = tmp_path / "fake_reference.py"
+    fake.write_text(
+        "import argparse, json\n"
+        "p = argparse.ArgumentParser()\n"
+        "for a in ('--device', '--case', '--batch', '--iters', '--threads'): p.add_argument(a)\n"
+        "a = p.parse_args()\n"
+        "print(json.dumps({'impl': 'torch', 'device': a.device, 'case': a.case,\n"
+        "                  'batch': int(a.batch), 's': {'fwd': 2.0, 'fwdbwd': 4.0}[a.case],\n"
+        "                  'rss_mb': 100}))\n"
+    )
+    lines = []
+    results = bench_cases.compare(
+        sys.executable,
+        str(fake),
+        cases=("fwd",),
+        batches=(2, 4),
+        rounds=3,
+        iters=1,
+        log=lines.append,
+    )
+    assert [(r["case"], r["batch"]) for r in results] == [("fwd", 2), ("fwd", 4)]
+    for r in results:
+        assert r["torch_s"] == 2.0 and r["torch_rss_mb"] == 100
+        assert r["ratio"] == pytest.approx(r["minidarts_s"] / 2.0)
+    # interleaved: 3 rounds per (case, batch), each round one process of each
+    assert len(lines) == 6 and all("minidarts" in s and "torch 2000 ms" in s for s in lines)
+    table = bench_cases.format_table(results)
+    assert table.count("\n| fwd |") == 2
+
+
+def test_compare_reports_a_failing_reference(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise SystemExit('no torch here')\n")
+    with pytest.raises(RuntimeError, match="no torch here"):
+        bench_cases.compare(
+            sys.executable,
+            str(bad),
+            cases=("fwd",),
+            batches=(2,),
+            rounds=1,
+            iters=1,
+            log=lambda s: None,
+        )
