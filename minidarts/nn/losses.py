@@ -10,8 +10,9 @@ losses, one per sample or element). Inputs are (N, C) with N integer class indic
 for the first two: PyTorch's class weights, ignore_index, label smoothing, soft
 targets and extra spatial dims are not offered.
 
-The mean cross-entropy is the fused op of the engine (one backward, softmax - onehot,
-the classroom's task 5); the other reductions are composed of differentiable ops.
+The mean cross-entropy is the fused op of the engine (one backward, written by hand:
+the classroom's task backward_cross_entropy); the other reductions are composed of
+differentiable ops.
 """
 
 from ..engine import backend
