@@ -5,19 +5,28 @@
 - the student copy imports and collects its tests without error; it holds the files
   git tracks and nothing else, not the teacher-only files, not the lessons that solve a
   stubbed task; it has STUDENT.md and an assignment.json that fingerprints its files;
-- the stubbing itself on small texts: indentation, messages, malformed markers.
+- no solution line reaches the copy (the leak scan), and the scan catches one planted;
+- hints reach a copy only when asked for, above the stub;
+- in the copy, a failure caused by another task's stub names that task, and a plain
+  pytest run ends with a line per task;
+- the stubbing itself on small texts: indentation, messages, hints, malformed markers.
 
 That each task's tests fail on its stub and pass on its solution, task by task, is
 tested through grading (tests/test_grade.py)."""
 
+import io
 import json
+import os
 import re
 import subprocess
 import sys
+import tokenize
 import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from mutants import solve
 
 from minidarts.classroom import assign, guide
 
@@ -159,6 +168,201 @@ def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
     assert re.search(r"\ngenotype +FAIL  0/2 tests\n", summary), summary
 
 
+def test_pytest_m_task_in_the_copy_names_the_prerequisite(tmp_path):
+    """In a copy with backward_mul solved and numerical_grad not, `pytest -m
+    "backward_mul or numerical_grad"`: mul's gradient checks fail on the stub of
+    numerical_grad and say so (short summary, JUnit, the task's line); numerical_grad's
+    own tests fail on its stub, named as it is."""
+    copy = tmp_path / "copy"
+    assign.write_student_copy(copy, tasks=["numerical_grad", "backward_mul"])
+    solve(copy, "backward_mul")
+    report = tmp_path / "report.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + ["-m", "backward_mul or numerical_grad", "tests/test_ops.py", "tests/test_gradcheck.py"]
+        + [f"--junitxml={report}", "-o", "junit_family=xunit1"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, COLUMNS="300"),
+    )
+    where = "numerical_grad in minidarts/engine/gradcheck.py"
+    needs = f"task backward_mul needs task numerical_grad first ({where}): "
+    failed = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        failure = case.find("failure")
+        if failure is not None:
+            failed[case.get("classname") + "." + case.get("name")] = failure.get("message")
+    checks = {n: m for n, m in failed.items() if "test_ops.test_gradcheck[cpu-mul" in n}
+    own = {n: m for n, m in failed.items() if n.startswith("tests.test_gradcheck.")}
+    assert checks and own and len(checks) + len(own) == len(failed), failed
+    for message in checks.values():
+        assert message.startswith(needs + "NotImplementedError: numerical_grad: "), message
+    for message in own.values():
+        assert message.startswith("NotImplementedError: numerical_grad: "), message
+    assert f"FAILED tests/test_ops.py::test_gradcheck[cpu-mul] - {needs}" in proc.stdout
+    summary = proc.stdout[proc.stdout.index("classroom tasks") :]
+    need = rf"{len(checks)} need task numerical_grad first \({where}\)"
+    m = re.search(rf"\nbackward_mul +FAIL  (\d+)/(\d+) tests; {need}\n", summary)
+    assert m and int(m[1]) == int(m[2]) - len(checks) > 0, summary  # the rest pass
+    assert re.search(rf"\nnumerical_grad +FAIL  0/{len(own)} tests\n", summary), summary
+
+
+# The leak scan. A solution line is a code line of a region in the teacher's package:
+# its comment (and so every # HINT: line) dropped, then all its whitespace, so that a
+# copy reformatted or re-indented is still found. Lines shorter than MIN_CHARS after that
+# (`return out`, `offset = 0`, `if a.ndim == 1:`, a lone bracket) are skipped: they give
+# nothing away and occur in any Python file. Each file of the copy (all of them, as text,
+# binary files aside) is searched, its whitespace dropped too, for each solution line.
+MIN_CHARS = 12
+# Solution lines the library itself also needs elsewhere, and the only files where they
+# may occur: a new occurrence in another file is a leak.
+SHARED = {
+    # the weight step (train.py) and the second-order architecture step use the optimiser
+    # and the frozen weights as the first-order step does
+    "self.optimizer.zero_grad()": {"minidarts/darts/architect.py", "minidarts/jobs/train.py"},
+    "self.optimizer.step()": {"minidarts/darts/architect.py", "minidarts/jobs/train.py"},
+    "with frozen(self.model.parameters()):": {"minidarts/darts/architect.py"},
+    # autograd's own call, in every lesson and example that trains
+    "loss.backward()": None,  # anywhere
+    # the trained network's fixed cell preprocesses its two inputs the same way
+    "states = [self.preprocess0(s0), self.preprocess1(s1)]": {"minidarts/darts/eval_network.py"},
+    # test_network's NumPy reference of a cell (a known-answer test needs one)
+    "states.append(node)": {"tests/test_network.py"},
+    # the sum of the binarisation penalty over the cell types
+    "total = term if total is None else total + term": {"minidarts/darts/architect.py"},
+    # a loop over a cell's nodes, as the plots and the Pareto tables walk a genotype
+    "for node in range(steps):": {
+        "minidarts/darts/genotype.py",
+        "minidarts/jobs/plots.py",
+        "minidarts/jobs/pareto.py",
+    },
+    'if name == "none":': {"minidarts/darts/operations.py"},
+    # Div.backward reads the inputs it saved as Mul's and MatMul's do
+    "a, b = self.a, self.b": {"minidarts/engine/arithmetic.py"},
+    # test_second_order's own central differences over alpha (its reference gradient)
+    "for i in range(flat.size):": {"tests/test_second_order.py"},
+}
+
+
+def _squeeze(text):
+    return re.sub(r"\s+", "", text)
+
+
+def solution_lines():
+    """{task: [(normalised line, line as written)]} over the package's regions."""
+    found = {}
+    for task, places in assign.package_regions().items():
+        for file, begin in places:
+            path = REPO / "minidarts" / file
+            text = path.read_text()
+            comments = {
+                tok.start[0]: tok.start[1]
+                for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                if tok.type == tokenize.COMMENT
+            }
+            lines = text.splitlines()
+            end = next(i for i in range(begin, len(lines)) if assign.END.match(lines[i]))
+            for number in range(begin + 1, end + 1):  # 1-based: the lines after BEGIN
+                code = lines[number - 1][: comments.get(number)]
+                if len(_squeeze(code)) >= MIN_CHARS:
+                    found.setdefault(task, []).append((_squeeze(code), code.strip()))
+    return found
+
+
+def copy_texts(root):
+    """{relative path: text} of every text file under `root` (binary files left out)."""
+    texts = {}
+    for path in sorted(Path(root).rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        data = path.read_bytes()
+        if b"\0" in data:
+            continue
+        try:
+            texts[path.relative_to(root).as_posix()] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return texts
+
+
+def leaks(texts):
+    """[(task, solution line, file)] for each solution line found in a file of `texts`
+    where SHARED does not allow it."""
+    squeezed = {rel: _squeeze(text) for rel, text in texts.items()}
+    allowed = {_squeeze(line): files for line, files in SHARED.items()}
+    found = []
+    for task, lines in solution_lines().items():
+        for key, line in lines:
+            for rel, text in squeezed.items():
+                if key in text and not (
+                    key in allowed and (allowed[key] is None or rel in allowed[key])
+                ):
+                    found.append((task, line, rel))
+    return found
+
+
+@pytest.fixture(scope="module")
+def student_texts(student_copy):
+    return copy_texts(student_copy)
+
+
+def test_no_solution_line_reaches_the_student_copy(student_texts):
+    lines = solution_lines()
+    assert sorted(lines) == sorted(TASK_IDS)
+    for task, found in lines.items():  # every task has lines to look for
+        assert len([k for k, _ in found if k not in map(_squeeze, SHARED)]) >= 1, task
+    assert "README.md" in student_texts and "STUDENT.md" in student_texts
+    assert leaks(student_texts) == []
+    # SHARED holds no stale entry: each is a solution line, found where it is allowed
+    keys = {k for found in lines.values() for k, _ in found}
+    for line, files in SHARED.items():
+        assert _squeeze(line) in keys, line
+        places = [rel for rel, text in student_texts.items() if _squeeze(line) in _squeeze(text)]
+        assert places and (files is None or set(places) <= files), (line, places)
+
+
+def test_the_leak_scan_finds_a_planted_solution_line(student_texts):
+    """One line of each task's solution, re-spaced, in a note of the copy; and a line
+    SHARED allows elsewhere, in STUDENT.md: each is found, and nothing else."""
+    lines = solution_lines()
+    shared = set(map(_squeeze, SHARED))
+    planted = {task: next(s for k, s in found if k not in shared) for task, found in lines.items()}
+    note = "\n".join("    " + s.replace(" ", "   ").replace("(", "( ") for s in planted.values())
+    texts = dict(student_texts, **{"notes/solutions.md": note})
+    texts["STUDENT.md"] += "\n    a, b  =  self.a,  self.b\n"
+    found = sorted(leaks(texts))
+    expected = [(task, line, "notes/solutions.md") for task, line in planted.items()]
+    expected += [
+        (t, "a, b = self.a, self.b", "STUDENT.md") for t in ("backward_matmul", "backward_mul")
+    ]
+    assert found == sorted(expected)
+
+
+def test_hints_reach_a_copy_only_when_asked_for(student_copy, tmp_path):
+    """The default copy has no hint; `--hints genotype` keeps genotype's hints, exactly,
+    above its stub, and no other task's."""
+    for path in (student_copy / "minidarts").rglob("*.py"):
+        if not assign._is_tool(path):
+            assert not any(assign.HINT.match(s) for s in path.read_text().splitlines()), path
+    out = tmp_path / "hinted"
+    assert assign.main([str(out), "--tasks", "backward_mul,genotype", "--hints", "genotype"]) == 0
+    text = (out / "minidarts" / "darts" / "genotype.py").read_text()
+    lines = text.splitlines(keepends=True)
+    ((_, begin, end),) = assign.find_student_regions(text)
+    ((file, line),) = assign.package_regions()["genotype"]
+    package = (REPO / "minidarts" / file).read_text().splitlines(keepends=True)
+    hints = ["    " + h for h in assign.region_hints(package, line - 1)]
+    assert hints and lines[begin + 1 : end - 1] == hints
+    assert lines[end - 1].lstrip().startswith('raise NotImplementedError("genotype: ')
+    mul = (out / "minidarts" / "engine" / "arithmetic.py").read_text()
+    ((_, begin, end),) = assign.find_student_regions(mul)
+    assert end == begin + 2
+    assert json.loads((out / assign.MANIFEST).read_text())["hints"] == ["genotype"]
+    assert "`# HINT:` lines above the stubs of `genotype`" in (out / "STUDENT.md").read_text()
+
+
 SOURCE = """def f(x):
     y = 2 * x
     # BEGIN SOLUTION numerical_grad: double it "twice"
@@ -188,9 +392,24 @@ def test_strip_solutions_replaces_the_region_at_its_indentation():
     assert namespace["g"]() == 1
 
 
+def test_hints_are_kept_above_the_stub_only_when_asked_for():
+    source = SOURCE.replace(
+        '"twice"\n', '"twice"\n    # HINT: y * 2\n    #   HINT: not one (no colon)\n'
+    ).replace("    # HINT: y * 2\n", "    # HINT: y * 2\n    # HINT: then return it\n")
+    plain, hinted = assign.strip_solutions(source), assign.strip_solutions(source, hints=True)
+    assert plain == assign.strip_solutions(SOURCE)
+    assert hinted == assign.strip_solutions(source, hints=["numerical_grad"])
+    assert assign.strip_solutions(source, hints=["cell"]) == plain
+    assert hinted == plain.replace(
+        "    raise", "    # HINT: y * 2\n    # HINT: then return it\n    raise"
+    )
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
+        ("    x = 1\n    # HINT: y\n", "must follow a BEGIN SOLUTION"),
+        ("# BEGIN SOLUTION cell: a\nx = 1\n# HINT: y\n# END SOLUTION\n", "must follow"),
         ("    # BEGIN SOLUTION cell: a\n    x = 1\n", "never ended"),
         ("    x = 1\n    # END SOLUTION\n", "without BEGIN"),
         ("# BEGIN SOLUTION cell: a\n# BEGIN SOLUTION genotype: b\n# END SOLUTION\n", "inside"),

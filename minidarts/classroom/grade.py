@@ -325,7 +325,9 @@ def grade(
                     trees.put(tree)
             passed, total, message, seconds = run
             stub = STUB.search(message)
-            if stub and stub["task"] != task:
+            if message.startswith(f"task {task} needs task "):
+                message = message[len(f"task {task} ") :]  # named by selftest.py in a copy
+            elif stub and stub["task"] != task:
                 message = f"needs task {stub['task']} first: {message}"
             ok = total > 0 and passed == total
             score = passed / total if partial and total else float(ok)

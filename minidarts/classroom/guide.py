@@ -119,9 +119,10 @@ python -m pytest                            # everything; ends with a line per t
 
 In your copy the tasks use each other (every gradient check calls `numerical_grad`,
 the cell calls the mixed operation, which calls the convolution), so a task's tests can
-fail in a task you have not finished yet: the error then reads
-`NotImplementedError: <that task>: ...`, and `python -m minidarts grade .` names it as
-the prerequisite. Do the tasks in order.
+fail in a task you have not finished yet. The failure then names it:
+`task <yours> needs task <that one> first (<function> in <file>): NotImplementedError:
+...`, and so do your task's line at the end of the run and `python -m minidarts grade .`.
+Do the tasks in order.
 
 ## Grade yourself
 

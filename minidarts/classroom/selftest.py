@@ -1,0 +1,118 @@
+"""pytest hooks for a student copy: prerequisites named, and a line per task at the end.
+
+In a student copy (an assignment.json at the root: `python -m minidarts assign` wrote
+it) the tasks use each other: every gradient check calls numerical_grad, the cell calls
+the mixed operation, which calls the convolution. A test of task T can then fail on the
+stub of another task U, with U's NotImplementedError. These hooks, which tests/conftest.py
+imports, make that plain:
+
+- a failure caused by the stub of a task U that the test is not marked with reads
+  `task T needs task U first (function in file): NotImplementedError: U: ...`, in the
+  short summary and in the JUnit report (so `python -m minidarts grade .` shows it);
+- the run ends with a "classroom tasks" section: one line per task, its tests passed /
+  run and the prerequisites its failures need, and one for the tests of no task.
+
+In the teacher's repository (no assignment.json) they do nothing.
+"""
+
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from .assign import MANIFEST, TASKS, find_student_regions
+from .guide import enclosing_function
+
+TASK_IDS = tuple(t for t, _, _ in TASKS)
+# the message of a stub, as assign.strip_solutions writes it
+STUB = re.compile(r"NotImplementedError: (?P<task>[a-z0-9_]+):")
+NEEDS = "needs task"
+
+
+def in_student_copy(config):
+    return (Path(config.rootpath) / MANIFEST).is_file()
+
+
+@cache
+def where(root, task):
+    """'function in minidarts/file' of a task's region in the copy at `root`."""
+    file = "minidarts/" + dict((t, w) for t, w, _ in TASKS)[task]
+    try:
+        text = (Path(root) / file).read_text()
+        begin = [b for t, b, _ in find_student_regions(text, file) if t == task][0]
+        return f"{enclosing_function(Path(root) / file, begin)} in {file}"
+    except (OSError, IndexError, ValueError):  # markers damaged or moved
+        return file
+
+
+def stub_task(excinfo, report):
+    """The task whose stub raised the failure of `report`, or None: the exception
+    itself, else the first stub message in the failure's text (an error wrapped by
+    another, or printed by a subprocess)."""
+    if excinfo is not None and excinfo.errisinstance(NotImplementedError):
+        m = re.match(r"([a-z0-9_]+):", str(excinfo.value))
+        if m and m[1] in TASK_IDS:
+            return m[1]
+    for m in STUB.finditer(str(report.longrepr)):
+        if m["task"] in TASK_IDS:
+            return m["task"]
+    return None
+
+
+def own_tasks(item):
+    return [t for t in TASK_IDS if any(m.name == t for m in item.iter_markers())]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure caused by another task's stub, name that task first in the message
+    (report.needs_task keeps it for the summary)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or not in_student_copy(item.config):
+        return
+    needed = stub_task(call.excinfo, report)
+    own = own_tasks(item)
+    if needed is None or needed in own:
+        return
+    report.needs_task = needed
+    who = f"task {', '.join(own)} " if own else ""
+    text = f"{who}{NEEDS} {needed} first ({where(str(item.config.rootpath), needed)})"
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        crash.message = f"{text}: {crash.message}"
+    report.sections.append(("prerequisite", text))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """One line per classroom task at the end of the run: its tests passed / run, and
+    the tasks its failures need first; then the same for the tests of no task."""
+    if not in_student_copy(config):
+        return
+    rows = {task: [0, 0, {}] for task in (*TASK_IDS, None)}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when != "call" and outcome == "passed":
+                continue
+            mine = [t for t in TASK_IDS if t in report.keywords] or [None]
+            for task in mine:
+                row = rows[task]
+                row[0] += outcome == "passed"
+                row[1] += 1
+                needed = getattr(report, "needs_task", None)
+                if needed:
+                    row[2][needed] = row[2].get(needed, 0) + 1
+    terminalreporter.section("classroom tasks")
+    root = str(config.rootpath)
+    for task, (passed, run, needs) in rows.items():
+        if not run:
+            continue
+        verdict = "pass" if passed == run else "FAIL"
+        line = f"{task or 'tests of no task':<24} {verdict}  {passed}/{run} tests"
+        if needs:
+            line += "; " + ", ".join(
+                f"{n} {'needs' if n == 1 else 'need'} task {u} first ({where(root, u)})"
+                for u, n in needs.items()
+            )
+        terminalreporter.write_line(line)
