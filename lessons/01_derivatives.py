@@ -39,7 +39,10 @@ Run from the repository root:  python lessons/01_derivatives.py   (figures: less
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import matplotlib  # noqa: E402
@@ -59,9 +62,8 @@ def section(title):
     print(f"\n=== {title} ===")
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. Forward and central differences of sin(x) at 1
 section("1. Forward and central differences of f(x) = sin(x) at x = 1")
-# ---------------------------------------------------------------------------------------
 x0, exact = 1.0, np.cos(1.0)
 print(f"exact f'(1) = cos(1) = {exact:.12f}")
 print(f"{'eps':>8} | {'forward diff error':>18} | {'central diff error':>18}")
@@ -79,9 +81,8 @@ print(f"halving eps divides the central error by {cen_ratio:.2f} (order eps^2)")
 assert 1.8 < fwd_ratio < 2.2, "forward differences should be first order"
 assert 3.8 < cen_ratio < 4.2, "central differences should be second order"
 
-# ---------------------------------------------------------------------------------------
+# %% 2. float32 against float64: error of md.numerical_grad over a range of eps
 section("2. float32 against float64: error of md.numerical_grad over a range of eps")
-# ---------------------------------------------------------------------------------------
 # md.numerical_grad(f, x, eps) perturbs one element of x at a time, in x's own dtype, and
 # returns the central differences of the scalar f. With f(x) = sum(sin(x)) the gradient is
 # cos(x) element by element, known exactly.
@@ -154,9 +155,8 @@ fig.savefig(FIG_DIR / "error_vs_eps.png", dpi=120)
 plt.close(fig)
 print(f"figure: {(FIG_DIR / 'error_vs_eps.png').relative_to(ROOT)}")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. gradcheck on a correct backward: softplus
 section("3. gradcheck on a correct backward: softplus(x) = log(1 + e^x)")
-# ---------------------------------------------------------------------------------------
 # A new differentiable op is a Function with forward (arrays in, array out) and backward
 # (dL/dy in, dL/dx out). d/dx log(1 + e^x) = e^x / (1 + e^x) = sigmoid(x).
 
@@ -188,6 +188,7 @@ report = md.gradcheck(softplus, x)
 print(f"softplus: {report}  (the float32 input was checked as a float64 copy)")
 assert report.max_rel_error < 1e-6 and report.n_checks == x.numel()
 
+# %% 4. When the checker fails: a deliberately wrong backward
 section("4. When the checker fails: a deliberately wrong backward")
 try:
     md.gradcheck(softplus_wrong, x)
@@ -226,4 +227,23 @@ else:
     raise AssertionError("gradcheck missed the wrong sign for negative inputs")
 print("moral: check on inputs that reach every branch, and keep them away from kinks (x = 0)")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 1, drop the 2 of the central difference: (sin(x0 + eps) - sin(x0 - eps)) / eps.
+#    Expect the error to stop shrinking with eps and to stay near cos(1) (the quotient tends to
+#    twice f'(1)), so the order-of-convergence assert fails.
+#
+# 2. In section 2, extend eps_values down to 1e-15 (np.arange(1, 16)). Expect the float64 error
+#    to keep climbing as u / eps, until near eps = 1e-15 it is as large as a good fraction of the
+#    derivative itself: rounding, not truncation, rules the left of the plot.
+#
+# 3. In section 4, give AbsWrong the right backward (gy * np.sign(self.x)) and put 1e-7 into
+#    `mixed`. Expect gradcheck to fail at that element although the backward is right: within
+#    gradcheck's eps = 1e-6 of the kink at 0 the central difference straddles it and returns
+#    about a tenth of the slope. Lesson 11 meets the same effect in second-order DARTS.
+
+# %%
 print("\nlesson 01: all checks passed")

@@ -41,7 +41,10 @@ import math
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import numpy as np  # noqa: E402
@@ -59,9 +62,8 @@ def close(x, y, rtol=1e-12):
     return math.isclose(float(x), float(y), rel_tol=rtol, abs_tol=1e-15)
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. Forward pass by hand (plain Python floats)
 section("1. Forward pass by hand (plain Python floats)")
-# ---------------------------------------------------------------------------------------
 a, b, c = 0.5, -1.2, 2.0
 u = a * b
 v = math.exp(a)
@@ -70,9 +72,8 @@ f = s * c
 print(f"a = {a}, b = {b}, c = {c}")
 print(f"u = a*b = {u:.6f},  v = exp(a) = {v:.6f},  s = u + v = {s:.6f},  f = s*c = {f:.6f}")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. Backward pass by hand: the chain rule, from f back to the inputs
 section("2. Backward pass by hand: the chain rule, from f back to the inputs")
-# ---------------------------------------------------------------------------------------
 df_df = 1.0
 df_ds = df_df * c
 df_dc = df_df * s
@@ -89,9 +90,8 @@ for name in "abc":
     assert close(by_hand[name], closed_form[name]), name
 print("the sweep agrees with the closed forms c(b + e^a), c a, a b + e^a")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. The same with minidarts Tensors: f.backward()
 section("3. The same with minidarts Tensors: f.backward()")
-# ---------------------------------------------------------------------------------------
 # float64 so that the comparison can be tight; requires_grad marks the leaves we want
 # gradients for.
 ta = md.tensor(a, requires_grad=True, dtype=np.float64)
@@ -111,9 +111,8 @@ for label, hand, t in rows:
     assert close(hand, t.grad.item()), label
 assert close(tf.item(), f)
 
-# ---------------------------------------------------------------------------------------
+# %% 4. The graph the library recorded
 section("4. The graph the library recorded")
-# ---------------------------------------------------------------------------------------
 # Each non-leaf tensor remembers the Function that made it (tensor._ctx) and that
 # Function remembers its input tensors (fn.inputs). Walking those links is the graph.
 names = {id(t): n for n, t in [("a", ta), ("b", tb), ("c", tc), ("u", tu), ("v", tv)]}
@@ -134,9 +133,8 @@ def show(t, depth=0):
 
 show(tf)
 
-# ---------------------------------------------------------------------------------------
+# %% 5. Reverse mode, step by step: our own backward() over the recorded graph
 section("5. Reverse mode, step by step: our own backward() over the recorded graph")
-# ---------------------------------------------------------------------------------------
 # This is what Tensor.backward does, in a dozen lines: order the nodes so every tensor
 # comes after its inputs, then walk that order backwards, asking each Function for the
 # gradients of its inputs and summing what arrives at each tensor.
@@ -175,9 +173,8 @@ for label, t in [("a", ta), ("b", tb), ("c", tc)]:
     assert close(mine[id(t)], t.grad.item()), label
 print("our sweep gives the library's gradients (a was visited once, after both its uses)")
 
-# ---------------------------------------------------------------------------------------
+# %% 6. Vectors, accumulation and no_grad
 section("6. Vectors, accumulation and no_grad")
-# ---------------------------------------------------------------------------------------
 rng = np.random.default_rng(0)
 va, vb, vc = (
     md.tensor(rng.standard_normal(5), requires_grad=True, dtype=np.float32) for _ in range(3)
@@ -204,9 +201,8 @@ with md.no_grad():
 assert not y.requires_grad and y.is_leaf
 print("inside md.no_grad() nothing is recorded: y has no graph, y.requires_grad = False")
 
-# ---------------------------------------------------------------------------------------
+# %% 7. gradcheck: the library's backward against central differences
 section("7. gradcheck: the library's backward against central differences")
-# ---------------------------------------------------------------------------------------
 
 
 def f_of(a, b, c):
@@ -217,4 +213,21 @@ report = md.gradcheck(f_of, va, vb, vc)
 print(f"f(a, b, c) on vectors of 5: {report}")
 assert report.n_checks == 15 and report.max_rel_error < 1e-6
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. Give a a third use: f = (a*b + exp(a) + a*a) * c. Expect df/da = c (b + e^a + 2a) (update
+#    the sweep of section 2 and closed_form); section 4's graph shows a under three Functions,
+#    and section 5's sweep still reaches a once, after all its uses have been added up.
+#
+# 2. Remove .retain_grad() from tu in section 3. Expect tu.grad to be None after backward (the
+#    table fails on it): the library keeps gradients of intermediate tensors only when asked.
+#
+# 3. In section 6, call backward twice without zero_grad and then take a gradient step by hand.
+#    Expect a step twice as long as intended: this is why every optimiser step starts with
+#    zero_grad().
+
+# %%
 print("\nlesson 02: all checks passed")

@@ -41,7 +41,10 @@ Run from the repository root:  python lessons/03_broadcasting_softmax.py
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import numpy as np  # noqa: E402
@@ -67,9 +70,8 @@ def same(a, b, rtol=1e-12):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-14)
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. Broadcasting: the gradient of a stretched tensor is a sum
 section("1. Broadcasting: the gradient of a stretched tensor is a sum")
-# ---------------------------------------------------------------------------------------
 x, b = leaf(2, 3, 4), leaf(3, 1)
 y = x + b  # b is stretched to (2, 3, 4)
 g = rng.standard_normal(y.shape)  # some upstream gradient dL/dy
@@ -94,9 +96,8 @@ def bcast(x, b):
 
 print(f"gradcheck x * b + b: {md.gradcheck(bcast, leaf(2, 3, 4), leaf(3, 1))}")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. Matrix products: the gradients dX and dW
 section("2. Matrix products: dX = G W^T, dW = X^T G")
-# ---------------------------------------------------------------------------------------
 X, W = leaf(5, 3), leaf(3, 2)
 Y = X @ W
 G = rng.standard_normal(Y.shape)
@@ -122,9 +123,8 @@ def mm(a, w):
 print(f"gradcheck X @ W:           {md.gradcheck(mm, leaf(5, 3), leaf(3, 2))}")
 print(f"gradcheck batched, shared: {md.gradcheck(mm, leaf(4, 5, 3), leaf(3, 2))}")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. Softmax: the Jacobian diag(p) - p p^T, and backward without it
 section("3. Softmax: the Jacobian diag(p) - p p^T, and backward without it")
-# ---------------------------------------------------------------------------------------
 z = leaf(4)
 p = F.softmax(z, dim=0)
 pv = p.numpy()
@@ -160,9 +160,8 @@ def softmax_rows(t):
 
 print(f"gradcheck softmax over rows of a (3, 5): {md.gradcheck(softmax_rows, leaf(3, 5))}")
 
-# ---------------------------------------------------------------------------------------
+# %% 4. Cross-entropy: dCE/dlogits is softmax minus onehot
 section("4. Cross-entropy: dCE/dlogits = softmax - onehot")
-# ---------------------------------------------------------------------------------------
 N, K = 6, 4
 logits = leaf(N, K)
 target = md.tensor(rng.integers(0, K, size=N))
@@ -192,9 +191,8 @@ def ce(t):
 
 print(f"gradcheck cross_entropy: {md.gradcheck(ce, leaf(N, K))}")
 
-# ---------------------------------------------------------------------------------------
+# %% 5. All together: a linear classifier, gradients by hand, a few descent steps
 section("5. All together: a linear classifier, gradients by hand, a few descent steps")
-# ---------------------------------------------------------------------------------------
 # Three Gaussian blobs in 2-D, z = x W^T + b (F.linear's convention: W is (K, D)).
 centres = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
 labels = rng.integers(0, 3, size=60)
@@ -232,4 +230,22 @@ def classifier(x, w, b):
 
 print(f"gradcheck linear + cross_entropy: {md.gradcheck(classifier, xs, Wc, bc)}")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 1, give b the shape (1, 3, 1) instead of (3, 1). Expect the library's b.grad to
+#    keep that shape and to equal g.sum(axis=(0, 2), keepdims=True); the by-hand line, written
+#    for (3, 1), must change.
+#
+# 2. In section 4, multiply the logits by 1000 before the loss (logits.data *= 1000). Expect a
+#    finite loss (the library works with log-sum-exp) and gradient rows that are exactly 0 where
+#    the target already has the largest logit: softmax - onehot with a one-hot softmax.
+#
+# 3. In section 5, put the third blob on the second (centres[2] = centres[1]). Expect the
+#    training accuracy to fall well below 0.9, since two classes now share one blob and no linear
+#    classifier tells them apart; the accuracy assert fails.
+
+# %%
 print("\nlesson 03: all checks passed")

@@ -40,7 +40,10 @@ Run from the repository root:  python lessons/04_convolution.py   (figures: less
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import matplotlib  # noqa: E402
@@ -74,9 +77,8 @@ def same(a, b, rtol=1e-12):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12)
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. A 4x4 image and a 2x2 kernel: windows, columns, product
 section("1. A 4x4 image and a 2x2 kernel: windows, columns, product")
-# ---------------------------------------------------------------------------------------
 x = md.tensor(np.arange(16.0).reshape(4, 4), dtype=np.float64)
 w = md.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=np.float64)
 xa, wa = x.data, w.data  # the arrays inside the library's tensors
@@ -113,9 +115,8 @@ same(y_im2col, y_lib)
 print("= scipy.signal.correlate2d = convolve2d with the flipped kernel = F.conv2d")
 print("(deep learning's 'convolution' is cross-correlation: the kernel is not flipped)")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. The general case: batch, channels, padding, stride, dilation
 section("2. The general case: batch, channels, padding, stride, dilation")
-# ---------------------------------------------------------------------------------------
 
 
 def conv_out(size, k, s, p, d):
@@ -167,9 +168,8 @@ same(y_mine, yt.numpy())
 same(y_mine, scipy_conv2d(xt.data, wt.data, **settings) + bt.data.reshape(1, 4, 1, 1))
 print("im2col by hand = F.conv2d = the SciPy reference")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. Backward: dW, dcols, then col2im as a scatter-add
 section("3. Backward: dW = G cols^T, dcols = W^T G, then col2im as a scatter-add")
-# ---------------------------------------------------------------------------------------
 G = rng.standard_normal(yt.shape)  # some upstream gradient dL/dy
 yt.backward(G)
 n, o = G.shape[:2]
@@ -216,9 +216,8 @@ r2 = md.gradcheck(conv_groups2, leaf(2, 4, 5, 5), leaf(4, 2, 3, 3))
 print(f"gradcheck conv2d stride 2, padding 1, dilation 2, bias: {r1}")
 print(f"gradcheck conv2d groups=2:                            {r2}")
 
-# ---------------------------------------------------------------------------------------
+# %% 4. Depthwise convolution: one kernel per channel
 section("4. Depthwise convolution: groups = C, one kernel per channel")
-# ---------------------------------------------------------------------------------------
 C = 3
 xd, wdw = leaf(2, C, 8, 8), leaf(C, 1, 3, 3)
 yd = F.conv2d(xd, wdw, padding=2, dilation=2, groups=C)  # DARTS' dil_conv_3x3 geometry
@@ -257,9 +256,8 @@ r4 = md.gradcheck(depthwise_dil, leaf(2, 3, 6, 6), leaf(3, 1, 3, 3))
 print(f"gradcheck depthwise stride 2:   {r3}")
 print(f"gradcheck depthwise dilation 2: {r4}")
 
-# ---------------------------------------------------------------------------------------
+# %% 5. Pictures: an MNIST digit, its windows, the column matrix, edge filters
 section("5. Pictures: an MNIST digit, its windows, the column matrix, edge filters")
-# ---------------------------------------------------------------------------------------
 images, labels = data.load_mnist(split="test", verify=False)
 digit = images[0].astype(np.float32) / 255.0  # a 28x28 "7"
 sobel = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=np.float32)
@@ -334,4 +332,19 @@ fig.savefig(FIG_DIR / "cols_rows.png", dpi=110)
 plt.close(fig)
 print(f"figures: {FIG_DIR.relative_to(ROOT)}/im2col.png, cols_rows.png")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 1, swap the last two strides of the windows view: strides=(row, col, col, row).
+#    Expect every window to come out transposed: y becomes correlate2d(x, w.T) and the checks
+#    against SciPy fail.
+#
+# 2. In section 3, replace np.add.at by gxpad[:, :, flat_pos] += dcols.reshape(n, c,
+#    kk * kk, -1). Expect the dx check to fail exactly at the pixels that more than one window
+#    reads: with repeated indices NumPy's += keeps only one of the additions, np.add.at keeps
+#    them all.
+
+# %%
 print("\nlesson 04: all checks passed")

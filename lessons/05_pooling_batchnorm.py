@@ -26,12 +26,34 @@ Batch normalisation, per channel c over the n = N*H*W values of that channel:
     evaluation: the same with mu, var := running_mean, running_var: a FIXED affine map,
                so an image's output no longer depends on the other images of its batch.
 
-The training backward has to remember that mu and var depend on x too. With g = gy * gamma,
+The training backward has to remember that mu and var depend on x too. Section 4 derives
+it on the graph of the normalisation (one channel; sums and means over its n values):
 
-    dL/dx = 1 / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat)),
+    x --+-------------------> d = x - mu --+--> var = mean(d^2) --> r = (var + eps)^(-1/2)
+        |                          ^          |                                |
+        +--> mu = mean(x) ---------+          +-----------> x_hat = d * r <----+
+                                                                  |
+                                                     y = gamma * x_hat + beta
 
-(the mean(g) term comes through mu, the x_hat term through var),
-dL/dgamma = sum(gy * x_hat), dL/dbeta = sum(gy).
+x reaches L through d and through mu; d through x_hat and through var.
+
+Going backward from gy = dL/dy, each node's adjoint (dL/dnode) is the sum over the nodes
+it feeds of (their adjoint) x (the local partial derivative):
+
+    dL/dbeta  = sum(gy),   dL/dgamma = sum(gy * x_hat),   g := dL/dx_hat = gy * gamma
+    dL/dr     = sum(g * d)                                       (x_hat = d * r)
+    dL/dvar   = dL/dr * dr/dvar = -1/2 (var + eps)^(-3/2) sum(g * d)
+    dL/dd_i   = g_i * r + dL/dvar * 2 d_i / n                    (through x_hat and var)
+    dL/dmu    = -sum_i dL/dd_i = -r sum(g)                       (sum(d) = 0 drops the var term)
+    dL/dx_i   = dL/dd_i + dL/dmu / n                             (through d and mu)
+
+and substituting, with x_hat_i = d_i r,
+
+    dL/dx = r * (g - mean(g) - x_hat * mean(g * x_hat)):
+
+the mean(g) term comes through mu, the x_hat term through var. Every line is checked
+against central differences of L computed from that node onwards, and the result against
+the library's backward and gradcheck.
 
 Run from the repository root:  python lessons/05_pooling_batchnorm.py  (figures: lessons/figures/05)
 """
@@ -39,7 +61,10 @@ Run from the repository root:  python lessons/05_pooling_batchnorm.py  (figures:
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import matplotlib  # noqa: E402
@@ -86,9 +111,8 @@ def windows(x, k, s, p, fill):
     return sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. Max pooling: forward against windows.max(), gradient to the winner
 section("1. Max pooling: forward against windows.max(), gradient to the winner")
-# ---------------------------------------------------------------------------------------
 x = distinct(2, 3, 7, 7)
 y = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 win = windows(x.data, 3, 2, 1, -np.inf)
@@ -136,9 +160,8 @@ except AssertionError:
 else:
     raise AssertionError("a tie in max pooling should not pass gradcheck")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. Average pooling: count_include_pad True and False
 section("2. Average pooling: count_include_pad True and False")
-# ---------------------------------------------------------------------------------------
 ones = md.tensor(np.ones((1, 1, 4, 4)), dtype=np.float64)
 incl = F.avg_pool2d(ones, 3, stride=1, padding=1, count_include_pad=True).numpy()[0, 0]
 excl = F.avg_pool2d(ones, 3, stride=1, padding=1, count_include_pad=False).numpy()[0, 0]
@@ -180,9 +203,8 @@ def avgpool_excl(t):  # DARTS' avg_pool_3x3
 print(f"gradcheck avg_pool2d 3/2/1, include pad: {md.gradcheck(avgpool_incl, leaf(2, 2, 7, 7))}")
 print(f"gradcheck avg_pool2d 3/2/1, exclude pad: {md.gradcheck(avgpool_excl, leaf(2, 2, 7, 7))}")
 
-# ---------------------------------------------------------------------------------------
-section("3. Batch norm, training: batch statistics, running statistics, backward")
-# ---------------------------------------------------------------------------------------
+# %% 3. Batch norm, training: batch statistics and running statistics
+section("3. Batch norm, training: batch statistics and running statistics")
 C = 3
 x = leaf(8, C, 4, 4, scale=3.0, shift=2.0)  # mean about 2, std about 3
 gamma, beta = leaf(C), leaf(C)
@@ -207,27 +229,6 @@ same(running_var, 0.9 * 1.0 + 0.1 * var * n / (n - 1))
 print(f"running_mean = 0.9*0 + 0.1*mu = {running_mean.round(4)}")
 print(f"running_var  = 0.9*1 + 0.1*var*n/(n-1) = {running_var.round(4)}  (n = {n}, unbiased)")
 
-G = rng.standard_normal(y.shape)
-y.backward(G)
-g = G * gamma.data[None, :, None, None]
-invstd = 1.0 / np.sqrt(var + 1e-5)[None, :, None, None]
-dx = invstd * (
-    g - g.mean(axis=axes, keepdims=True) - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)
-)
-same(x.grad, dx, rtol=1e-10)
-same(gamma.grad, (G * x_hat).sum(axis=axes), rtol=1e-10)
-same(beta.grad, G.sum(axis=axes), rtol=1e-10)
-print("by hand = the library's: dL/dx = invstd * (g - mean(g) - x_hat * mean(g * x_hat)),")
-print("dL/dgamma = sum(gy * x_hat), dL/dbeta = sum(gy)")
-
-
-def bn_train(t, w, b):  # no running statistics: gradcheck calls it many times
-    return F.batch_norm(t, None, None, w, b, training=True)
-
-
-report = md.gradcheck(bn_train, leaf(4, 2, 3, 3, scale=2.0), leaf(2), leaf(2))
-print(f"gradcheck batch_norm training (x, gamma, beta): {report}")
-
 # In training an image's output depends on its batch-mates (through mu and var):
 x0 = x.data[:1]
 with md.no_grad():
@@ -239,9 +240,101 @@ moved = np.abs(batch_a.numpy()[0] - batch_b.numpy()[0]).max()
 print(f"the same image in two different batches: outputs differ by up to {moved:.3f}")
 assert moved > 0.1
 
-# ---------------------------------------------------------------------------------------
-section("4. Batch norm, evaluation: the running statistics, a fixed affine map")
-# ---------------------------------------------------------------------------------------
+# %% 4. The batch-norm backward, derived on its graph
+section("4. The batch-norm backward, derived on its graph")
+# The same x, gamma, beta as above; L = sum(G * y) for a random G, so that dL/dy = G.
+EPS, axes_k = 1e-5, dict(axis=axes, keepdims=True)  # per channel, shapes (1, C, 1, 1)
+n = x.numel() // C  # values per channel, N * H * W
+G = rng.standard_normal(y.shape)
+gam, bet = gamma.data[None, :, None, None], beta.data[None, :, None, None]
+# forward, node by node
+mu = x.data.mean(**axes_k)
+d = x.data - mu
+var = (d * d).mean(**axes_k)
+r = (var + EPS) ** -0.5
+x_hat = d * r
+# backward, node by node, from the output to the input
+dbeta = G.sum(axis=axes)
+dgamma = (G * x_hat).sum(axis=axes)
+g = G * gam  # dL/dx_hat
+dr = (g * d).sum(**axes_k)  # x_hat = d * r
+dvar = dr * -0.5 * (var + EPS) ** -1.5  # r = (var + eps)^(-1/2)
+dd = g * r + dvar * 2 * d / n  # d feeds x_hat and var = mean(d^2)
+dmu = -dd.sum(**axes_k)  # d = x - mu: every d_i feeds back to mu
+dx = dd + dmu / n  # x feeds d and mu = mean(x)
+
+
+# L computed from one node onwards: the node's value is the argument, everything it feeds
+# is recomputed from it, every other input keeps its value. md.numerical_grad of such a
+# function (central differences, float64) is that node's adjoint, found without calculus.
+def L_from_x(x_):
+    m = x_.mean(**axes_k)
+    return L_from_mu(m, x_)
+
+
+def L_from_mu(m, x_=x.data):
+    return L_from_d(x_ - m)
+
+
+def L_from_d(d_):
+    return L_from_var((d_ * d_).mean(**axes_k), d_)
+
+
+def L_from_var(v_, d_=d):
+    return L_from_r((v_ + EPS) ** -0.5, d_)
+
+
+def L_from_r(r_, d_=d):
+    return L_from_x_hat(d_ * r_)
+
+
+def L_from_x_hat(xh):
+    return float((G * (gam * xh + bet)).sum())
+
+
+adjoints = [
+    ("dL/dx_hat = gy * gamma", g, L_from_x_hat, x_hat),
+    ("dL/dr = sum(g * d)", dr, L_from_r, r),
+    ("dL/dvar = -1/2 (var + eps)^(-3/2) dL/dr", dvar, L_from_var, var),
+    ("dL/dd = g r + dL/dvar 2 d / n", dd, L_from_d, d),
+    ("dL/dmu = -sum(dL/dd)", dmu, L_from_mu, mu),
+    ("dL/dx = dL/dd + dL/dmu / n", dx, L_from_x, x.data),
+]
+for name, analytic, L_from, value in adjoints:
+    numerical = md.numerical_grad(L_from, value.copy())
+    err = np.abs(analytic - numerical).max() / np.abs(numerical).max()
+    print(f"{name:40s} against central differences: max relative error {err:.1e}")
+    assert err < 1e-7, name
+# the simplifications: sum(d) = 0 per channel, so the var term drops out of dL/dmu ...
+largest = np.abs(d.sum(axis=axes)).max()
+print(f"largest |sum(d)| over the channels: {largest:.0e} (zero up to rounding)")
+same(dmu, -r * g.sum(**axes_k), rtol=1e-9)
+print("so dL/dmu = -r sum(g): the variance path adds nothing to it")
+# ... and dvar * 2 d / n = -r^3 d mean(g d) = -r x_hat mean(g x_hat): the compact formula
+compact = r * (g - g.mean(**axes_k) - x_hat * (g * x_hat).mean(**axes_k))
+same(dx, compact, rtol=1e-10)
+print("dL/dx = r * (g - mean(g) - x_hat * mean(g * x_hat)): the steps, collapsed")
+
+# the library's backward: the same numbers
+x.zero_grad()
+gamma.zero_grad()
+beta.zero_grad()
+F.batch_norm(x, None, None, gamma, beta, training=True).backward(G)
+same(x.grad, compact, rtol=1e-10)
+same(gamma.grad, dgamma, rtol=1e-10)
+same(beta.grad, dbeta, rtol=1e-10)
+print("= the library's backward: x.grad, dL/dgamma = sum(gy * x_hat), dL/dbeta = sum(gy)")
+
+
+def bn_train(t, w, b):  # no running statistics: gradcheck calls it many times
+    return F.batch_norm(t, None, None, w, b, training=True)
+
+
+report = md.gradcheck(bn_train, leaf(4, 2, 3, 3, scale=2.0), leaf(2), leaf(2))
+print(f"gradcheck batch_norm training (x, gamma, beta): {report}")
+
+# %% 5. Batch norm, evaluation: the running statistics, a fixed affine map
+section("5. Batch norm, evaluation: the running statistics, a fixed affine map")
 rm, rv = np.array([1.0, -2.0, 0.5]), np.array([4.0, 0.25, 1.0])
 x = leaf(8, C, 4, 4, scale=3.0, shift=2.0)
 y = F.batch_norm(x, rm, rv, gamma, beta, training=False)
@@ -265,9 +358,8 @@ def bn_eval(t, w, b):
 report = md.gradcheck(bn_eval, leaf(4, 3, 3, 3), leaf(3), leaf(3))
 print(f"gradcheck batch_norm eval (x, gamma, beta): {report}")
 
-# ---------------------------------------------------------------------------------------
-section("5. nn.BatchNorm2d: running statistics converge to the data's, then eval()")
-# ---------------------------------------------------------------------------------------
+# %% 6. nn.BatchNorm2d: running statistics converge to the data's, then eval()
+section("6. nn.BatchNorm2d: running statistics converge to the data's, then eval()")
 true_mean = np.array([1.0, -2.0, 0.5], dtype=np.float32)
 true_std = np.array([2.0, 0.5, 1.0], dtype=np.float32)
 
@@ -324,4 +416,22 @@ fig.savefig(FIG_DIR / "running_stats.png", dpi=110)
 plt.close(fig)
 print(f"figure: {(FIG_DIR / 'running_stats.png').relative_to(ROOT)}")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 4, drop the variance path from dL/dd (dd = g * r). Expect the dL/dd and dL/dx
+#    checks against central differences to fail, and the result r (g - mean(g)) to miss the
+#    x_hat * mean(g * x_hat) term of the library's gradient.
+#
+# 2. Call F.batch_norm in training mode on one 1x1 image, shape (1, C, 1, 1). Expect a
+#    ValueError: with n = 1 value per channel, var = 0 and x_hat = 0 whatever x is, so section
+#    4's formula gives dL/dx = 0 and there is nothing to learn (PyTorch refuses it too).
+#
+# 3. In section 1's tie test, separate the two maxima by 1e-7, then by 1e-3. Expect gradcheck to
+#    fail at 1e-7 (its eps = 1e-6 steps past the other value: the central difference straddles
+#    the kink) and to pass at 1e-3.
+
+# %%
 print("\nlesson 05: all checks passed")

@@ -36,7 +36,10 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import matplotlib  # noqa: E402
@@ -82,9 +85,8 @@ def distinct(*shape, spread=4.0):
     return md.tensor(spread * grid.reshape(shape), requires_grad=True, dtype=np.float64)
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. The 8 primitives: output shapes at stride 1 and 2, weights against the formula
 section("1. The 8 primitives: output shapes at stride 1 and 2, weights against the formula")
-# ---------------------------------------------------------------------------------------
 C = 4
 x = md.tensor(rng.standard_normal((2, C, 8, 8)).astype(np.float32))
 x_odd = md.tensor(rng.standard_normal((2, C, 7, 7)).astype(np.float32))
@@ -125,9 +127,8 @@ for name in PRIMITIVES:
 assert op_param_count("sep_conv_5x5", 8, 1) == 2 * (25 * 8 + 64) == 528
 print("the convolutions cost weights, grow like C^2; pools, skip (stride 1) and none are free")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. Receptive fields: which input pixels reach one output pixel
 section("2. Receptive fields: which input pixels reach one output pixel")
-# ---------------------------------------------------------------------------------------
 # Backward from the centre output pixel: x.grad is nonzero exactly where the output
 # depends on x. In eval mode BN is a fixed affine map (in training mode its batch mean
 # would connect every pixel to every other); positive inputs keep the first ReLU open.
@@ -162,9 +163,8 @@ for name in PRIMITIVES[1:]:
 assert footprints["dil_conv_3x3"].sum() == 9 and footprints["dil_conv_5x5"].sum() == 25
 print("dilation 2 spreads the same 9 (25) taps over a 5x5 (9x9) window, with holes")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. The mixed operation, eq. (2), by hand and by MixedOp
 section("3. The mixed operation, eq. (2), by hand and by MixedOp")
-# ---------------------------------------------------------------------------------------
 mixed = MixedOp(C, stride=1)
 print(f"MixedOp(C={C}, stride=1): {len(mixed._ops)} operations, {mixed.num_parameters()} weights")
 print("(the sum of the 8 rows above; the pools are followed by a BN without weights, which")
@@ -194,9 +194,8 @@ uniform = mixed(x, F.softmax(md.tensor(np.zeros(len(PRIMITIVES), np.float32)), d
 np.testing.assert_allclose(uniform.numpy(), sum(outputs) / len(PRIMITIVES), rtol=1e-5, atol=1e-6)
 print("alpha = 0 (DARTS starts near it: 1e-3 * randn) mixes all 8 equally: the average")
 
-# ---------------------------------------------------------------------------------------
+# %% 4. d o_bar / d alpha: the formula, backward(), and gradcheck in float64
 section("4. d o_bar / d alpha: the formula, backward(), and gradcheck in float64")
-# ---------------------------------------------------------------------------------------
 G = rng.standard_normal(out.shape).astype(np.float32)  # a cotangent: dL/do_bar
 out.backward(G)
 inner = np.array([(G * (o - by_hand)).sum() for o in outputs], dtype=np.float64)
@@ -234,9 +233,8 @@ assert report.n_checks == len(PRIMITIVES) + 2 * 2 * size * size
 print("(x is a shuffled grid of distinct values away from 0: no ReLU kink, no max-pool tie;")
 print(" the alpha gradient alone needs no such care, o(x) does not depend on alpha)")
 
-# ---------------------------------------------------------------------------------------
+# %% 5. The operations on an MNIST digit
 section("5. The operations on an MNIST digit")
-# ---------------------------------------------------------------------------------------
 images, labels = data.load_mnist(split="test", verify=False)
 digits = data.normalize(images[:8])  # float32 (8, 1, 28, 28): BN needs a batch
 x_img = md.tensor(np.concatenate([digits, digits[:, :, ::-1]], axis=1))  # 2 channels
@@ -286,4 +284,23 @@ fig.savefig(FIG_DIR / "receptive_fields.png", dpi=100)
 plt.close(fig)
 print(f"figure: {(FIG_DIR / 'receptive_fields.png').relative_to(ROOT)}")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 2, remove op.eval(). Expect the four convolutions to reach the whole 15x15 image
+#    (in training mode BN normalises with the mean and variance of all pixels of the batch),
+#    while the pools and skip_connect keep their windows; the extent assert fails for the
+#    convolutions.
+#
+# 2. In section 3, make alpha 10 on sep_conv_3x3 and 0 elsewhere, and read section 4's dL/dalpha.
+#    Expect every entry to be hundreds of times smaller than for the random alpha: w_k
+#    <G, o_k - o_bar> vanishes for the winner (o_bar is nearly o_k) and for the losers (w_k is
+#    nearly e^-10). A saturated softmax learns slowly.
+#
+# 3. In section 3, mix with F.sigmoid(alpha) instead of the softmax. Expect the alpha + 5 check
+#    to fail: sigmoid weights do not sum to 1 and change under a common shift.
+
+# %%
 print("\nlesson 06: all checks passed")

@@ -37,7 +37,10 @@ Run from the repository root:  python lessons/07_cell_and_network.py
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import numpy as np  # noqa: E402
@@ -71,9 +74,8 @@ def images(n, channels, size):
     return md.tensor(rng.standard_normal((n, channels, size, size)).astype(np.float32))
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. The edges of a 4-node cell
 section("1. The edges of a 4-node cell")
-# ---------------------------------------------------------------------------------------
 STEPS = 4
 edges = []  # (source, target) in the order the cell stores its mixed operations
 for j in range(STEPS):
@@ -90,9 +92,8 @@ assert len(reduce_cell._ops) == 14
 assert strides == [2 if i < 2 else 1 for i, _ in edges], strides
 print("Cell(..., reduction=True) holds 14 MixedOps in this order, stride 2 on the input edges")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. A cell computed node by node, by hand, against Cell.forward
 section("2. A cell computed node by node, by hand, against Cell.forward")
-# ---------------------------------------------------------------------------------------
 C_in, C = 6, 4
 for reduction in (False, True):
     cell = Cell(STEPS, 4, C_in, C_in, C, reduction=reduction, reduction_prev=False)
@@ -120,9 +121,8 @@ for reduction in (False, True):
     )
 print("the output concatenates the 4 intermediate nodes: 4 * C channels")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. The supernetwork: shapes through stem, cells, pool, classifier
 section("3. The supernetwork: shapes through stem, cells, pool, classifier")
-# ---------------------------------------------------------------------------------------
 for layers, C_net in ((3, 4), (1, 8)):
     md.manual_seed(70 + layers)
     model = Network(C=C_net, layers=layers, steps=STEPS, multiplier=4, stem_multiplier=3)
@@ -150,9 +150,8 @@ for layers, C_net in ((3, 4), (1, 8)):
     )
 print("walking the layers by hand gives Network.forward's logits")
 
-# ---------------------------------------------------------------------------------------
+# %% 4. The architecture is not a weight: alpha is kept apart from parameters()
 section("4. The architecture is not a weight: alpha is kept apart from parameters()")
-# ---------------------------------------------------------------------------------------
 alphas = model.arch_parameters()
 params = list(model.parameters())
 print(f"arch_parameters(): {[tuple(a.shape) for a in alphas]} = 2 x 14 x 8 = 224 numbers")
@@ -178,9 +177,8 @@ for k, a in model.alphas.items():
 print("an SGD step over parameters() moved the weights and left alpha exactly as it was;")
 print("the search steps alpha with its own Adam, on validation batches (lesson 08)")
 
-# ---------------------------------------------------------------------------------------
+# %% 5. gradcheck of the loss w.r.t. alpha through a whole network (float64)
 section("5. gradcheck of the loss w.r.t. alpha through a whole network (float64)")
-# ---------------------------------------------------------------------------------------
 tiny = Network(C=2, layers=1, steps=2, multiplier=2, seed=7)
 for t in list(tiny.parameters()) + list(tiny.buffers()):
     if np.issubdtype(t.data.dtype, np.floating):
@@ -202,9 +200,8 @@ print("operations each, BN in training mode), pool, classifier; 3 images 8x8")
 print(f"d cross_entropy / d alpha_reduce (5 x 8): {report}")
 assert report.n_checks == 5 * len(PRIMITIVES)
 
-# ---------------------------------------------------------------------------------------
+# %% 6. The genotype: DARTS's rule on a hand-made alpha
 section("6. The genotype: DARTS's rule on a hand-made alpha")
-# ---------------------------------------------------------------------------------------
 # Written edge by edge (rows in the order of section 1), so that we know the answer:
 alpha = np.zeros((14, len(PRIMITIVES)))
 alpha[edge_index[(0, 2)], OP["sep_conv_3x3"]] = 3.0  # node 0: both edges, clear favourites
@@ -258,9 +255,8 @@ print(f"read from RAW alpha instead, node 2 would keep {wrong[4:6]}: the flat ed
 print(f"from c_{{k-2}} wins on raw values (10.3) though its softmax weight is only {flat:.3f}")
 assert ("dil_conv_5x5", 0) in wrong[4:6] and wrong != expected
 
-# ---------------------------------------------------------------------------------------
+# %% 7. Drawing the cell
 section("7. Drawing the cell")
-# ---------------------------------------------------------------------------------------
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 path = plots.draw_genotype(genotype, str(FIG_DIR / "genotype.png"), title="section 6:")
 assert Path(path).is_file()
@@ -274,4 +270,21 @@ print(f"the paper's cell: {cell_weights} weights on 14 mixed edges (all 8 operat
 print(f"this genotype keeps 8 edges with one operation each: {kept_weights} weights")
 assert 0 < kept_weights < cell_weights
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. Set STEPS = 5 in section 1. Expect 2 + 3 + 4 + 5 + 6 = num_edges(5) = 20 edges, so the
+#    `== 14` assert fails; with multiplier 5 such a cell outputs 5 C channels.
+#
+# 2. In section 6, raise the flat edge's dil_conv_5x5 from 10.3 to 14. Expect its softmax weight
+#    to rise to e^4 / (7 + e^4), above the other edges of node 2, so that node keeps
+#    (dil_conv_5x5, 0) and (avg_pool_3x3, 1), and the expected genotype no longer matches.
+#
+# 3. In section 4, step the SGD over model.parameters() + model.arch_parameters(). Expect alpha
+#    to move with the weights, on the training batch, and the assert that it stayed put to fail.
+#    Lesson 08, section 6, measures why the architecture must not learn from the training data.
+
+# %%
 print("\nlesson 07: all checks passed")

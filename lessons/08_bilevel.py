@@ -16,7 +16,10 @@ replaces w*(alpha) by the current w and alternates one step of each:
 (second-order DARTS would also differentiate through w*(alpha); the first-order
 gradient ignores that dependence). Training alpha on the training data instead would
 reward whatever fits the training set best, overfitting included; the validation split
-asks which mixture generalises.
+asks which mixture generalises. Section 6 measures it: with few, noisy training targets,
+alpha trained on the training split moves to the operation with the most weights, which
+fits the training noise and does worse on new data; alpha trained on validation data
+keeps the operation that made the targets.
 
 Here the answer is known in advance. A "teacher" produces the targets with ONE candidate
 operation: y = o_target(x) for random images x (for a convolution, with fixed random
@@ -42,7 +45,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import matplotlib  # noqa: E402
@@ -56,7 +62,7 @@ import minidarts.nn.functional as F  # noqa: E402
 from minidarts import optim  # noqa: E402
 from minidarts.darts.architect import frozen  # noqa: E402
 from minidarts.darts.mixed_op import MixedOp  # noqa: E402
-from minidarts.darts.operations import PRIMITIVES  # noqa: E402
+from minidarts.darts.operations import PRIMITIVES, op_param_count  # noqa: E402
 from minidarts.jobs.plots import OP_COLORS  # noqa: E402
 
 FIG_DIR = ROOT / "lessons" / "figures" / "08"
@@ -105,9 +111,32 @@ def mse(out, y):
     return ((out - y) ** 2).mean()
 
 
-def search(target, steps, seed=8, log_every=0, w_lr=W_LR):
-    """First-order DARTS on one MixedOp; returns softmax(alpha) and both losses per step."""
-    problem = Problem(target, seed)
+class NoisyProblem(Problem):
+    """Few images, noisy targets: y = teacher(x) + sigma * z, the noise z drawn once per
+    image, part of the data as label noise is. A batch is the whole split."""
+
+    def __init__(self, target, seed, n, sigma):
+        self.rng = np.random.default_rng(seed)
+        md.manual_seed(seed)
+        self.teacher = MixedOp(C, stride=1)
+        self.weights = one_hot(target)
+        self.data, self.noise_power = {}, {}
+        for split in ("train", "val"):
+            x = self.rng.standard_normal((n, C, SIZE, SIZE)).astype(np.float32)
+            with md.no_grad():
+                y = self.teacher(md.tensor(x), self.weights).numpy()
+            noise = sigma * self.rng.standard_normal(y.shape).astype(np.float32)
+            self.data[split] = (md.tensor(x), md.tensor(y + noise))
+            self.noise_power[split] = float((noise**2).mean())  # the true operation's MSE
+
+    def batch(self, split):
+        return self.data[split]
+
+
+def search(target, steps, seed=8, log_every=0, w_lr=W_LR, problem=None, alpha_split="val"):
+    """First-order DARTS on one MixedOp; returns softmax(alpha) and both losses per step
+    (and the student). alpha_split: the split alpha learns from ("val": DARTS)."""
+    problem = Problem(target, seed) if problem is None else problem
     student = MixedOp(C, stride=1)  # drawn after the teacher: different weights
     alpha = md.tensor(
         (1e-3 * problem.rng.standard_normal(len(PRIMITIVES))).astype(np.float32),
@@ -118,7 +147,7 @@ def search(target, steps, seed=8, log_every=0, w_lr=W_LR):
     history = {"weights": [F.softmax(alpha, dim=-1).numpy()], "val": [], "train": []}
     for step in range(1, steps + 1):
         # 1. architecture step: validation batch, weights frozen
-        x_val, y_val = problem.batch("val")
+        x_val, y_val = problem.batch(alpha_split)
         a_opt.zero_grad()
         with frozen(student.parameters()):
             loss_val = mse(student(x_val, F.softmax(alpha, dim=-1)), y_val)
@@ -138,12 +167,12 @@ def search(target, steps, seed=8, log_every=0, w_lr=W_LR):
             row = " ".join(f"{v:5.3f}" for v in history["weights"][-1])
             print(f"{step:4d} | {loss_val.item():7.4f} | {loss_tr.item():7.4f} | {row}")
     history["weights"] = np.array(history["weights"])
+    history["student"] = student
     return history
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. The problem: targets made by one operation, a student that mixes all 8
 section("1. The problem: targets made by one operation, a student that mixes all 8")
-# ---------------------------------------------------------------------------------------
 TARGET = "avg_pool_3x3"
 problem = Problem(TARGET, seed=8)
 x, y = problem.batch("train")
@@ -153,9 +182,8 @@ print(f"teacher: MixedOp with weights one_hot({TARGET!r}) = its {TARGET} (+ BN) 
 print(f"{N} train and {N} validation images {(C, SIZE, SIZE)}, batches of {BATCH}: x {x.shape},")
 print(f"y {y.shape}; steps {STEPS}; SGD lr {W_LR} on w, Adam lr {ALPHA_LR} on alpha")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. The architecture gradient grad_alpha L_val(w, alpha): gradcheck in float64
 section("2. The architecture gradient grad_alpha L_val(w, alpha): gradcheck in float64")
-# ---------------------------------------------------------------------------------------
 student64 = MixedOp(C, stride=1)
 for t in list(student64.parameters()) + list(student64.buffers()):
     if np.issubdtype(t.data.dtype, np.floating):
@@ -186,9 +214,8 @@ print(f"at this alpha the {TARGET} entry is {alpha64.grad[k]:+.4f}, the most neg
 print("against the gradient raises it most")
 assert np.argmin(alpha64.grad) == k
 
-# ---------------------------------------------------------------------------------------
+# %% 3. The bilevel loop, target avg_pool_3x3: watching softmax(alpha)
 section(f"3. The bilevel loop, target {TARGET}: watching softmax(alpha)")
-# ---------------------------------------------------------------------------------------
 print(f"step |   L_val |  L_train | softmax(alpha) over {', '.join(PRIMITIVES)}")
 start = time.perf_counter()
 history = search(TARGET, STEPS, log_every=25)
@@ -204,9 +231,8 @@ assert last < 0.1 * first
 weights_ok = np.allclose(history["weights"].sum(axis=1), 1.0, atol=1e-5)
 assert weights_ok
 
-# ---------------------------------------------------------------------------------------
+# %% 4. Other targets: does alpha find each one?
 section("4. Other targets: does alpha find each one?")
-# ---------------------------------------------------------------------------------------
 targets = [p for p in PRIMITIVES if p not in ("none", TARGET)]
 if FAST:
     targets = ["skip_connect", "dil_conv_3x3"]
@@ -224,9 +250,8 @@ for target in targets:
 print("every target wins, the convolutions too, though the student's kernels started")
 print("elsewhere than the teacher's")
 
-# ---------------------------------------------------------------------------------------
+# %% 5. The lower level matters: alpha alone, with the weights never trained
 section("5. The lower level matters: alpha alone, with the weights never trained")
-# ---------------------------------------------------------------------------------------
 frozen_run = search("dil_conv_3x3", STEPS, w_lr=0.0)["weights"][-1]
 winner = PRIMITIVES[int(frozen_run.argmax())]
 print(f"target dil_conv_3x3, weight steps with lr 0: {winner} wins with {frozen_run.max():.3f}")
@@ -237,9 +262,68 @@ print("norm: mean 0): 'none'. An operation is only as good as its trained weight
 print("why the architecture is judged at w*(alpha), eq. (3)")
 assert winner == "none", frozen_run
 
-# ---------------------------------------------------------------------------------------
-section("6. Figures")
-# ---------------------------------------------------------------------------------------
+# %% 6. Why validation data: alpha learned on the training split instead
+section("6. Why validation data: alpha learned on the training split instead")
+# Targets made by avg_pool_3x3 (no weights) plus noise, only 4 images per split: an
+# operation with many weights can fit part of the training noise, which no new image
+# shares. Both runs train w on the training split; alpha learns from the validation split
+# (DARTS) or from the training split (the same data as w). Same seeds, same data.
+N_NOISY, SIGMA = 4, 1.5
+OVERFIT_STEPS = 150
+SEEDS = (0, 1) if FAST else (0, 1, 2)
+noisy_target = "avg_pool_3x3"
+k_noisy = PRIMITIVES.index(noisy_target)
+n_weights = np.array([op_param_count(name, C, 1) for name in PRIMITIVES])
+heavy = PRIMITIVES[int(n_weights.argmax())]
+has_weights = n_weights > 0
+print(
+    f"weights per operation at C = {C}: "
+    + ", ".join(f"{p} {n}" for p, n in zip(PRIMITIVES, n_weights))
+)
+print(f"{N_NOISY} images per split, targets {noisy_target}(x) + {SIGMA} * noise,", end=" ")
+print(f"{OVERFIT_STEPS} steps")
+print("seed | alpha on | largest weight      | on ops with weights | L_train | L_val |", end=" ")
+print("noise^2 (train, val)")
+overfit = {"val": [], "train": []}
+for seed in SEEDS:
+    for split in ("val", "train"):
+        problem = NoisyProblem(noisy_target, seed, N_NOISY, SIGMA)
+        run = search(noisy_target, OVERFIT_STEPS, problem=problem, alpha_split=split)
+        w = run["weights"][-1]
+        with md.no_grad():
+            losses = {
+                s: mse(run["student"](x, md.tensor(w)), y).item()
+                for s, (x, y) in problem.data.items()
+            }
+        overfit[split].append(dict(weights=w, noise=problem.noise_power, **losses))
+        print(
+            f"{seed:4d} | {split:>8} | {PRIMITIVES[int(w.argmax())]:13s} {w.max():.3f} | "
+            f"{w[has_weights].sum():19.3f} | {losses['train']:7.3f} | {losses['val']:5.3f} | "
+            f"{problem.noise_power['train']:.3f}, {problem.noise_power['val']:.3f}"
+        )
+for on_val, on_train in zip(overfit["val"], overfit["train"]):
+    # alpha on validation data keeps the operation that made the targets...
+    assert on_val["weights"].argmax() == k_noisy and on_val["weights"][k_noisy] > 0.8, on_val
+    assert on_val["weights"][has_weights].sum() < 0.15, on_val
+    # ...alpha on training data moves to the operations with weights, the heaviest first,
+    assert on_train["weights"][has_weights].sum() > 0.4, on_train
+    heaviest_share = on_train["weights"][PRIMITIVES.index(heavy)]
+    assert heaviest_share == on_train["weights"][has_weights].max(), on_train
+    # ...and fits the training noise: below the error of the true operation on the
+    # training images, above it on new ones; a wider gap than alpha on validation data
+    assert on_train["train"] < on_train["noise"]["train"] < on_train["val"], on_train
+    gap_train = on_train["val"] - on_train["train"]
+    gap_val = on_val["val"] - on_val["train"]
+    assert gap_train > gap_val, (gap_train, gap_val)
+mean_gap = {s: np.mean([r["val"] - r["train"] for r in overfit[s]]) for s in overfit}
+print(f"mean L_val - L_train over the seeds: alpha on val {mean_gap['val']:+.3f}, alpha on train")
+print(f"{mean_gap['train']:+.3f}. On the training split alpha rewards what fits the training")
+print(f"set best: the operations with weights, the heaviest ({heavy}, {n_weights.max()}) most,")
+print("which fit noise below the true operation's own error there and pay for it on new")
+print("images. Validation data, which w never saw, keeps the operation that generalises")
+
+# %% 7. Figures
+section("7. Figures")
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
 steps = np.arange(len(history["weights"]))
@@ -284,4 +368,22 @@ fig.savefig(FIG_DIR / "final_weights.png", dpi=110)
 plt.close(fig)
 print(f"figure: {(FIG_DIR / 'final_weights.png').relative_to(ROOT)}")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 6, set SIGMA = 0. Expect both runs to keep avg_pool_3x3, with the training split
+#    no different from the validation split: without noise there is nothing to memorise, and the
+#    assert that alpha moves to the operations with weights fails.
+#
+# 2. In section 6, set N_NOISY = 32. Expect the training split's alpha to keep avg_pool_3x3 as
+#    well, with only a little more weight on the convolutions than the validation split's, and
+#    the train-validation gap almost closed: the same weights cannot memorise eight times as much
+#    noise.
+#
+# 3. Set ALPHA_LR = 3e-4 (DARTS's own rate). Expect softmax(alpha) to stay close to 1/8 after the
+#    150 steps of section 3, so its asserts fail: DARTS runs tens of thousands of steps.
+
+# %%
 print("\nlesson 08: all checks passed")

@@ -35,7 +35,10 @@ Run from the repository root:  python lessons/09_hypernetwork.py   (figures: les
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import matplotlib  # noqa: E402
@@ -73,9 +76,8 @@ def f64(a, grad=True):
     return md.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, dtype=np.float64)
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. The linear hypernetwork, eq. (5)
 section("1. The linear hypernetwork, eq. (5): alpha(lambda) = lambda * b1 + b2")
-# ---------------------------------------------------------------------------------------
 hyper = LinearHypernet(STEPS, N_OPS, md.backend.default_rng(9))
 b1, b2 = hyper.b1["reduce"].numpy(), hyper.b2["reduce"].numpy()
 print(f"b1, b2 per cell type: {b1.shape} each, drawn as 1e-3 * randn (DARTS's alpha)")
@@ -101,9 +103,8 @@ np.testing.assert_allclose(hyper.b2["reduce"].grad, R, rtol=1e-6)
 print(f"for F = sum(R * alpha(lambda)): dF/db1 = lambda R, dF/db2 = R (lambda = {lam})")
 print("so with lambda itself as input, b1 learns only from the draws where lambda is large")
 
-# ---------------------------------------------------------------------------------------
+# %% 2. The complexity: expected weights under softmax(alpha), normalised
 section("2. The complexity: expected weights under softmax(alpha), normalised")
-# ---------------------------------------------------------------------------------------
 net = Network(C=8, layers=1, steps=STEPS, multiplier=4)  # the paper's network
 complexity = Complexity(net)
 cost = np.array(complexity.cost_table["reduce"])  # (14, 8): weights of op o on edge e
@@ -131,9 +132,8 @@ for name, a in cases.items():
     print(f"{name:>22}: complexity {c:.4f}  = {c * norm:8.1f} expected weights")
 print("always in [0, 1]: 1 = every edge sep_conv_5x5, 0 = only free operations")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. Its gradient: by hand, and gradcheck (alpha, and b1, b2 through eq. 5)
 section("3. Its gradient: by hand, and gradcheck (alpha, and b1, b2 through eq. 5)")
-# ---------------------------------------------------------------------------------------
 a = rng.standard_normal((14, N_OPS))
 alpha = md.tensor(a.astype(np.float32), requires_grad=True)
 complexity({"reduce": alpha}).backward()
@@ -165,9 +165,8 @@ b1_start, b2_start = md.nn.Parameter(f64(rng.standard_normal(b1.shape))), md.nn.
 report = md.gradcheck(penalty_through_hypernet, b1_start, b2_start)
 print(f"gradcheck lambda * complexity(lambda * b1 + b2) w.r.t. b1, b2: {report}")
 
-# ---------------------------------------------------------------------------------------
+# %% 4. Why bounded: the authors' penalty sum(cost * raw alpha) against ours
 section("4. Why bounded: the authors' penalty sum(cost * raw alpha) against ours")
-# ---------------------------------------------------------------------------------------
 v = cost / norm  # their per-operation cost (they used parameter norms; same idea)
 
 
@@ -210,9 +209,8 @@ print("constant); ours approaches 0, the cheapest architecture, and stops there"
 print("(the |alpha| form, sum(v |alpha|), is bounded but is smallest at alpha = 0: the")
 print(f" uniform mixture, complexity {ours(np.zeros((14, N_OPS))):.3f}, not the cheapest cell)")
 
-# ---------------------------------------------------------------------------------------
+# %% 5. One training, a family: b1, b2 on L + lambda * complexity, lambda log-uniform
 section("5. One training, a family: b1, b2 on L + lambda * complexity, lambda log-uniform")
-# ---------------------------------------------------------------------------------------
 # A toy validation loss, linear in p: err[e, o] is the loss the network "would have" if
 # edge e used operation o (made up, with the usual ordering: big convolutions best, then
 # small ones, pools and skip far behind, none useless), plus edge-to-edge noise.
@@ -282,9 +280,8 @@ print("little. With lambda itself as input (eq. 5) b1 matters only in the top de
 print("lambda; the library's hypernet_input='log' feeds log10(lambda) rescaled to [0, 1]")
 assert peak[1.0] > 0.99
 
-# ---------------------------------------------------------------------------------------
+# %% 6. Figures
 section("6. Figures")
-# ---------------------------------------------------------------------------------------
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
 ax1.semilogx(lams, comps, "o-", label="hypernet: complexity(alpha(lambda))")
@@ -322,4 +319,23 @@ fig.savefig(FIG_DIR / "penalties.png", dpi=110)
 plt.close(fig)
 print(f"figure: {(FIG_DIR / 'penalties.png').relative_to(ROOT)}")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. In section 2, add a case '+30 on skip_connect'. Expect 8 * 256 / norm: skip_connect is free
+#    on the 6 inner edges and a FactorizedReduce with C^2 = 256 weights on the 8 edges that leave
+#    the cell's inputs at stride 2.
+#
+# 2. In section 4, use lr 10 instead of 1000. Expect the raw penalty to fall by 10 |v|^2 per step
+#    instead, still forever (its gradient is constant), and ours to move far less in the 300
+#    steps.
+#
+# 3. In section 5, build the family with the log input: LinearHypernet(STEPS, N_OPS,
+#    md.backend.default_rng(9), log_input). Expect the complexity to start falling decades
+#    earlier (alpha is now linear in log10 lambda) but to stay richer at lambda = 1, so the
+#    assert on comps[-1] fails.
+
+# %%
 print("\nlesson 09: all checks passed")

@@ -41,7 +41,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+try:
+    ROOT = Path(__file__).resolve().parent.parent
+except NameError:  # a notebook (Jupyter, VS Code) has no __file__ and runs in lessons/
+    ROOT = Path.cwd().parent if Path.cwd().name == "lessons" else Path.cwd()
 sys.path.insert(0, str(ROOT))  # minidarts is not pip-installed: import it from the repo
 
 import numpy as np  # noqa: E402
@@ -68,9 +71,8 @@ def softmax_rows(a):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-# ---------------------------------------------------------------------------------------
+# %% 1. The configuration
 section("1. The configuration")
-# ---------------------------------------------------------------------------------------
 size = (
     dict(subset=256, epochs=1, batch_size=32, channels=4, nodes=2, multiplier=2, eval_batches=2)
     if FAST
@@ -104,9 +106,8 @@ print(
 print(f"weights: SGD lr {cfg.w_lr} (cosine), architecture: Adam lr {cfg.alpha_lr}")
 assert cfg.layers == 1 and cfg.hypernet == "linear"
 
-# ---------------------------------------------------------------------------------------
+# %% 2. The search
 section("2. The search")
-# ---------------------------------------------------------------------------------------
 if RUN_DIR.exists():
     shutil.rmtree(RUN_DIR)  # a fresh run each time (Search.resume would continue one)
 started = time.time()
@@ -134,9 +135,8 @@ for r in records:
 print(f"run folder {RUN_DIR.relative_to(ROOT)}: config.json, metrics.jsonl ({len(records)} ")
 print("epoch lines), genotype.json/.txt, genotypes/, checkpoint.npz, plots/ - all written")
 
-# ---------------------------------------------------------------------------------------
+# %% 3. What was learned: b1, b2, and alpha(lambda)
 section("3. What was learned: b1, b2, and alpha(lambda) = lambda * b1 + b2")
-# ---------------------------------------------------------------------------------------
 state = search.hypernet.state_dict()  # NumPy copies
 b1, b2 = state["b1.reduce"].astype(np.float64), state["b2.reduce"].astype(np.float64)
 print(f"b1, b2: {b1.shape} each; |b1| max {np.abs(b1).max():.3f}, |b2| max {np.abs(b2).max():.3f}")
@@ -147,9 +147,8 @@ for lam in (1e-2, 0.3, 10.0):
     np.testing.assert_allclose(alpha, lam * b1 + b2, rtol=1e-5, atol=1e-5)
 print("search.alphas(lambda) = lambda * b1 + b2, checked at 3 lambdas")
 
-# ---------------------------------------------------------------------------------------
+# %% 4. The sweep: one architecture per lambda, no further training
 section("4. The sweep: one architecture per lambda, no further training")
-# ---------------------------------------------------------------------------------------
 lambdas = sweep.log_spaced(cfg.lambda_min, cfg.lambda_max, 4 if FAST else 6)
 rows = sweep.sweep(search, lambdas, log=lambda line: print("  " + line))
 assert len(rows) == len(lambdas)
@@ -214,9 +213,8 @@ assert [float(r["lambda"]) for r in table] == lambdas
 print(f"\n{(FIG_DIR / 'sweep.md').relative_to(ROOT)}:")
 print((FIG_DIR / "sweep.md").read_text())
 
-# ---------------------------------------------------------------------------------------
+# %% 5. The Pareto front and the figures
 section("5. The Pareto front and the figures")
-# ---------------------------------------------------------------------------------------
 points = [(r["genotype_params"], r["val_acc"], r["lambda"]) for r in rows]
 front = [
     p
@@ -236,4 +234,18 @@ print(f"(the search's own plots: {(RUN_DIR / 'plots').relative_to(ROOT)}/)")
 print("On a long search (python -m minidarts search --hypernet linear ..., then")
 print("python -m minidarts sweep RUN) the same tables and plots show the real trade-off.")
 
+# %% [markdown]
+# ## Exercises
+#
+# What to change, and what to expect.
+#
+# 1. Run the lesson twice. Expect the same tables to the last digit: a search with a fixed seed
+#    draws the same weights, batches and lambdas. Then add seed=1 to the configuration: expect
+#    other numbers, and possibly other cells.
+#
+# 2. Add order=2 to the configuration (second-order DARTS, lesson 11). Expect a longer search
+#    (each architecture step costs four forward-backward passes instead of one) and a different
+#    family from the same seed.
+
+# %%
 print("\nlesson 10: all checks passed")
