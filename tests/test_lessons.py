@@ -167,16 +167,3 @@ def test_lesson_runs_cell_by_cell_as_a_notebook():
     assert proc.stdout.strip().splitlines()[-1] == "lesson 01: all checks passed"
     figure = LESSON_DIR / "figures" / "01" / "error_vs_eps.png"
     assert figure.is_file() and figure.stat().st_mtime >= started - 1
-
-
-def test_jupytext_reads_the_cells_as_written():
-    """Where Jupytext is installed: every lesson converts to a notebook whose cells carry
-    no stray metadata (a title at most) and whose last cells are the exercises (markdown)
-    and the final line (code)."""
-    jupytext = pytest.importorskip("jupytext")
-    for path in LESSONS:
-        cells = jupytext.read(path).cells
-        for cell in cells:
-            assert set(cell.metadata) <= {"title"}, (path.name, cell.metadata)
-        assert [c.cell_type for c in cells[-2:]] == ["markdown", "code"], path.name
-        assert cells[-2].source.startswith("## Exercises"), path.name
