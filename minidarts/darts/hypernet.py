@@ -136,8 +136,18 @@ class PiecewiseHypernet(nn.Module):
 
     @property
     def A(self):
-        """The pivots by cell type: A[kind][j] is the Parameter of pivot j."""
+        """The pivots by cell type: A[kind][j] is the Parameter of pivot j (a fresh dict
+        of lists on each read: to replace a pivot, assign into the ParameterDict A{j})."""
         return {k: [self._modules[f"A{j}"][k] for j in range(self.K)] for k in KINDS}
+
+    def named_parameters(self, recurse=True):
+        """The pivots by cell type, A0.normal ... A{K-1}.normal, then the reduce ones:
+        the order the architecture optimiser's state was saved in before the pivots
+        became sub-modules, so older search checkpoints resume with each pivot's Adam
+        moments on that pivot."""
+        for k in KINDS:
+            for j in range(self.K):
+                yield f"A{j}.{k}", self._modules[f"A{j}"][k]
 
     def segment(self, lam):
         """(j, s): alpha(lambda) = (1 - s) A_j + s A_{j+1}."""

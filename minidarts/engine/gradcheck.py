@@ -65,15 +65,15 @@ class GradcheckReport:
 def gradcheck(
     fn, *inputs, eps=1e-6, atol=1e-8, rtol=1e-6, max_elements=1000, n_directions=16, seed=0
 ):
-    """Compare the gradients of `fn(*inputs)` from backward() with central differences.
+    """Compare the gradients of `fn(*inputs)` from backward() with numerical_grad's.
 
     Floating inputs are cast to float64 copies. The inputs checked are those with
     requires_grad=True (all floating inputs if none has it). A non-scalar output
     is reduced to a scalar with a fixed random cotangent v: f = sum(v * fn(...)).
     Inputs with at most `max_elements` elements are checked element by element;
-    larger ones along `n_directions` random unit directions d, comparing
-    grad . d with (f(x + eps d) - f(x - eps d)) / (2 eps), each relative to at
-    least the RMS of the numerical grad . d over the directions.
+    larger ones along `n_directions` random unit directions d, comparing grad . d
+    with numerical_grad of t -> f(x + t d) at t = 0, each relative to at least the
+    RMS of the numerical grad . d over the directions.
 
     Passes where |analytic - numerical| <= atol + rtol * |numerical| everywhere;
     otherwise raises AssertionError naming the function, the input, the element

@@ -377,8 +377,8 @@ def main(argv=None, prog="python -m minidarts bench"):
         help="what to time (default: all)",
     )
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.batch < 2:
-        parser.error("--repeats must be >= 1 and --batch >= 2")
+    if args.repeats < 1 or args.batch < 2 or args.iters < 1:
+        parser.error("--repeats and --iters must be >= 1 and --batch >= 2")
     args.device = backend.check_device(args.device)
     if args.case:
         from .bench_cases import case_main

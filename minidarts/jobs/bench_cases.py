@@ -75,14 +75,16 @@ def case_main(args):
 
 def _pinned_env(threads):
     """The environment of a timed process: every BLAS / OpenMP pool at `threads`."""
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    return env
+    from .pool import THREAD_VARIABLES
+
+    return dict(os.environ, **{var: str(threads) for var in THREAD_VARIABLES})
 
 
-def _run_json(cmd, env):
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+def _run_json(cmd, env, timeout=1800):
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"bench compare: {' '.join(cmd)} ran past {timeout} s") from None
     if done.returncode != 0:
         raise RuntimeError(f"bench compare: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -164,6 +166,8 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    if min(args.rounds, args.iters, args.threads, *args.batches) < 1:
+        p.error("--rounds, --iters, --threads and --batches must be >= 1")
     for path in (args.torch_python, args.reference):
         if not os.path.exists(path):
             p.error(f"{path}: no such file")

@@ -17,7 +17,8 @@ import traceback
 
 from .progress import format_seconds
 
-_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# the variables that size the BLAS / OpenMP thread pools of a child process
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def default_workers():
@@ -63,8 +64,8 @@ def run_jobs(jobs, workers=1, log=print):
             log(f"[start] {label}")
             finished(label, *_call(fn, args))
     else:
-        saved = {k: os.environ.get(k) for k in _ONE_THREAD}
-        os.environ.update({k: "1" for k in _ONE_THREAD})  # inherited by the children
+        saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+        os.environ.update({k: "1" for k in THREAD_VARIABLES})  # inherited by the children
         try:
             context = multiprocessing.get_context("spawn")
             with cf.ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
