@@ -264,6 +264,9 @@ class Architect:
             direct = {k: a.grad for k, a in alphas.items()}
             v = [p.grad for p in params]
             loss_value, acc = loss.item(), accuracy(logits, y_val)
+            # The graph at w' holds a whole forward's activations; backward() keeps it
+            # while `loss` is referenced, and the product below runs two more passes.
+            del loss, logits, alphas
             # 3. the Hessian-vector product by central differences around w
             hvp = self._hessian_vector_product(params, saved_w, v, x_train, y_train, values)
         finally:
