@@ -359,6 +359,9 @@ def test_hints_reach_a_copy_only_when_asked_for(student_copy, tmp_path):
     assert end == begin + 2
     assert json.loads((out / assign.MANIFEST).read_text())["hints"] == ["genotype"]
     assert "`# HINT:` lines above the stubs of `genotype`" in (out / "STUDENT.md").read_text()
+    # 'all' mixed with tasks is refused, not read as either
+    assert assign.main([str(tmp_path / "mixed"), "--hints", "all,cell"]) == 1
+    assert not (tmp_path / "mixed").exists()
 
 
 SOURCE = """def f(x):

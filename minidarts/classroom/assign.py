@@ -324,6 +324,9 @@ def main(argv=None, prog="python -m minidarts assign"):
             return 1
         lists[option] = listed
     tasks = lists["--tasks"] or None
+    if "all" in lists["--hints"] and len(lists["--hints"]) > 1:
+        print("error: --hints: 'all' or a list of tasks, not both", file=sys.stderr)
+        return 1
     hints = True if lists["--hints"] == ["all"] else lists["--hints"]
     try:
         files = write_student_copy(args.outdir, tasks, args.all_lessons, hints)
