@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from ..engine import backend
 from ..engine.autograd import Tensor, no_grad
+from .bench_cases import CASES
 
 
 @dataclass
@@ -361,7 +362,7 @@ def main(argv=None, prog="python -m minidarts bench"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument(
         "--case",
-        choices=["fwd", "fwdbwd", "step1", "step2"],
+        choices=CASES,
         help="time one case of the search network and print one JSON line, as "
         "torch_reference.py does (see bench_cases.py; `bench compare` runs both)",
     )
