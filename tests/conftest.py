@@ -15,6 +15,7 @@ import pytest
 
 # In a student copy (python -m minidarts assign): a failure caused by another task's stub
 # names that task, and the run ends with a line per task (minidarts/classroom/selftest.py)
+from minidarts.classroom.assign import TASKS
 from minidarts.classroom.selftest import (  # noqa: F401
     pytest_runtest_makereport,
     pytest_terminal_summary,
@@ -28,3 +29,16 @@ def device(request):
     if request.param == "gpu" and not backend.gpu_available():
         pytest.skip("no GPU / CuPy")
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _readable_cell_for_classroom_tasks(request, monkeypatch):
+    """The tests of a classroom task (those carrying a task's marker) must exercise the
+    code a student writes: the search network's fast path (darts/fast_cell.py, which
+    computes eq. 1 itself) is off for them. A student copy has no fast path at all."""
+    if not any(request.node.get_closest_marker(task) for task, _, _ in TASKS):
+        return
+    from minidarts.darts import network
+
+    if network.fast_cell is not None:
+        monkeypatch.setattr(network.fast_cell, "enabled", False)

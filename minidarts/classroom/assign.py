@@ -12,7 +12,8 @@ The parts a student should write are marked in the library's own source:
 
 This tool copies the files git tracks (nothing else: no editor backups, no virtual
 environment, no untracked notes) to OUTDIR, leaves out the teacher-only files
-(TEACHER_ONLY: the tests of these tools and the wrong solutions they must fail), and
+(TEACHER_ONLY: the tests of these tools, the wrong solutions they must fail, and the
+search's fast path with its tests, which would hand out the cell task's answer), and
 replaces every marked region by
 
         # BEGIN YOUR SOLUTION numerical_grad
@@ -85,7 +86,15 @@ STUDENT_END = re.compile(r"^[ \t]*# END YOUR SOLUTION\s*$")
 SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", "figures", "student"}
 # tracked files that stay with the teacher: the classroom tools' own tests, and the
 # wrong solutions (mutants) that grading must fail
-TEACHER_ONLY = ("tests/test_assign.py", "tests/test_grade.py", "tests/mutants.py")
+TEACHER_ONLY = (
+    "tests/test_assign.py",
+    "tests/test_grade.py",
+    "tests/mutants.py",
+    # the search's fast path computes eq. (1), the cell task's answer; without it the
+    # student's network takes the readable Cell.forward (darts/network.py)
+    "minidarts/darts/fast_cell.py",
+    "tests/test_fast_cell.py",
+)
 MANIFEST = "assignment.json"
 
 

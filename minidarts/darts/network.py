@@ -24,6 +24,11 @@ from ..nn import functional as F
 from .cell import Cell, cell_kinds, num_edges
 from .operations import PRIMITIVES
 
+try:  # the fast path; the classroom's student copy leaves it out (it computes eq. 1)
+    from . import fast_cell
+except ImportError:
+    fast_cell = None
+
 
 def init_alphas(steps, primitives, rng, scale=1e-3):
     """alpha for both cell types, drawn as scale * N(0, 1) (DARTS: 1e-3 * randn), so
@@ -68,8 +73,10 @@ class Network(nn.Module):
         primitives=PRIMITIVES,
         relaxation="softmax",
         seed=0,
+        fast=True,
     ):
         super().__init__()
+        self.fast = bool(fast)
         for name, value in dict(
             C=C,
             num_classes=num_classes,
@@ -168,9 +175,11 @@ class Network(nn.Module):
         alphas = self.alphas if alphas is None else alphas
         weights = {kind: relax(a, self.relaxation) for kind, a in alphas.items()}
         s0 = s1 = self.stem(x)
+        device = backend.device_of(s0.data)
+        fast = self.fast and fast_cell is not None and fast_cell.usable(device)
         for cell in self.cells:
             w = weights["reduce"] if cell.reduction else weights["normal"]
-            s0, s1 = s1, cell(s0, s1, w)
+            s0, s1 = s1, fast_cell.cell_forward(cell, s0, s1, w) if fast else cell(s0, s1, w)
         out = F.adaptive_avg_pool2d(s1, 1)
         return self.classifier(out.reshape(out.shape[0], -1))
 

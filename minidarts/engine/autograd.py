@@ -25,7 +25,7 @@ and Tensor's methods (`x + y`, `x.sum()`, `x.reshape(...)`) are those ops, so th
 module imports ops.py at its very end, once Tensor and Function exist.
 """
 
-from . import backend
+from . import backend, parallel
 
 _grad_enabled = True
 
@@ -111,6 +111,32 @@ def _as_tensors(inputs, opname):
 
 def _sum_grads(a, b):
     return b if a is None else a + b
+
+
+def _deliver(t, g):
+    """What backward does with the summed gradient g of tensor t: a leaf (or a tensor
+    with retain_grad) adds it to .grad."""
+    if t._ctx is None or t._retain:
+        # copy: the same array may flow to several leaves, and optimisers
+        # (clip_grad_norm_) scale .grad in place.
+        t.grad = g.copy() if t.grad is None else t.grad + g
+
+
+def _run_backward(fn, g):
+    """fn.backward(g), checked: one gradient per input, each shaped like its input."""
+    in_grads = fn.backward(g)
+    if len(in_grads) != len(fn.inputs):
+        raise RuntimeError(
+            f"{type(fn).__name__}.backward returned {len(in_grads)} gradients "
+            f"for {len(fn.inputs)} inputs"
+        )
+    for inp, ig in zip(fn.inputs, in_grads):
+        if ig is not None and inp.requires_grad and tuple(ig.shape) != inp.shape:
+            raise RuntimeError(
+                f"{type(fn).__name__}.backward returned a gradient of shape "
+                f"{tuple(ig.shape)} for an input of shape {inp.shape}"
+            )
+    return in_grads
 
 
 class Tensor:
@@ -251,32 +277,23 @@ class Tensor:
                     f"backward(grad): grad has shape {tuple(grad.shape)}, expected {self.shape}"
                 )
 
+        order = _topological_order(self)[::-1]
+        if parallel.num_threads() > 1 and backend.device_of(self.data) == "cpu":
+            # the same loop on several threads, bit-identical (engine/parallel.py)
+            parallel.run_backward(order, self, grad, _deliver, _run_backward)
+            return
         grads = {id(self): grad}
-        for t in reversed(_topological_order(self)):
+        for t in order:
             g = grads.pop(id(t), None)
             if g is None:
                 continue
-            if t._ctx is None or t._retain:
-                # copy: the same array may flow to several leaves, and optimisers
-                # (clip_grad_norm_) scale .grad in place.
-                t.grad = g.copy() if t.grad is None else t.grad + g
+            _deliver(t, g)
             if t._ctx is None:
                 continue
             fn = t._ctx
-            in_grads = fn.backward(g)
-            if len(in_grads) != len(fn.inputs):
-                raise RuntimeError(
-                    f"{type(fn).__name__}.backward returned {len(in_grads)} gradients "
-                    f"for {len(fn.inputs)} inputs"
-                )
-            for inp, ig in zip(fn.inputs, in_grads):
+            for inp, ig in zip(fn.inputs, _run_backward(fn, g)):
                 if ig is None or not inp.requires_grad:
                     continue
-                if tuple(ig.shape) != inp.shape:
-                    raise RuntimeError(
-                        f"{type(fn).__name__}.backward returned a gradient of shape "
-                        f"{tuple(ig.shape)} for an input of shape {inp.shape}"
-                    )
                 grads[id(inp)] = _sum_grads(grads.get(id(inp)), ig)
 
     # --- operators and methods (defined in ops.py) -----------------------------

@@ -1,0 +1,240 @@
+"""The backward pass over several CPU threads, with the serial result to the bit.
+
+NumPy runs every operation on one core. A search network's backward is a wide graph:
+the 14 edges of a cell, 7 operations on each, are independent until their gradients
+meet at the nodes. Two threads can each run the backward of a different operation at
+the same time, since NumPy releases Python's lock (the GIL) inside its array loops
+and matrix products: where PyTorch splits each operation over the cores, minidarts
+runs independent operations side by side.
+
+The result is the serial one exactly, not just up to rounding, because the schedule
+changes only *when* a Function's backward runs, never what it computes:
+
+- a tensor's backward runs once all of its consumers have reported their gradient
+  for it (the serial loop's reverse topological order guarantees the same);
+- the gradients a tensor receives are summed in the serial loop's order, by the
+  position of the consumer in that order (then by input slot), whatever order the
+  threads finished in: floating-point addition is not associative, so the order
+  of the sum is what makes the two bit-identical;
+- leaves and retained tensors get their `.grad` from the coordinating thread, one
+  at a time.
+
+tests/test_parallel.py checks every gradient of a search step against the serial loop
+with `array_equal`. The serial loop in autograd.py stays the reference a reader
+learns from; this module only schedules it. GPU arrays always take the serial loop
+(CuPy queues its kernels on one stream: threads would add nothing but overhead).
+
+Threads: `set_num_threads(n)` or the environment variable MINIDARTS_THREADS; the
+default is the number of cores, at most 4 (a cell has too little independent work
+for more to pay). 1 turns the threads off.
+"""
+
+import heapq
+import os
+import queue
+import threading
+
+_MAX_DEFAULT = 4
+
+_threads = None
+_workers = None  # (pid, task queue, [threads]) of the running pool
+
+
+def _threads_from_env():
+    value = os.environ.get("MINIDARTS_THREADS", "").strip()
+    if not value:
+        try:
+            cores = len(os.sched_getaffinity(0))  # the cores this process may use
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(_MAX_DEFAULT, cores))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"MINIDARTS_THREADS must be a positive integer (1 turns the threads off), got {value!r}"
+        )
+    return int(value)
+
+
+def num_threads():
+    """How many threads a CPU backward uses (set_num_threads, else MINIDARTS_THREADS,
+    else the number of cores, at most 4)."""
+    global _threads
+    if _threads is None:
+        _threads = _threads_from_env()
+    return _threads
+
+
+def set_num_threads(n):
+    """Use `n` threads for CPU backward passes (1: the serial loop). Returns the old
+    value. The gradients are the same to the bit for every n."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    old = num_threads()
+    global _threads
+    _threads = n
+    return old
+
+
+def _work(tasks):
+    while True:
+        job = tasks.get()
+        if job is None:
+            return
+        job()
+
+
+def _pool(n):
+    """The task queue of the n - 1 worker threads that join the calling thread, started
+    on first use (and again in a forked child, which inherits the queue but not the
+    threads)."""
+    global _workers
+    pid = os.getpid()
+    if _workers is not None and (_workers[0] != pid or len(_workers[2]) != n - 1):
+        if _workers[0] == pid:
+            for _ in _workers[2]:
+                _workers[1].put(None)
+        _workers = None
+    if _workers is None:
+        tasks = queue.SimpleQueue()
+        threads = [
+            threading.Thread(
+                target=_work, args=(tasks,), name=f"minidarts-backward-{k}", daemon=True
+            )
+            for k in range(n - 1)
+        ]
+        for t in threads:
+            t.start()
+        _workers = (pid, tasks, threads)
+    return _workers[1]
+
+
+def run_backward(reverse_order, root, grad, deliver, run_function):
+    """Backpropagate `grad` from `root` over `reverse_order` (the serial loop's order:
+    every tensor before its inputs) on num_threads() threads, the calling one included.
+
+    deliver(t, g): what the serial loop does with a tensor's summed gradient before its
+    Function runs (the leaf and retain_grad bookkeeping).
+    run_function(fn, g): fn.backward(g), checked; returns one gradient per fn.inputs."""
+    n = num_threads()
+    position = {id(t): k for k, t in enumerate(reverse_order)}
+    # pending[id(x)]: (consumer, input slot) pairs that have yet to report to x
+    pending = {}
+    for t in reverse_order:
+        if t._ctx is not None:
+            for inp in t._ctx.inputs:
+                if inp.requires_grad:
+                    pending[id(inp)] = pending.get(id(inp), 0) + 1
+    received = {id(root): [((-1, 0), grad)]}
+    ready = [(0, root)]  # a heap by position: the serial loop's order where it can
+    lock = threading.Condition()
+    state = {"running": 0, "error": None}
+
+    def report(t, in_grads):  # under the lock
+        k = position[id(t)]
+        for slot, (inp, ig) in enumerate(zip(t._ctx.inputs, in_grads)):
+            if not inp.requires_grad:
+                continue
+            if ig is not None:
+                received.setdefault(id(inp), []).append(((k, slot), ig))
+            pending[id(inp)] -= 1
+            if pending[id(inp)] == 0:
+                heapq.heappush(ready, (position[id(inp)], inp))
+
+    def step(t, parts):  # outside the lock: the arithmetic
+        if not parts:  # no gradient reached t: its inputs hear nothing from it
+            return None if t._ctx is None else [None] * len(t._ctx.inputs)
+        parts.sort(key=lambda part: part[0])
+        g = parts[0][1]
+        for _, more in parts[1:]:
+            g = g + more  # the serial loop's _sum_grads, in its order
+        deliver(t, g)
+        return None if t._ctx is None else run_function(t._ctx, g)
+
+    def loop():
+        while True:
+            with lock:
+                while not ready and state["running"] and state["error"] is None:
+                    lock.wait()
+                if state["error"] is not None or not ready:
+                    lock.notify_all()
+                    return
+                _, t = heapq.heappop(ready)
+                parts = received.pop(id(t), None)
+                state["running"] += 1
+            try:
+                in_grads = step(t, parts)
+            except BaseException as error:  # raised by the calling thread, below
+                in_grads = None
+                with lock:
+                    state["error"] = state["error"] or error
+            with lock:
+                if in_grads is not None and state["error"] is None:
+                    report(t, in_grads)
+                state["running"] -= 1
+                lock.notify_all()
+
+    done = queue.SimpleQueue()
+
+    def worker_loop():
+        try:
+            loop()
+        finally:
+            done.put(None)
+
+    tasks = _pool(n)
+    for _ in range(n - 1):
+        tasks.put(worker_loop)
+    try:
+        loop()
+    finally:
+        for _ in range(n - 1):
+            done.get()
+    if state["error"] is not None:
+        raise state["error"]
+
+
+def map_in_threads(fn, items):
+    """[fn(item) for item in items], the calls shared among num_threads() threads (the
+    calling one included), results in the order of `items`. For independent work only:
+    each call must touch nothing another call writes. The first exception is raised
+    once every started call has ended."""
+    items = list(items)
+    n = min(num_threads(), len(items))
+    if n <= 1:
+        return [fn(item) for item in items]
+    results = [None] * len(items)
+    lock = threading.Lock()
+    state = {"next": 0, "error": None}
+
+    def loop():
+        while True:
+            with lock:
+                k = state["next"]
+                if k >= len(items) or state["error"] is not None:
+                    return
+                state["next"] = k + 1
+            try:
+                results[k] = fn(items[k])
+            except BaseException as error:
+                with lock:
+                    state["error"] = state["error"] or error
+
+    done = queue.SimpleQueue()
+
+    def worker_loop():
+        try:
+            loop()
+        finally:
+            done.put(None)
+
+    tasks = _pool(num_threads())
+    for _ in range(n - 1):
+        tasks.put(worker_loop)
+    try:
+        loop()
+    finally:
+        for _ in range(n - 1):
+            done.get()
+    if state["error"] is not None:
+        raise state["error"]
+    return results

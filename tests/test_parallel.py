@@ -1,0 +1,171 @@
+"""Tests of engine/parallel.py: the backward on several threads gives the serial loop's
+gradients to the bit, in the graph shapes where the two could part: a tensor used twice
+by one Function, gradients that stop (None) on one path, retain_grad, leaves that
+accumulate over two backward calls, and an error raised inside a backward."""
+
+import numpy as np
+import pytest
+
+from minidarts.darts.network import Network
+from minidarts.engine import parallel
+from minidarts.engine.autograd import Function, Tensor
+from minidarts.nn import functional as F
+
+
+@pytest.fixture
+def threads():
+    """set_num_threads for one test, restored after it."""
+    old = parallel.num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(old)
+
+
+def _wide_graph(seed=0, big=64):
+    """Leaves and a loss with many independent branches of large arrays (so they go to the
+    workers), shared inputs, a tensor used twice by one op, and a retained tensor."""
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((big, big)), requires_grad=True)
+    ws = [Tensor(rng.standard_normal((big, big)), requires_grad=True) for _ in range(6)]
+    h = (x @ ws[0]).relu()
+    h.retain_grad()
+    branches = [((h @ w).tanh() * (h @ w).sigmoid() + x * x).exp().mean() for w in ws[1:]]
+    loss = branches[0]
+    for b in branches[1:]:
+        loss = loss + b
+    return [x, *ws], h, loss
+
+
+def _grads(n, threads, seed=0):
+    threads(n)
+    leaves, h, loss = _wide_graph(seed)
+    loss.backward()
+    return [t.grad for t in leaves] + [h.grad]
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_threads_give_the_serial_gradients_to_the_bit(threads, n):
+    serial = _grads(1, threads)
+    for a, b in zip(serial, _grads(n, threads)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_the_threads_really_differ_from_summing_in_another_order(threads):
+    """The check above can fail: gradients summed in another order differ in the last
+    bits, which is why the scheduler sums in the serial loop's order."""
+    rng = np.random.default_rng(1)
+    parts = [rng.standard_normal(1000) for _ in range(5)]
+    forward = ((parts[0] + parts[1]) + parts[2]) + parts[3] + parts[4]
+    backward = parts[4] + parts[3] + parts[2] + parts[1] + parts[0]
+    assert not np.array_equal(forward, backward)
+
+
+def test_leaves_accumulate_over_two_backward_calls(threads):
+    threads(1)
+    leaves, _, loss = _wide_graph(2)
+    loss.backward()
+    loss.backward()
+    serial = [t.grad for t in leaves]
+    threads(2)
+    leaves, _, loss = _wide_graph(2)
+    loss.backward()
+    loss.backward()
+    assert all(np.array_equal(a, t.grad) for a, t in zip(serial, leaves))
+
+
+class _Stop(Function):
+    """Passes x through in the forward and gives it no gradient (None) in the backward."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return (None,)
+
+
+class _Boom(Function):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        raise FloatingPointError("boom in a backward")
+
+
+def test_a_gradient_that_stops_on_one_path_reaches_by_the_other(threads):
+    for n in (1, 2):
+        threads(n)
+        x = Tensor(np.full((200, 200), 2.0), requires_grad=True)
+        y = Tensor(np.full((200, 200), 3.0), requires_grad=True)
+        (_Stop.apply(x * y).sum() + (x * 5.0).sum()).backward()
+        assert np.array_equal(x.grad, np.full((200, 200), 5.0))
+        assert y.grad is None  # its only path stopped
+
+
+def test_an_error_in_a_backward_is_raised_and_the_threads_stay_usable(threads):
+    threads(2)
+    x = Tensor(np.ones((200, 200)), requires_grad=True)
+    loss = _Boom.apply(x * 2.0).sum() + (x * x).sum() + (x * 3.0).sum()
+    with pytest.raises(FloatingPointError, match="boom in a backward"):
+        loss.backward()
+    serial = _grads(1, threads)
+    assert all(np.array_equal(a, b) for a, b in zip(serial, _grads(2, threads)))
+
+
+def test_a_wrong_gradient_shape_is_named_on_threads_too(threads):
+    class Wrong(Function):
+        def forward(self, x):
+            return x.copy()
+
+        def backward(self, gy):
+            return (gy[:1],)
+
+    threads(2)
+    x = Tensor(np.ones((200, 200)), requires_grad=True)
+    with pytest.raises(RuntimeError, match="Wrong.backward returned a gradient of shape"):
+        (Wrong.apply(x) * 2.0).sum().backward()
+
+
+def test_search_network_gradients_to_the_bit(threads):
+    """A search network's weights, alpha and BN statistics after a backward: the same on 1,
+    2 and 4 threads."""
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.standard_normal((6, 1, 12, 12)).astype(np.float32))
+    y = rng.integers(0, 10, 6)
+    results = []
+    for n in (1, 2, 4):
+        threads(n)
+        net = Network(C=4, layers=3, steps=3, multiplier=2, seed=1)
+        F.cross_entropy(net(x), y).backward()
+        grads = [p.grad for p in net.parameters()] + [a.grad for a in net.arch_parameters()]
+        results.append((grads, net.state_dict()))
+    for grads, state in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0][0], grads))
+        assert all(np.array_equal(results[0][1][k], v) for k, v in state.items())
+
+
+def test_map_in_threads_keeps_order_and_raises(threads):
+    threads(3)
+    assert parallel.map_in_threads(lambda k: k * k, range(10)) == [k * k for k in range(10)]
+
+    def fail(k):
+        if k == 4:
+            raise KeyError("item 4")
+        return k
+
+    with pytest.raises(KeyError, match="item 4"):
+        parallel.map_in_threads(fail, range(8))
+    assert parallel.map_in_threads(str, [1, 2]) == ["1", "2"]
+
+
+def test_thread_count_is_checked(threads, monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive integer"):
+            parallel.set_num_threads(bad)
+    monkeypatch.setattr(parallel, "_threads", None)
+    monkeypatch.setenv("MINIDARTS_THREADS", "two")
+    with pytest.raises(ValueError, match="MINIDARTS_THREADS must be a positive integer"):
+        parallel.num_threads()
+    monkeypatch.setenv("MINIDARTS_THREADS", "3")
+    assert parallel.num_threads() == 3
+    monkeypatch.setattr(parallel, "_threads", None)
+    monkeypatch.delenv("MINIDARTS_THREADS")
+    assert 1 <= parallel.num_threads() <= 4
