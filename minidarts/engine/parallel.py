@@ -108,6 +108,41 @@ def _pool(n):
     return _workers[1]
 
 
+class _Sum:
+    """A tensor's gradient, summed in the serial loop's order while its parts arrive in
+    any order: `keys`, the (consumer position, input slot) of every part, sorted; a part
+    waits only while an earlier one is missing, so what is held is about the serial
+    loop's running sum, not every part until the last (90 MB more at batch 64)."""
+
+    __slots__ = ("keys", "next", "early", "total", "owned")
+
+    def __init__(self, keys=None):
+        self.keys = keys or []  # filled in the serial loop's order: already sorted
+        self.next = 0
+        self.early = {}  # parts that came before an earlier one
+        self.total = None
+        self.owned = False  # total is an array of our own, which may be added into
+
+    def add(self, key, part):
+        """The part of consumer `key` (None: it gave no gradient)."""
+        self.early[key] = part
+        while self.next < len(self.keys) and self.keys[self.next] in self.early:
+            part = self.early.pop(self.keys[self.next])
+            self.next += 1
+            if part is None:
+                continue
+            if self.total is None:
+                self.total = part  # the serial loop's _sum_grads(None, part)
+            elif self.owned and part.dtype == self.total.dtype:
+                self.total += part  # in place: the same sums as total + part
+            else:
+                self.total = self.total + part
+                self.owned = True
+
+    def complete(self):
+        return self.next == len(self.keys)
+
+
 def run_backward(reverse_order, root, grad, deliver, run_function):
     """Backpropagate `grad` from `root` over `reverse_order` (the serial loop's order:
     every tensor before its inputs) on num_threads() threads, the calling one included.
@@ -117,14 +152,14 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
     run_function(fn, g): fn.backward(g), checked; returns one gradient per fn.inputs."""
     n = num_threads()
     position = {id(t): k for k, t in enumerate(reverse_order)}
-    # pending[id(x)]: (consumer, input slot) pairs that have yet to report to x
-    pending = {}
-    for t in reverse_order:
+    # sums[id(x)]: x's gradient, from the (consumer position, input slot) that feed it
+    sums = {id(root): _Sum([(-1, 0)])}
+    for k, t in enumerate(reverse_order):
         if t._ctx is not None:
-            for inp in t._ctx.inputs:
+            for slot, inp in enumerate(t._ctx.inputs):
                 if inp.requires_grad:
-                    pending[id(inp)] = pending.get(id(inp), 0) + 1
-    received = {id(root): [((-1, 0), grad)]}
+                    sums.setdefault(id(inp), _Sum()).keys.append((k, slot))
+    sums[id(root)].add((-1, 0), grad)
     ready = [(0, root)]  # a heap by position: the serial loop's order where it can
     lock = threading.Condition()
     state = {"running": 0, "error": None}
@@ -132,21 +167,15 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
     def report(t, in_grads):  # under the lock
         k = position[id(t)]
         for slot, (inp, ig) in enumerate(zip(t._ctx.inputs, in_grads)):
-            if not inp.requires_grad:
-                continue
-            if ig is not None:
-                received.setdefault(id(inp), []).append(((k, slot), ig))
-            pending[id(inp)] -= 1
-            if pending[id(inp)] == 0:
-                heapq.heappush(ready, (position[id(inp)], inp))
+            if inp.requires_grad:
+                total = sums[id(inp)]
+                total.add((k, slot), ig)
+                if total.complete():
+                    heapq.heappush(ready, (position[id(inp)], inp))
 
-    def step(t, parts):  # outside the lock: the arithmetic
-        if not parts:  # no gradient reached t: its inputs hear nothing from it
+    def step(t, g):  # outside the lock: the arithmetic
+        if g is None:  # no gradient reached t: its inputs hear nothing from it
             return None if t._ctx is None else [None] * len(t._ctx.inputs)
-        parts.sort(key=lambda part: part[0])
-        g = parts[0][1]
-        for _, more in parts[1:]:
-            g = g + more  # the serial loop's _sum_grads, in its order
         deliver(t, g)
         return None if t._ctx is None else run_function(t._ctx, g)
 
@@ -159,10 +188,10 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
                     lock.notify_all()
                     return
                 _, t = heapq.heappop(ready)
-                parts = received.pop(id(t), None)
+                g = sums.pop(id(t)).total
                 state["running"] += 1
             try:
-                in_grads = step(t, parts)
+                in_grads = step(t, g)
             except BaseException as error:  # raised by the calling thread, below
                 in_grads = None
                 with lock:

@@ -18,7 +18,12 @@ import traceback
 from .progress import format_seconds
 
 # the variables that size the BLAS / OpenMP thread pools of a child process
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIDARTS_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MINIDARTS_THREADS",
+)
 
 
 def default_workers():
