@@ -117,7 +117,12 @@ class Problem:
     an Architect of order 2 whose virtual step is SGD with learning rate xi."""
 
     def __init__(self, primitives=PRIMITIVES, seed=0):
-        self.model = Network(C=2, layers=1, steps=2, multiplier=2, primitives=primitives, seed=seed)
+        # fast=False: the readable Cell.forward, one edge after another, so that section 5
+        # sees the ReLUs and pools in the same order in both of its passes (the fast path
+        # runs edges on several threads, in whatever order they finish)
+        self.model = Network(
+            C=2, layers=1, steps=2, multiplier=2, primitives=primitives, seed=seed, fast=False
+        )
         for t in list(self.model.parameters()) + list(self.model.buffers()):
             if np.issubdtype(t.data.dtype, np.floating):
                 t.data = t.data.astype(np.float64)

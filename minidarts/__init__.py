@@ -31,6 +31,7 @@ from .engine.ops import (
     sum,
     transpose,
 )
+from .engine.parallel import num_threads, set_num_threads
 from .engine.random import manual_seed
 from .nn import functional, optim
 
@@ -44,11 +45,10 @@ __version__ = "0.1.0"
 backend.keep_freed_memory()
 
 __all__ = [
-    "Function",
-    "Tensor",
     "backend",
     "cat",
     "exp",
+    "Function",
     "functional",
     "get_array_module",
     "gradcheck",
@@ -60,14 +60,17 @@ __all__ = [
     "mean",
     "nn",
     "no_grad",
+    "num_threads",
     "numerical_grad",
     "optim",
     "permute",
     "reshape",
     "set_default_device",
+    "set_num_threads",
     "sqrt",
     "stack",
     "sum",
+    "Tensor",
     "tensor",
     "to_numpy",
     "transpose",

@@ -33,14 +33,16 @@ def test_case_prints_one_json_line_like_the_reference(case):
         check=True,
     ).stdout
     line = json.loads(out.strip())
-    assert set(line) == REFERENCE_KEYS
+    assert set(line) == REFERENCE_KEYS | {"path"} and line["path"] == "fast"
     assert line["impl"] == "minidarts" and line["case"] == case and line["batch"] == 2
     assert line["device"] == "cpu" and line["s"] > 0 and line["rss_mb"] > 0
 
 
-def test_unknown_case_is_named():
+def test_unknown_case_and_path_are_named():
     with pytest.raises(ValueError, match="unknown case 'fwd2'"):
         bench_cases.time_case("fwd2", batch=2, iters=1)
+    with pytest.raises(ValueError, match="unknown path 'quick': expected one of fast, "):
+        bench_cases.time_case("fwd", batch=2, iters=1, path="quick")
 
 
 def test_compare_pairs_medians_into_ratios(tmp_path):
@@ -73,6 +75,21 @@ def test_compare_pairs_medians_into_ratios(tmp_path):
     assert len(lines) == 6 and all("minidarts" in s and "torch 2000 ms" in s for s in lines)
     table = bench_cases.format_table(results)
     assert table.count("\n| fwd |") == 2
+    # several paths: each its own process every round, one row each against one torch
+    lines.clear()
+    results = bench_cases.compare(
+        sys.executable,
+        str(fake),
+        cases=("fwd",),
+        batches=(2,),
+        rounds=2,
+        iters=1,
+        log=lines.append,
+        paths=("fast", "serial"),
+    )
+    assert [r["path"] for r in results] == ["fast", "serial"]
+    assert len(lines) == 2 and all("fast" in s and "serial" in s for s in lines)
+    assert "| fwd | 2 | serial |" in bench_cases.format_table(results)
 
 
 def test_compare_reports_a_failing_reference(tmp_path):

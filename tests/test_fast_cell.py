@@ -7,7 +7,7 @@ one) the GPU. Leaving the student copy is tested in test_assign.py (TEACHER_ONLY
 import numpy as np
 import pytest
 
-from minidarts.darts import fast_cell
+from minidarts.darts import fast_cell, operations
 from minidarts.darts.network import Network
 from minidarts.engine import backend, parallel
 from minidarts.engine.autograd import Tensor
@@ -107,6 +107,14 @@ def test_fast_path_is_taken_only_where_it_pays(threads, monkeypatch):
     monkeypatch.setattr(fast_cell, "enabled", False)
     net(x)
     assert calls == [1]
+    monkeypatch.setattr(fast_cell, "enabled", True)
+    assert fast_cell.usable(("none", "skip_connect"), "cpu")
+    assert not fast_cell.usable(("none", "skip_connect"), "gpu")
+    # a user's operation keeps the readable path: it may not be safe on threads
+    monkeypatch.setitem(operations.OPS, "noisy_op", lambda C, stride, affine: None)
+    assert not fast_cell.usable(("none", "noisy_op"), "cpu")
+    monkeypatch.setitem(operations.OPS, "skip_connect", lambda C, stride, affine: None)
+    assert not fast_cell.usable(("none", "skip_connect"), "cpu")
     assert Network(C=4, layers=1, steps=2, multiplier=2, fast=False).fast is False
 
 
@@ -119,7 +127,7 @@ def test_fast_path_equals_the_readable_path_on_the_gpu(threads):
     threads(2)
     rng = np.random.default_rng(0)
     net = Network(C=4, layers=1, steps=3, multiplier=2, seed=0).to("gpu")
-    assert not fast_cell.usable("gpu")
+    assert not fast_cell.usable(net.primitives, "gpu")
     x = Tensor(backend.asarray(rng.standard_normal((4, 1, 12, 12)), np.float32, device="gpu"))
     s = net.stem(x)
     w = F.softmax(net.alphas["reduce"], dim=-1)

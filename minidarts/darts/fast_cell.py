@@ -16,7 +16,8 @@ the edges leaving node 0, and so on. The forward and every gradient equal the re
 path's to the bit (tests/test_fast_cell.py), and the backward runs on the threads too.
 
 Network uses it by default on the CPU when more than one thread is set
-(minidarts.set_num_threads, MINIDARTS_THREADS); `Network(..., fast=False)` or
+(minidarts.set_num_threads, MINIDARTS_THREADS) and the cell has only DARTS's own
+operations (usable below); `Network(..., fast=False)` or
 `network.fast = False` takes the readable path. The tests of the classroom tasks switch
 it off (tests/conftest.py): they must exercise the student's Cell.forward. The student
 copy leaves this file out (classroom/assign.py, TEACHER_ONLY): it computes eq. (1).
@@ -25,15 +26,24 @@ copy leaves this file out (classroom/assign.py, TEACHER_ONLY): it computes eq. (
 from ..engine import parallel
 from ..engine.ops import cat
 from .cell import num_edges
+from .operations import is_darts_operation
 
 # Off: Network takes the readable path whatever it was built with (tests/conftest.py
 # sets it for the tests of the classroom tasks).
 enabled = True
 
 
-def usable(device):
-    """Whether the fast path pays on arrays on `device`: the CPU with several threads."""
-    return enabled and device == "cpu" and parallel.num_threads() > 1
+def usable(primitives, device):
+    """Whether to take the fast path: on the CPU with several threads, where it pays, and
+    for DARTS's own operations only. An operation registered by a user keeps to the
+    readable path: it might not be safe on threads (e.g. one drawing from the global
+    random generator would draw in the order the threads happen to run)."""
+    return (
+        enabled
+        and device == "cpu"
+        and parallel.num_threads() > 1
+        and all(is_darts_operation(name) for name in primitives)
+    )
 
 
 def cell_forward(cell, s0, s1, weights):

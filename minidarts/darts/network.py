@@ -176,7 +176,7 @@ class Network(nn.Module):
         weights = {kind: relax(a, self.relaxation) for kind, a in alphas.items()}
         s0 = s1 = self.stem(x)
         device = backend.device_of(s0.data)
-        fast = self.fast and fast_cell is not None and fast_cell.usable(device)
+        fast = self.fast and fast_cell is not None and fast_cell.usable(self.primitives, device)
         for cell in self.cells:
             w = weights["reduce"] if cell.reduction else weights["normal"]
             s0, s1 = s1, fast_cell.cell_forward(cell, s0, s1, w) if fast else cell(s0, s1, w)

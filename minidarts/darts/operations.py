@@ -164,6 +164,17 @@ OPS = {
     "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
 }
 
+# DARTS's own builders, as registered above: the fast path (fast_cell.py) runs only these
+# on several threads, since an operation registered later may not be safe to run so
+# (one that draws from the global random generator would lose its determinism).
+_DARTS_BUILDERS = dict(OPS)
+
+
+def is_darts_operation(name):
+    """Whether `name` is one of DARTS's 8 operations, built by its original builder."""
+    return name in _DARTS_BUILDERS and OPS.get(name) is _DARTS_BUILDERS[name]
+
+
 # counts given at registration: name -> (builder, int or function (C, stride, affine))
 _GIVEN_COUNTS = {}
 # counts read off built modules: (builder, C, stride, affine) -> int. Keyed by the

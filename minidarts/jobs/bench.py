@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from ..engine import backend
 from ..engine.autograd import Tensor, no_grad
-from .bench_cases import CASES
+from .bench_cases import CASES, PATHS
 
 
 @dataclass
@@ -190,10 +190,10 @@ def bench_kernels(args):
     return [case.row() for case in cases]
 
 
-def _search_parts(batch, device, order=1):
+def _search_parts(batch, device, order=1, fast=True):
     """The paper's search network (C=8, one reduction cell, 4 nodes) with its two
     optimisers, an Architect of the given order and a fixed train and val batch of
-    random images on `device`."""
+    random images on `device`. fast=False: the network keeps to the readable cell."""
     from ..darts.architect import Architect
     from ..darts.network import Network
     from ..nn import optim
@@ -201,7 +201,7 @@ def _search_parts(batch, device, order=1):
     previous = backend.default_device()
     backend.set_default_device(device)
     try:
-        net = Network(C=8, layers=1, steps=4, seed=0)
+        net = Network(C=8, layers=1, steps=4, seed=0, fast=fast)
     finally:
         backend.set_default_device(previous)
     w_opt = optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
@@ -367,6 +367,14 @@ def main(argv=None, prog="python -m minidarts bench"):
         "torch_reference.py does (see bench_cases.py; `bench compare` runs both)",
     )
     parser.add_argument("--iters", type=int, default=7, help="with --case: timed calls")
+    parser.add_argument(
+        "--path",
+        default="fast",
+        choices=PATHS,
+        help="with --case: fast (the default: the fast cell and the backward on threads), "
+        "readable (Cell.forward, the backward on threads) or serial (the readable path on "
+        "one thread, as before the threads)",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median taken)")
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--batch", type=int, default=64, help="batch size (the paper: 64)")

@@ -37,6 +37,10 @@ import time
 from ..engine import backend
 
 CASES = ("fwd", "fwdbwd", "step1", "step2")
+# how minidarts runs the network: the default (darts/fast_cell.py and the backward on
+# threads, engine/parallel.py), the readable Cell.forward with the threaded backward, or
+# the readable path on one thread (as minidarts ran before the threads)
+PATHS = ("fast", "readable", "serial")
 _STEP_NAMES = {
     "fwd": "network forward",
     "fwdbwd": "network fwd+bwd",
@@ -45,15 +49,21 @@ _STEP_NAMES = {
 }
 
 
-def time_case(case, device="cpu", batch=64, iters=7, warmup=3):
+def time_case(case, device="cpu", batch=64, iters=7, warmup=3, path="fast"):
     """Median seconds of `iters` calls of one case (after `warmup` untimed calls), and
-    the process's peak resident memory in MiB."""
+    the process's peak resident memory in MiB. path: one of PATHS."""
+    from ..engine import parallel
     from .bench import _search_parts, _step_functions, _sync, _timed
 
     if case not in CASES:
         raise ValueError(f"bench: unknown case {case!r}: expected one of {', '.join(CASES)}")
+    if path not in PATHS:
+        raise ValueError(f"bench: unknown path {path!r}: expected one of {', '.join(PATHS)}")
+    if path == "serial":
+        parallel.set_num_threads(1)
     order = 2 if case == "step2" else 1
-    fn = _step_functions(*_search_parts(batch, device, order))[_STEP_NAMES[case]]
+    parts = _search_parts(batch, device, order, fast=path == "fast")
+    fn = _step_functions(*parts)[_STEP_NAMES[case]]
     xp = backend.array_module(device)
     for _ in range(warmup):
         fn()
@@ -67,9 +77,10 @@ def time_case(case, device="cpu", batch=64, iters=7, warmup=3):
 def case_main(args):
     """The --case form: one JSON line, as torch_reference.py prints."""
     device = backend.check_device(args.device)
-    seconds, rss = time_case(args.case, device, args.batch, args.iters)
+    seconds, rss = time_case(args.case, device, args.batch, args.iters, path=args.path)
     dev = "cuda" if device == "gpu" else device
     line = {"impl": "minidarts", "device": dev, "case": args.case, "batch": args.batch}
+    line["path"] = args.path
     print(json.dumps({**line, "s": seconds, "rss_mb": round(rss)}))
 
 
@@ -100,10 +111,12 @@ def compare(
     threads=2,
     device="cpu",
     log=print,
+    paths=("fast",),
 ):
-    """Both implementations, each case and batch, `rounds` times interleaved (minidarts,
-    torch, minidarts, ...): a list of dicts with both medians of medians, the ratio
-    minidarts / torch and both peak memories."""
+    """Both implementations, each case and batch, `rounds` times interleaved (minidarts
+    on each of `paths`, then torch, and again): a list of dicts, one per case, batch and
+    path, with both medians of medians, the ratio minidarts / torch and both peak
+    memories."""
     env = _pinned_env(threads)
     here = [sys.executable, "-m", "minidarts", "bench"]
     dev = "gpu" if device in ("gpu", "cuda") else "cpu"
@@ -111,42 +124,47 @@ def compare(
     for batch in batches:
         for case in cases:
             common = ["--case", case, "--batch", str(batch), "--iters", str(iters)]
-            ours_cmd = here + common + ["--device", dev]
+            ours_cmds = {p: here + common + ["--device", dev, "--path", p] for p in paths}
             theirs_cmd = [torch_python, reference, *common, "--threads", str(threads)]
             theirs_cmd += ["--device", "cuda" if dev == "gpu" else "cpu"]
-            ours, theirs = [], []
+            ours, theirs = {p: [] for p in paths}, []
             for r in range(rounds):
-                ours.append(_run_json(ours_cmd, env))
+                for p in paths:
+                    ours[p].append(_run_json(ours_cmds[p], env))
                 theirs.append(_run_json(theirs_cmd, env))
+                mine = ", ".join(f"{p} {ours[p][-1]['s'] * 1e3:.0f} ms" for p in paths)
                 log(
-                    f"  {case} batch {batch} round {r + 1}/{rounds}: minidarts "
-                    f"{ours[-1]['s'] * 1e3:.0f} ms, torch {theirs[-1]['s'] * 1e3:.0f} ms"
+                    f"  {case} batch {batch} round {r + 1}/{rounds}: minidarts {mine}, "
+                    f"torch {theirs[-1]['s'] * 1e3:.0f} ms"
                 )
-            a = statistics.median(o["s"] for o in ours)
             b = statistics.median(t["s"] for t in theirs)
-            results.append(
-                {
-                    "case": case,
-                    "batch": batch,
-                    "minidarts_s": a,
-                    "torch_s": b,
-                    "ratio": a / b,
-                    "minidarts_rss_mb": max(o["rss_mb"] for o in ours),
-                    "torch_rss_mb": max(t["rss_mb"] for t in theirs),
-                }
-            )
+            for p in paths:
+                a = statistics.median(o["s"] for o in ours[p])
+                results.append(
+                    {
+                        "case": case,
+                        "batch": batch,
+                        "path": p,
+                        "minidarts_s": a,
+                        "torch_s": b,
+                        "ratio": a / b,
+                        "minidarts_rss_mb": max(o["rss_mb"] for o in ours[p]),
+                        "torch_rss_mb": max(t["rss_mb"] for t in theirs),
+                    }
+                )
     return results
 
 
 def format_table(results):
     """The comparison as a Markdown table."""
     lines = [
-        "| case | batch | minidarts ms | PyTorch ms | ratio | minidarts MB | PyTorch MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| case | batch | path | minidarts ms | PyTorch ms | ratio | minidarts MB | PyTorch MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['case']} | {r['batch']} | {r['minidarts_s'] * 1e3:.0f} | "
+            f"| {r['case']} | {r['batch']} | {r.get('path', 'fast')} | "
+            f"{r['minidarts_s'] * 1e3:.0f} | "
             f"{r['torch_s'] * 1e3:.0f} | {r['ratio']:.2f} | {r['minidarts_rss_mb']} | "
             f"{r['torch_rss_mb']} |"
         )
@@ -163,6 +181,13 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     p.add_argument("--iters", type=int, default=7, help="timed calls per process (median)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--paths",
+        nargs="+",
+        default=["fast"],
+        choices=PATHS,
+        help="minidarts's paths to time, each in its own process every round (default: fast)",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -185,6 +210,7 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
         args.iters,
         args.threads,
         args.device,
+        paths=args.paths,
     )
     print(format_table(results))
     print(f"({time.time() - start:.0f} s; ratio = minidarts / PyTorch, medians of medians)")
