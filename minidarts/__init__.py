@@ -45,10 +45,11 @@ __version__ = "0.1.0"
 backend.keep_freed_memory()
 
 __all__ = [
+    "Function",
+    "Tensor",
     "backend",
     "cat",
     "exp",
-    "Function",
     "functional",
     "get_array_module",
     "gradcheck",
@@ -70,7 +71,6 @@ __all__ = [
     "sqrt",
     "stack",
     "sum",
-    "Tensor",
     "tensor",
     "to_numpy",
     "transpose",
