@@ -142,18 +142,33 @@ def test_search_network_gradients_to_the_bit(threads):
         assert all(np.array_equal(results[0][1][k], v) for k, v in state.items())
 
 
-def test_map_in_threads_keeps_order_and_raises(threads):
+def test_run_graph_passes_results_along_and_raises(threads):
     threads(3)
-    assert parallel.map_in_threads(lambda k: k * k, range(10)) == [k * k for k in range(10)]
+    log = []
 
-    def fail(k):
-        if k == 4:
-            raise KeyError("item 4")
-        return k
+    def job(name, value):
+        def run(*args):
+            log.append(name)
+            return value + sum(args)
 
-    with pytest.raises(KeyError, match="item 4"):
-        parallel.map_in_threads(fail, range(8))
-    assert parallel.map_in_threads(str, [1, 2]) == ["1", "2"]
+        return run
+
+    # a diamond: 0 -> (1, 2) -> 3, and 4 alone
+    jobs = [(job("a", 1), ()), (job("b", 10), (0,)), (job("c", 100), (0,)), (job("d", 0), (1, 2))]
+    jobs.append((job("e", 7), ()))
+    assert parallel.run_graph(jobs) == [1, 11, 101, 112, 7]
+    assert log.index("a") < log.index("b") < log.index("d") and log.index("c") < log.index("d")
+    threads(1)
+    assert parallel.run_graph(jobs) == [1, 11, 101, 112, 7]
+    threads(2)
+
+    def fail():
+        raise KeyError("job 1")
+
+    with pytest.raises(KeyError, match="job 1"):
+        parallel.run_graph([(job("a", 1), ()), (fail, ()), (job("c", 1), (1,))])
+    with pytest.raises(ValueError, match="job 0 depends on job 1, which is not earlier"):
+        parallel.run_graph([(job("a", 1), (1,)), (job("b", 1), ())])
 
 
 def test_thread_count_is_checked(threads, monkeypatch):

@@ -3,17 +3,18 @@
 cell.py's Cell.forward is eq. (1) as a reader should meet it, one edge after another.
 That leaves a core idle: NumPy computes on one core, and the 14 edges of a cell, each
 a mixed operation (eq. 2) of 7 candidates, are independent of each other as long as
-they read states already known. This computes the very same graph:
+they read states already known. This builds the very same graph:
 
 - the same modules (the cell's own mixed operations, with their weights and BN
-  statistics) are called on the same inputs, the edges in the same order of index;
+  statistics) are called on the same inputs;
 - each node is summed over its incoming edges in Cell.forward's order, so every
   rounding is the same;
 
-but the edges that read a state are handed together to engine/parallel.py's threads
-as soon as that state is known: first the 2 * steps edges leaving the two inputs, then
-the edges leaving node 0, and so on. The forward and every gradient equal the readable
-path's to the bit (tests/test_fast_cell.py), and the backward runs on the threads too.
+but each edge is handed to engine/parallel.py's threads as soon as the state it reads
+is known (the 2 * steps edges leaving the two inputs at once, those leaving node 0 once
+node 0 is summed, and so on), the edges into earlier nodes first. The forward and every
+gradient equal the readable path's to the bit (tests/test_fast_cell.py); the backward
+runs on the threads too (engine/parallel.py).
 
 Network uses it by default on the CPU when more than one thread is set
 (minidarts.set_num_threads, MINIDARTS_THREADS) and the cell has only DARTS's own
@@ -50,25 +51,26 @@ def cell_forward(cell, s0, s1, weights):
     """cell(s0, s1, weights) (eq. 1, as Cell.forward), the edges run on several threads.
 
     Edge (i, j), from state i into node j, is cell._ops[num_edges(j) + i]: node j's edges
-    come after those of all earlier nodes, in the order of the states they read."""
-    states = parallel.map_in_threads(
-        lambda pre: pre[0](pre[1]), [(cell.preprocess0, s0), (cell.preprocess1, s1)]
-    )
-    terms = {}
+    come after those of all earlier nodes, in the order of the states they read. Each
+    edge waits only for its own input state, and each node for its own edges, so the
+    edges into later nodes fill the time the chain node 0 -> node 1 -> ... leaves."""
+    jobs = [(lambda: cell.preprocess0(s0), ()), (lambda: cell.preprocess1(s1), ())]
+    state_job = [0, 1]  # the job whose result is state i
 
-    def edge(ij):
-        i, j = ij
-        k = num_edges(j) + i
-        return cell._ops[k](states[i], weights[k])
+    def edge(k):
+        return lambda h: cell._ops[k](h, weights[k])
 
-    sources = (0, 1)  # the states whose edges are still to run
-    for j in range(cell.steps):
-        todo = [(i, jj) for i in sources for jj in range(j, cell.steps)]
-        terms.update(zip(todo, parallel.map_in_threads(edge, todo)))
+    def node_sum(*terms):  # in Cell.forward's order, so every rounding is the same
         node = None
-        for i in range(len(states)):
-            term = terms.pop((i, j))
+        for term in terms:
             node = term if node is None else node + term
-        states.append(node)
-        sources = (len(states) - 1,)
-    return cat(states[-cell.multiplier :], dim=1)
+        return node
+
+    for j in range(cell.steps):  # the jobs of node j: its edges, then their sum
+        first = len(jobs)
+        for i in range(len(state_job)):
+            jobs.append((edge(num_edges(j) + i), (state_job[i],)))
+        jobs.append((node_sum, tuple(range(first, len(jobs)))))
+        state_job.append(len(jobs) - 1)
+    results = parallel.run_graph(jobs)
+    return cat([results[k] for k in state_job[-cell.multiplier :]], dim=1)

@@ -202,52 +202,71 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
                 state["running"] -= 1
                 lock.notify_all()
 
-    done = queue.SimpleQueue()
-
-    def worker_loop():
-        try:
-            loop()
-        finally:
-            done.put(None)
-
-    tasks = _pool(n)
-    for _ in range(n - 1):
-        tasks.put(worker_loop)
-    try:
-        loop()
-    finally:
-        for _ in range(n - 1):
-            done.get()
+    _with_workers(n, loop)
     if state["error"] is not None:
         raise state["error"]
 
 
-def map_in_threads(fn, items):
-    """[fn(item) for item in items], the calls shared among num_threads() threads (the
-    calling one included), results in the order of `items`. For independent work only:
-    each call must touch nothing another call writes. The first exception is raised
-    once every started call has ended."""
-    items = list(items)
-    n = min(num_threads(), len(items))
+def run_graph(jobs):
+    """Run jobs that wait for each other on num_threads() threads (the calling one
+    included) and return their results, in the order of `jobs`.
+
+    jobs: a list of (fn, deps), deps the indices of earlier jobs whose results fn takes
+    as arguments, in that order: job k runs as fn(*[result of d for d in deps]) once all
+    of them are done. Where several jobs are ready, the one listed first runs first: list
+    the jobs of the longest chain early. The first exception is raised once every
+    started job has ended."""
+    dependents = [[] for _ in jobs]
+    for k, (_, deps) in enumerate(jobs):
+        for d in deps:
+            if not 0 <= d < k:
+                raise ValueError(f"run_graph: job {k} depends on job {d}, which is not earlier")
+            dependents[d].append(k)
+    n = min(num_threads(), len(jobs))
+    results = [None] * len(jobs)
     if n <= 1:
-        return [fn(item) for item in items]
-    results = [None] * len(items)
-    lock = threading.Lock()
-    state = {"next": 0, "error": None}
+        for k, (fn, deps) in enumerate(jobs):
+            results[k] = fn(*[results[d] for d in deps])
+        return results
+    waiting = [len(deps) for _, deps in jobs]
+    ready = [k for k in range(len(jobs)) if not waiting[k]]
+    heapq.heapify(ready)
+    lock = threading.Condition()
+    state = {"running": 0, "error": None}
 
     def loop():
         while True:
             with lock:
-                k = state["next"]
-                if k >= len(items) or state["error"] is not None:
+                while not ready and state["running"] and state["error"] is None:
+                    lock.wait()
+                if state["error"] is not None or not ready:
+                    lock.notify_all()
                     return
-                state["next"] = k + 1
+                k = heapq.heappop(ready)
+                state["running"] += 1
+            fn, deps = jobs[k]
             try:
-                results[k] = fn(items[k])
+                results[k] = fn(*[results[d] for d in deps])
             except BaseException as error:
                 with lock:
                     state["error"] = state["error"] or error
+            with lock:
+                if state["error"] is None:
+                    for m in dependents[k]:
+                        waiting[m] -= 1
+                        if not waiting[m]:
+                            heapq.heappush(ready, m)
+                state["running"] -= 1
+                lock.notify_all()
 
+    _with_workers(n, loop)
+    if state["error"] is not None:
+        raise state["error"]
+    return results
+
+
+def _with_workers(n, loop):
+    """Run loop() on this thread and on n - 1 threads of the pool; return when all end."""
     done = queue.SimpleQueue()
 
     def worker_loop():
@@ -264,6 +283,3 @@ def map_in_threads(fn, items):
     finally:
         for _ in range(n - 1):
             done.get()
-    if state["error"] is not None:
-        raise state["error"]
-    return results
