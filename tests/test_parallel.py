@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minidarts.darts.network import Network
-from minidarts.engine import parallel
+from minidarts.engine import backend, parallel
 from minidarts.engine.autograd import Function, Tensor
 from minidarts.nn import functional as F
 
@@ -184,3 +184,32 @@ def test_thread_count_is_checked(threads, monkeypatch):
     monkeypatch.setattr(parallel, "_threads", None)
     monkeypatch.delenv("MINIDARTS_THREADS")
     assert 1 <= parallel.num_threads() <= 4
+
+
+def test_the_pool_keeps_openblas_to_one_thread_and_gives_it_back(threads, monkeypatch):
+    """OpenBLAS splitting a product over the cores the pool's threads use made a step
+    at batch 128 slower on two threads than on one: while the pool is in use, OpenBLAS
+    runs each product on its caller's thread; back on one thread, it has its own again."""
+    calls = []
+    monkeypatch.setattr(backend, "set_blas_threads", lambda n: calls.append(n) or 6)
+    monkeypatch.setattr(parallel, "_blas_threads", None)
+    threads(2)
+    leaves, _, loss = _wide_graph()
+    loss.backward()
+    assert calls == [1]  # once, when the pool started
+    loss.backward()
+    assert calls == [1]
+    threads(1)
+    assert calls == [1, 6]  # the count it had before
+
+
+def test_set_blas_threads_sets_numpys_openblas():
+    old = backend.set_blas_threads(1)
+    if old is None:  # NumPy built with another BLAS: nothing to set, and it says so
+        assert backend._openblas() is None
+        return
+    try:
+        assert backend.set_blas_threads(3) == 1
+        assert backend.set_blas_threads(old) == 3
+    finally:
+        backend.set_blas_threads(old)

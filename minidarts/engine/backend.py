@@ -178,3 +178,49 @@ def keep_freed_memory():
         )
     except (OSError, AttributeError):
         return False
+
+
+# OpenBLAS builds name their thread setters differently (NumPy's wheels prefix them).
+_BLAS_THREAD_FUNCTIONS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+def _openblas():
+    """(get, set) of the OpenBLAS that NumPy loaded, or None (another BLAS, not Linux)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, put in _BLAS_THREAD_FUNCTIONS:
+            if hasattr(lib, get) and hasattr(lib, put):
+                return getattr(lib, get), getattr(lib, put)
+    return None
+
+
+def set_blas_threads(n):
+    """Set the threads of NumPy's OpenBLAS to n; returns the old count, or None where it
+    cannot be set (another BLAS: then OPENBLAS_NUM_THREADS / OMP_NUM_THREADS decide).
+
+    engine/parallel.py runs NumPy operations on threads of its own; an OpenBLAS that
+    splits a product over the same cores then competes with them (its threads spin
+    while they wait): at batch 128 a step took longer on two threads than on one
+    until each product kept to the thread that called it."""
+    blas = _openblas()
+    if blas is None:
+        return None
+    get, put = blas
+    old = int(get())
+    put(int(n))
+    return old

@@ -26,7 +26,8 @@ learns from; this module only schedules it. GPU arrays always take the serial lo
 
 Threads: `set_num_threads(n)` or the environment variable MINIDARTS_THREADS; the
 default is the number of cores, at most 4 (a cell has too little independent work
-for more to pay). 1 turns the threads off.
+for more to pay). 1 turns the threads off. While the threads are in use, OpenBLAS
+keeps each matrix product on the thread that calls it (backend.set_blas_threads).
 """
 
 import heapq
@@ -34,10 +35,13 @@ import os
 import queue
 import threading
 
+from . import backend
+
 _MAX_DEFAULT = 4
 
 _threads = None
 _workers = None  # (pid, task queue, [threads]) of the running pool
+_blas_threads = None  # OpenBLAS's threads before the pool started (0: not known)
 
 
 def _threads_from_env():
@@ -70,8 +74,11 @@ def set_num_threads(n):
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     old = num_threads()
-    global _threads
+    global _threads, _blas_threads
     _threads = n
+    if n == 1 and _blas_threads:  # back to one thread: OpenBLAS may split products again
+        backend.set_blas_threads(_blas_threads)
+        _blas_threads = None
     return old
 
 
@@ -86,8 +93,11 @@ def _work(tasks):
 def _pool(n):
     """The task queue of the n - 1 worker threads that join the calling thread, started
     on first use (and again in a forked child, which inherits the queue but not the
-    threads)."""
-    global _workers
+    threads). Starting it keeps OpenBLAS to one thread per product (see
+    backend.set_blas_threads): the cores are ours now."""
+    global _workers, _blas_threads
+    if _blas_threads is None:
+        _blas_threads = backend.set_blas_threads(1) or 0
     pid = os.getpid()
     if _workers is not None and (_workers[0] != pid or len(_workers[2]) != n - 1):
         if _workers[0] == pid:
