@@ -105,3 +105,23 @@ def test_compare_reports_a_failing_reference(tmp_path):
             iters=1,
             log=lambda s: None,
         )
+
+
+def test_profile_names_the_kernels_and_puts_the_engine_back():
+    from minidarts.engine import autograd
+    from minidarts.jobs import bench_profile
+
+    apply, run_backward = autograd.Function.apply, autograd._run_backward
+    wall, busy = bench_profile.profile(batch=2, path="fast", steps=1, warmup=0)
+    assert wall > 0
+    kinds = {kind for _, kind in busy}
+    assert {"Conv2d/depthwise", "Conv2d/pointwise", "BatchNormTrain", "MaxPool2d"} <= kinds
+    assert {phase for phase, _ in busy} == {"forward", "backward"}
+    assert autograd.Function.apply == apply and autograd._run_backward is run_backward
+    out = subprocess.run(
+        [sys.executable, "-m", "minidarts", "bench", "--profile", "--batch", "2", "--iters", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "busy (summed over the threads)" in out and "Conv2d/depthwise" in out

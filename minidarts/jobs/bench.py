@@ -368,6 +368,12 @@ def main(argv=None, prog="python -m minidarts bench"):
     )
     parser.add_argument("--iters", type=int, default=7, help="with --case: timed calls")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="busy time per kind of operation in forward + backward, summed over the "
+        "threads (bench_profile.py; --batch, --path, --iters steps)",
+    )
+    parser.add_argument(
         "--path",
         default="fast",
         choices=PATHS,
@@ -393,6 +399,10 @@ def main(argv=None, prog="python -m minidarts bench"):
         from .bench_cases import case_main
 
         return case_main(args)
+    if args.profile:
+        from .bench_profile import profile_main
+
+        return profile_main(args)
     matmul = matmul_gflops(args.device, args.repeats)
     print(
         f"minidarts.bench: device {args.device}, batch {args.batch}, float32, "
