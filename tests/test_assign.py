@@ -25,6 +25,7 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mutants import solve
 
@@ -139,6 +140,36 @@ def test_a_partial_copy_keeps_the_other_solutions_and_lessons(tmp_path):
     everything = tmp_path / "all-lessons"
     assign.write_student_copy(everything, tasks=["cell"], all_lessons=True)
     assert (everything / "lessons" / "07_cell_and_network.py").is_file()
+
+
+def test_a_copy_without_the_fast_path_runs_the_readable_cell(tmp_path):
+    """The copy leaves darts/fast_cell.py out (it computes eq. 1); the network then takes
+    the readable Cell.forward, which gives the fast path's numbers to the bit."""
+    out = tmp_path / "week5"
+    assign.write_student_copy(out, tasks=["genotype"])
+    assert not (out / "minidarts" / "darts" / "fast_cell.py").exists()
+    script = (
+        "import numpy as np, sys\n"
+        "from minidarts.darts import network\n"
+        "from minidarts.engine.autograd import Tensor\n"
+        "assert network.fast_cell is None\n"
+        "x = Tensor(np.random.default_rng(0).standard_normal((3, 1, 12, 12)).astype('float32'))\n"
+        "net = network.Network(C=4, layers=1, steps=3, multiplier=2, seed=2)\n"
+        "np.save(sys.argv[1], net(x).data)\n"
+    )
+    saved = tmp_path / "student.npy"
+    subprocess.run([sys.executable, "-c", script, str(saved)], cwd=out, check=True, timeout=120)
+    from minidarts.darts.network import Network
+    from minidarts.engine import parallel
+    from minidarts.engine.autograd import Tensor
+
+    old = parallel.set_num_threads(2)
+    try:
+        x = Tensor(np.random.default_rng(0).standard_normal((3, 1, 12, 12)).astype("float32"))
+        teacher = Network(C=4, layers=1, steps=3, multiplier=2, seed=2)(x).data
+    finally:
+        parallel.set_num_threads(old)
+    assert np.array_equal(np.load(saved), teacher)
 
 
 def test_student_copy_collects_every_test(student_copy):

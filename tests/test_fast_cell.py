@@ -104,10 +104,10 @@ def test_fast_path_is_taken_only_where_it_pays(threads, monkeypatch):
     net.fast = False
     net(x)
     net.fast = True
-    monkeypatch.setattr(fast_cell, "enabled", False)
+    monkeypatch.setenv("MINIDARTS_FAST_CELL", "0")
     net(x)
     assert calls == [1]
-    monkeypatch.setattr(fast_cell, "enabled", True)
+    monkeypatch.delenv("MINIDARTS_FAST_CELL")
     assert fast_cell.usable(("none", "skip_connect"), "cpu")
     assert not fast_cell.usable(("none", "skip_connect"), "gpu")
     # a user's operation keeps the readable path: it may not be safe on threads

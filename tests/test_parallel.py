@@ -186,21 +186,63 @@ def test_thread_count_is_checked(threads, monkeypatch):
     assert 1 <= parallel.num_threads() <= 4
 
 
-def test_the_pool_keeps_openblas_to_one_thread_and_gives_it_back(threads, monkeypatch):
-    """OpenBLAS splitting a product over the cores the pool's threads use made a step
-    at batch 128 slower on two threads than on one: while the pool is in use, OpenBLAS
-    runs each product on its caller's thread; back on one thread, it has its own again."""
+def test_openblas_keeps_to_one_thread_while_the_threads_run(threads, monkeypatch):
+    """OpenBLAS splitting a product over the cores the threads use made a step at batch
+    128 slower on two threads than on one: during a parallel region OpenBLAS runs each
+    product on its caller's thread, and it gets its own count back after."""
     calls = []
     monkeypatch.setattr(backend, "set_blas_threads", lambda n: calls.append(n) or 6)
-    monkeypatch.setattr(parallel, "_blas_threads", None)
     threads(2)
     leaves, _, loss = _wide_graph()
     loss.backward()
-    assert calls == [1]  # once, when the pool started
+    assert calls == [1, 6]
+    threads(1)  # the serial loop leaves OpenBLAS alone
     loss.backward()
-    assert calls == [1]
-    threads(1)
-    assert calls == [1, 6]  # the count it had before
+    assert calls == [1, 6]
+
+
+def test_an_interrupt_stops_every_thread_and_the_next_call_runs(threads):
+    """Ctrl-C (KeyboardInterrupt) on the calling thread, or an error on any, stops the
+    other threads after their current job and is raised once they have stopped: no job
+    runs after the call returned, and the next call finds its threads."""
+    threads(2)
+    started, ran_after = [], []
+    import threading
+    import time
+
+    finished = threading.Event()
+
+    def job(k):
+        def run(*_):
+            started.append(k)
+            if threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt  # Ctrl-C while the calling thread runs a job
+            time.sleep(0.05)
+            if finished.is_set():
+                ran_after.append(k)
+            return k
+
+        return run
+
+    jobs = [(job(k), ()) for k in range(6)] + [(job(6), (1, 2, 3, 4, 5))]
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            parallel.run_graph(jobs)
+        finally:
+            finished.set()
+    time.sleep(0.2)
+    assert ran_after == [] and 6 not in started
+    assert parallel.run_graph([((lambda k=k: k + 10), ()) for k in range(4)]) == [10, 11, 12, 13]
+
+
+def test_a_region_inside_a_region_runs_on_its_own_thread(threads):
+    threads(2)
+
+    def inner(k):
+        return parallel.run_graph([(lambda: k, ()), (lambda a: a + 1, (0,))])[1]
+
+    jobs = [((lambda k=k: inner(k)), ()) for k in range(4)]
+    assert parallel.run_graph(jobs) == [1, 2, 3, 4]  # and no deadlock
 
 
 def test_set_blas_threads_sets_numpys_openblas():
@@ -213,3 +255,19 @@ def test_set_blas_threads_sets_numpys_openblas():
         assert backend.set_blas_threads(old) == 3
     finally:
         backend.set_blas_threads(old)
+
+
+def test_a_backward_on_threads_lets_go_of_its_graph(threads):
+    """Once backward() returns and the loss is dropped, nothing of the graph stays alive:
+    a worker holding the last region's closures kept a whole graph through the next
+    forward (double the peak memory)."""
+    import gc
+    import weakref
+
+    threads(2)
+    gc.collect()
+    leaves, h, loss = _wide_graph(4)
+    inner = weakref.ref(loss._ctx.inputs[0])  # an intermediate tensor of the graph
+    loss.backward()
+    del loss, h
+    assert inner() is None

@@ -19,28 +19,28 @@ runs on the threads too (engine/parallel.py).
 Network uses it by default on the CPU when more than one thread is set
 (minidarts.set_num_threads, MINIDARTS_THREADS) and the cell has only DARTS's own
 operations (usable below); `Network(..., fast=False)` or
-`network.fast = False` takes the readable path. The tests of the classroom tasks switch
-it off (tests/conftest.py): they must exercise the student's Cell.forward. The student
+`network.fast = False` takes the readable path, and so does every network while the
+environment variable MINIDARTS_FAST_CELL is 0: the tests of the classroom tasks set it
+(tests/conftest.py), as they must exercise the student's Cell.forward. The student
 copy leaves this file out (classroom/assign.py, TEACHER_ONLY): it computes eq. (1).
 """
+
+import os
 
 from ..engine import parallel
 from ..engine.ops import cat
 from .cell import num_edges
 from .operations import is_darts_operation
 
-# Off: Network takes the readable path whatever it was built with (tests/conftest.py
-# sets it for the tests of the classroom tasks).
-enabled = True
-
 
 def usable(primitives, device):
-    """Whether to take the fast path: on the CPU with several threads, where it pays, and
-    for DARTS's own operations only. An operation registered by a user keeps to the
+    """Whether to take the fast path: on the CPU with several threads, where it pays,
+    unless MINIDARTS_FAST_CELL is 0, and for DARTS's own operations only. An operation
+    registered by a user keeps to the
     readable path: it might not be safe on threads (e.g. one drawing from the global
     random generator would draw in the order the threads happen to run)."""
     return (
-        enabled
+        os.environ.get("MINIDARTS_FAST_CELL", "1") != "0"
         and device == "cpu"
         and parallel.num_threads() > 1
         and all(is_darts_operation(name) for name in primitives)

@@ -189,8 +189,18 @@ _BLAS_THREAD_FUNCTIONS = (
 )
 
 
+_OPENBLAS = []  # [(get, set) or None], found once
+
+
 def _openblas():
-    """(get, set) of the OpenBLAS that NumPy loaded, or None (another BLAS, not Linux)."""
+    """(get, set) of the OpenBLAS that NumPy loaded, or None (another BLAS, not Linux);
+    looked up once."""
+    if not _OPENBLAS:
+        _OPENBLAS.append(_find_openblas())
+    return _OPENBLAS[0]
+
+
+def _find_openblas():
     import ctypes
 
     try:

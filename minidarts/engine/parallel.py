@@ -16,8 +16,8 @@ changes only *when* a Function's backward runs, never what it computes:
   position of the consumer in that order (then by input slot), whatever order the
   threads finished in: floating-point addition is not associative, so the order
   of the sum is what makes the two bit-identical;
-- leaves and retained tensors get their `.grad` from the coordinating thread, one
-  at a time.
+- each tensor's summed gradient is handed on once, by the thread that takes it, so a
+  leaf (or a retained tensor) adds to its `.grad` once per backward, as in the loop.
 
 tests/test_parallel.py checks every gradient of a search step against the serial loop
 with `array_equal`. The serial loop in autograd.py stays the reference a reader
@@ -26,8 +26,12 @@ learns from; this module only schedules it. GPU arrays always take the serial lo
 
 Threads: `set_num_threads(n)` or the environment variable MINIDARTS_THREADS; the
 default is the number of cores, at most 4 (a cell has too little independent work
-for more to pay). 1 turns the threads off. While the threads are in use, OpenBLAS
-keeps each matrix product on the thread that calls it (backend.set_blas_threads).
+for more to pay). 1 turns the threads off. While the threads run, OpenBLAS keeps
+each matrix product on the thread that calls it (backend.set_blas_threads); outside
+them it has its own threads back. A parallel region started from inside another
+runs on its calling thread (the others are busy with the outer one). An error in any
+thread, or Ctrl-C, stops every thread after its current job and is raised once they
+have all stopped.
 """
 
 import heapq
@@ -41,7 +45,7 @@ _MAX_DEFAULT = 4
 
 _threads = None
 _workers = None  # (pid, task queue, [threads]) of the running pool
-_blas_threads = None  # OpenBLAS's threads before the pool started (0: not known)
+_inside = threading.local()  # .active: this thread runs a job of a parallel region
 
 
 def _threads_from_env():
@@ -74,11 +78,8 @@ def set_num_threads(n):
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     old = num_threads()
-    global _threads, _blas_threads
+    global _threads
     _threads = n
-    if n == 1 and _blas_threads:  # back to one thread: OpenBLAS may split products again
-        backend.set_blas_threads(_blas_threads)
-        _blas_threads = None
     return old
 
 
@@ -88,18 +89,23 @@ def _work(tasks):
         if job is None:
             return
         job()
+        # the region's closures reach its whole graph: let go of them now, not when
+        # the next region comes (a backward's graph would stay alive through the next
+        # forward, doubling the peak)
+        del job
 
 
 def _pool(n):
     """The task queue of the n - 1 worker threads that join the calling thread, started
-    on first use (and again in a forked child, which inherits the queue but not the
-    threads). Starting it keeps OpenBLAS to one thread per product (see
-    backend.set_blas_threads): the cores are ours now."""
-    global _workers, _blas_threads
-    if _blas_threads is None:
-        _blas_threads = backend.set_blas_threads(1) or 0
+    on first use, and again where a thread died or in a forked child (which inherits
+    the queue but not the threads)."""
+    global _workers
     pid = os.getpid()
-    if _workers is not None and (_workers[0] != pid or len(_workers[2]) != n - 1):
+    if _workers is not None and (
+        _workers[0] != pid
+        or len(_workers[2]) != n - 1
+        or not all(t.is_alive() for t in _workers[2])
+    ):
         if _workers[0] == pid:
             for _ in _workers[2]:
                 _workers[1].put(None)
@@ -107,15 +113,96 @@ def _pool(n):
     if _workers is None:
         tasks = queue.SimpleQueue()
         threads = [
-            threading.Thread(
-                target=_work, args=(tasks,), name=f"minidarts-backward-{k}", daemon=True
-            )
+            threading.Thread(target=_work, args=(tasks,), name=f"minidarts-{k}", daemon=True)
             for k in range(n - 1)
         ]
         for t in threads:
             t.start()
         _workers = (pid, tasks, threads)
     return _workers[1]
+
+
+def _threads_for(jobs):
+    """How many threads a parallel region of `jobs` jobs gets: 1 inside another region
+    (its threads are all busy with the outer one: waiting for them would deadlock)."""
+    if getattr(_inside, "active", False):
+        return 1
+    return max(1, min(num_threads(), jobs))
+
+
+def _run_ready(n, ready, take, work, report):
+    """Run a parallel region on n threads (the calling one included): each thread takes
+    the first entry of the heap `ready` (under the lock: take(entry) -> job), runs
+    work(job) outside it, and hands the result to report(job, result) under the lock,
+    which pushes the entries it makes ready. It ends when nothing is ready or running.
+    The first exception of any thread (a KeyboardInterrupt of the calling one included)
+    stops every thread after its current job and is raised here once all have stopped.
+    OpenBLAS keeps each product on the thread that calls it meanwhile
+    (backend.set_blas_threads): its own threads would compete with these."""
+    lock = threading.Condition()
+    state = {"running": 0, "error": None}
+
+    def fail(error):
+        with lock:
+            state["error"] = state["error"] or error
+            lock.notify_all()
+
+    def loop():
+        outer = getattr(_inside, "active", False)
+        _inside.active = True
+        try:
+            while True:
+                with lock:
+                    while not ready and state["running"] and state["error"] is None:
+                        lock.wait()
+                    if state["error"] is not None or not ready:
+                        lock.notify_all()
+                        return
+                    job = take(heapq.heappop(ready))
+                    state["running"] += 1
+                try:
+                    result = work(job)
+                    with lock:
+                        if state["error"] is None:
+                            report(job, result)
+                finally:
+                    with lock:
+                        state["running"] -= 1
+                        lock.notify_all()
+        except BaseException as error:
+            fail(error)
+        finally:
+            _inside.active = outer
+
+    done = queue.SimpleQueue()
+
+    def worker_loop():
+        try:
+            loop()
+        finally:
+            done.put(None)
+
+    blas = backend.set_blas_threads(1)
+    try:
+        tasks = _pool(num_threads())
+        for _ in range(n - 1):
+            tasks.put(worker_loop)
+        loop()
+        waiting, interrupted = n - 1, None
+        while waiting:  # the workers stop after their current job once an error is set
+            try:
+                done.get()
+                waiting -= 1
+            except BaseException as error:  # a second Ctrl-C: stop them, keep waiting
+                interrupted = interrupted or error
+                fail(error)
+    finally:
+        if blas:
+            backend.set_blas_threads(blas)
+    if state["error"] is not None:
+        raise state["error"]
+    if interrupted is not None:
+        raise interrupted
 
 
 class _Sum:
@@ -160,7 +247,7 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
     deliver(t, g): what the serial loop does with a tensor's summed gradient before its
     Function runs (the leaf and retain_grad bookkeeping).
     run_function(fn, g): fn.backward(g), checked; returns one gradient per fn.inputs."""
-    n = num_threads()
+    n = _threads_for(len(reverse_order))
     position = {id(t): k for k, t in enumerate(reverse_order)}
     # sums[id(x)]: x's gradient, from the (consumer position, input slot) that feed it
     sums = {id(root): _Sum([(-1, 0)])}
@@ -170,51 +257,37 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
                 if inp.requires_grad:
                     sums.setdefault(id(inp), _Sum()).keys.append((k, slot))
     sums[id(root)].add((-1, 0), grad)
-    ready = [(0, root)]  # a heap by position: the serial loop's order where it can
-    lock = threading.Condition()
-    state = {"running": 0, "error": None}
+    tensors = {id(t): t for t in reverse_order}
 
-    def report(t, in_grads):  # under the lock
+    def take(entry):  # under the lock: the tensor and its summed gradient
+        t = tensors[entry[1]]
+        return t, sums.pop(id(t)).total
+
+    def work(job):  # outside the lock: the arithmetic
+        t, g = job
+        if g is None:  # no gradient reached t: its inputs hear nothing from it
+            return None if t._ctx is None else [None] * len(t._ctx.inputs)
+        deliver(t, g)
+        return None if t._ctx is None else run_function(t._ctx, g)
+
+    def report(job, in_grads):  # under the lock
+        t = job[0]
+        if in_grads is None:
+            return
         k = position[id(t)]
         for slot, (inp, ig) in enumerate(zip(t._ctx.inputs, in_grads)):
             if inp.requires_grad:
                 total = sums[id(inp)]
                 total.add((k, slot), ig)
                 if total.complete():
-                    heapq.heappush(ready, (position[id(inp)], inp))
+                    heapq.heappush(ready, (position[id(inp)], id(inp)))
 
-    def step(t, g):  # outside the lock: the arithmetic
-        if g is None:  # no gradient reached t: its inputs hear nothing from it
-            return None if t._ctx is None else [None] * len(t._ctx.inputs)
-        deliver(t, g)
-        return None if t._ctx is None else run_function(t._ctx, g)
-
-    def loop():
-        while True:
-            with lock:
-                while not ready and state["running"] and state["error"] is None:
-                    lock.wait()
-                if state["error"] is not None or not ready:
-                    lock.notify_all()
-                    return
-                _, t = heapq.heappop(ready)
-                g = sums.pop(id(t)).total
-                state["running"] += 1
-            try:
-                in_grads = step(t, g)
-            except BaseException as error:  # raised by the calling thread, below
-                in_grads = None
-                with lock:
-                    state["error"] = state["error"] or error
-            with lock:
-                if in_grads is not None and state["error"] is None:
-                    report(t, in_grads)
-                state["running"] -= 1
-                lock.notify_all()
-
-    _with_workers(n, loop)
-    if state["error"] is not None:
-        raise state["error"]
+    # a heap by position: the serial loop's order, where the threads keep up with it
+    ready = [(0, id(root))]
+    try:
+        _run_ready(n, ready, take, work, report)
+    finally:
+        tensors.clear()
 
 
 def run_graph(jobs):
@@ -232,7 +305,7 @@ def run_graph(jobs):
             if not 0 <= d < k:
                 raise ValueError(f"run_graph: job {k} depends on job {d}, which is not earlier")
             dependents[d].append(k)
-    n = min(num_threads(), len(jobs))
+    n = _threads_for(len(jobs))
     results = [None] * len(jobs)
     if n <= 1:
         for k, (fn, deps) in enumerate(jobs):
@@ -241,55 +314,16 @@ def run_graph(jobs):
     waiting = [len(deps) for _, deps in jobs]
     ready = [k for k in range(len(jobs)) if not waiting[k]]
     heapq.heapify(ready)
-    lock = threading.Condition()
-    state = {"running": 0, "error": None}
 
-    def loop():
-        while True:
-            with lock:
-                while not ready and state["running"] and state["error"] is None:
-                    lock.wait()
-                if state["error"] is not None or not ready:
-                    lock.notify_all()
-                    return
-                k = heapq.heappop(ready)
-                state["running"] += 1
-            fn, deps = jobs[k]
-            try:
-                results[k] = fn(*[results[d] for d in deps])
-            except BaseException as error:
-                with lock:
-                    state["error"] = state["error"] or error
-            with lock:
-                if state["error"] is None:
-                    for m in dependents[k]:
-                        waiting[m] -= 1
-                        if not waiting[m]:
-                            heapq.heappush(ready, m)
-                state["running"] -= 1
-                lock.notify_all()
+    def work(k):
+        fn, deps = jobs[k]
+        results[k] = fn(*[results[d] for d in deps])
 
-    _with_workers(n, loop)
-    if state["error"] is not None:
-        raise state["error"]
+    def report(k, _):  # under the lock
+        for m in dependents[k]:
+            waiting[m] -= 1
+            if not waiting[m]:
+                heapq.heappush(ready, m)
+
+    _run_ready(n, ready, lambda k: k, work, report)
     return results
-
-
-def _with_workers(n, loop):
-    """Run loop() on this thread and on n - 1 threads of the pool; return when all end."""
-    done = queue.SimpleQueue()
-
-    def worker_loop():
-        try:
-            loop()
-        finally:
-            done.put(None)
-
-    tasks = _pool(num_threads())
-    for _ in range(n - 1):
-        tasks.put(worker_loop)
-    try:
-        loop()
-    finally:
-        for _ in range(n - 1):
-            done.get()

@@ -59,16 +59,19 @@ def time_case(case, device="cpu", batch=64, iters=7, warmup=3, path="fast"):
         raise ValueError(f"bench: unknown case {case!r}: expected one of {', '.join(CASES)}")
     if path not in PATHS:
         raise ValueError(f"bench: unknown path {path!r}: expected one of {', '.join(PATHS)}")
-    if path == "serial":
-        parallel.set_num_threads(1)
-    order = 2 if case == "step2" else 1
-    parts = _search_parts(batch, device, order, fast=path == "fast")
-    fn = _step_functions(*parts)[_STEP_NAMES[case]]
-    xp = backend.array_module(device)
-    for _ in range(warmup):
-        fn()
-    _sync(xp)
-    times = [_timed(fn, xp) for _ in range(iters)]
+    threads = parallel.set_num_threads(1) if path == "serial" else None
+    try:
+        order = 2 if case == "step2" else 1
+        parts = _search_parts(batch, device, order, fast=path == "fast")
+        fn = _step_functions(*parts)[_STEP_NAMES[case]]
+        xp = backend.array_module(device)
+        for _ in range(warmup):
+            fn()
+        _sync(xp)
+        times = [_timed(fn, xp) for _ in range(iters)]
+    finally:
+        if threads is not None:
+            parallel.set_num_threads(threads)
     # ru_maxrss is in KiB on Linux, as torch_reference.py reads it
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return statistics.median(times), rss

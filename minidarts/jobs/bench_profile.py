@@ -66,18 +66,21 @@ def profile(batch=64, path="fast", steps=4, warmup=2):
     from ..nn import functional as F
     from .bench import _search_parts
 
-    if path == "serial":
-        parallel.set_num_threads(1)
-    net, _, _, batches = _search_parts(batch, "cpu", fast=path == "fast")
-    x, y = batches[0]
-    for _ in range(warmup):
-        F.cross_entropy(net(x), y).backward()
+    threads = parallel.set_num_threads(1) if path == "serial" else None
     busy, walls = defaultdict(float), []
-    with _timing(busy):
-        for _ in range(steps):
-            start = time.perf_counter()
+    try:
+        net, _, _, batches = _search_parts(batch, "cpu", fast=path == "fast")
+        x, y = batches[0]
+        for _ in range(warmup):
             F.cross_entropy(net(x), y).backward()
-            walls.append(time.perf_counter() - start)
+        with _timing(busy):
+            for _ in range(steps):
+                start = time.perf_counter()
+                F.cross_entropy(net(x), y).backward()
+                walls.append(time.perf_counter() - start)
+    finally:
+        if threads is not None:
+            parallel.set_num_threads(threads)
     return statistics.median(walls), {k: v / steps for k, v in busy.items()}
 
 
