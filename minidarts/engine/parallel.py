@@ -19,6 +19,9 @@ changes only *when* a Function's backward runs, never what it computes:
 - each tensor's summed gradient is handed on once, by the thread that takes it, so a
   leaf (or a retained tensor) adds to its `.grad` once per backward, as in the loop.
 
+`run_graph` runs other work on the same threads: jobs that wait for each other's
+results (the search cell's forward, darts/fast_cell.py).
+
 tests/test_parallel.py checks every gradient of a search step against the serial loop
 with `array_equal`. The serial loop in autograd.py stays the reference a reader
 learns from; this module only schedules it. GPU arrays always take the serial loop
