@@ -67,8 +67,8 @@ def _threads_from_env():
 
 
 def num_threads():
-    """How many threads a CPU backward uses (set_num_threads, else MINIDARTS_THREADS,
-    else the number of cores, at most 4)."""
+    """How many threads a CPU backward (and the search cell's fast forward) uses:
+    set_num_threads, else MINIDARTS_THREADS, else the number of cores, at most 4."""
     global _threads
     if _threads is None:
         _threads = _threads_from_env()
@@ -76,8 +76,9 @@ def num_threads():
 
 
 def set_num_threads(n):
-    """Use `n` threads for CPU backward passes (1: the serial loop). Returns the old
-    value. The gradients are the same to the bit for every n."""
+    """Use `n` threads for CPU backward passes and the search cell's fast forward (1:
+    the serial loop and the readable cell). Returns the old value. The numbers are the
+    same to the bit for every n."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     old = num_threads()
