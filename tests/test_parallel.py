@@ -49,14 +49,21 @@ def test_threads_give_the_serial_gradients_to_the_bit(threads, n):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
-def test_the_threads_really_differ_from_summing_in_another_order(threads):
-    """The check above can fail: gradients summed in another order differ in the last
-    bits, which is why the scheduler sums in the serial loop's order."""
-    rng = np.random.default_rng(1)
-    parts = [rng.standard_normal(1000) for _ in range(5)]
-    forward = ((parts[0] + parts[1]) + parts[2]) + parts[3] + parts[4]
-    backward = parts[4] + parts[3] + parts[2] + parts[1] + parts[0]
-    assert not np.array_equal(forward, backward)
+def test_the_check_above_sees_a_scheduler_that_sums_in_another_order(threads, monkeypatch):
+    """The check above can fail: the same scheduler summing each gradient's parts in the
+    reverse of the serial loop's order gives gradients that differ in the last bits."""
+    serial = _grads(1, threads)
+    add = parallel._Sum.add
+
+    def reversed_add(self, key, part):
+        if self.next == 0 and not self.early:  # first part: sum the others backwards
+            self.keys.reverse()
+        return add(self, key, part)
+
+    monkeypatch.setattr(parallel._Sum, "add", reversed_add)
+    other = _grads(2, threads)
+    assert all(np.allclose(a, b, rtol=1e-12) for a, b in zip(serial, other))
+    assert not all(np.array_equal(a, b) for a, b in zip(serial, other))
 
 
 def test_leaves_accumulate_over_two_backward_calls(threads):
