@@ -128,6 +128,33 @@ def test_gradients(name):
     assert report.max_rel_error <= 1e-6
 
 
+def _random_depthwise_cases(count, seed=7):
+    """Depthwise geometries drawn at random (strides 1-3, padding 0-4 on tiny images):
+    the row stack shares padding rows between images and drops slots past the output,
+    whose bookkeeping the table's cases alone would not corner."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        n, c = (int(v) for v in rng.integers(1, 3, size=2))
+        h, w, kh, kw = (int(v) for v in rng.integers(1, 8, size=4))
+        kh, kw = min(kh, 5), min(kw, 5)
+        ranges = ((1, 4), (0, 5), (1, 3))  # stride, padding, dilation
+        s, p, d = (tuple(int(v) for v in rng.integers(lo, hi, size=2)) for lo, hi in ranges)
+        if (kh - 1) * d[0] + 1 <= h + 2 * p[0] and (kw - 1) * d[1] + 1 <= w + 2 * p[1]:
+            cases.append((n, c, c, h, w, (kh, kw), s, p, d, c, False))
+    return cases
+
+
+@pytest.mark.parametrize("case", _random_depthwise_cases(40))
+def test_depthwise_random_geometries(case):
+    x, w, b, opts = make_inputs(case, seed=3)
+    y = conv2d(md.tensor(x), md.tensor(w), **opts)
+    np.testing.assert_allclose(y.numpy(), reference_conv2d(x, w, b, **opts), atol=1e-12)
+    tensors = [md.tensor(a, requires_grad=True) for a in (x, w)]
+    report = md.gradcheck(lambda xt, wt: conv2d(xt, wt, **opts), *tensors)
+    assert report.max_rel_error <= 1e-6
+
+
 @pytest.mark.im2col
 def test_float32_in_float32_out():
     for case in ("stem_3x3", "pw_1x1", "dw_5x5_s2", "groups2_nonsquare"):

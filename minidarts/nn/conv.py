@@ -53,7 +53,7 @@ Three kernels compute it, all vectorised (Python loops run over kernel taps only
            u=3  [  .  . w2 w1 w0 ]     padding are left out (they would meet
            u=4  [  .  .  . w2 w1 ]     zeros anyway)
 
-   With the channels first and every image's rows (plus its zero padding rows) stacked,
+   With the channels first and every image's rows stacked (zero padding rows between them),
    (C, N*Hq, W), the input rows that kernel row i reads are again a strided view (start
    i*d, step s), so y = sum_i rows_i @ T[i] is kh channel-batched BLAS products. They
    multiply some zeros (W/kw times the useful work), but BLAS is that much faster than
@@ -200,43 +200,72 @@ class _Pointwise:
 # --- kernel 3: depthwise via banded matrices -------------------------------------------------
 
 
+class _Band:
+    """Where the taps of a kernel row sit in T (W x Wo): for every tap j that falls on a
+    real (not padding) input column u = wo*s + j*d - p, its flat index u*Wo + wo in T
+    (`flat`), its flat index wo*W + u in T^T (`flat_t`) and j (`tap`). Built once per
+    geometry (_band): it took ~40 us a call, a quarter of a small convolution's cost."""
+
+    def __init__(self, xp, w_in, wo, kw, s, p, d):
+        out_col = xp.repeat(xp.arange(wo), kw)
+        tap = xp.tile(xp.arange(kw), wo)
+        in_col = out_col * s + tap * d - p
+        keep = (in_col >= 0) & (in_col < w_in)
+        self.tap, in_col, out_col = tap[keep], in_col[keep], out_col[keep]
+        self.flat, self.flat_t = in_col * wo + out_col, out_col * w_in + in_col
+        self.xp, self.kw, self._per_tap = xp, kw, {}
+
+    def per_tap(self, dtype):
+        """The (band entries x kw) 0/1 matrix that sums the entries of each tap."""
+        m = self._per_tap.get(dtype)
+        if m is None:
+            xp = self.xp
+            m = self._per_tap[dtype] = (self.tap[:, None] == xp.arange(self.kw)).astype(dtype)
+        return m
+
+
+_BANDS = {}  # (device, W, Wo, kw, stride, padding, dilation) -> _Band
+
+
+def _band(xp, device, *geometry):
+    band = _BANDS.get((device, *geometry))
+    if band is None:
+        band = _BANDS[(device, *geometry)] = _Band(xp, *geometry)
+    return band
+
+
 class _Depthwise:
     """Depthwise convolution (weight (C, 1, kh, kw)) as batched products with the banded
     matrices T[i, c] of the module docstring, over the channel-first row stack
 
         buf (C, N*Hq + tail, W):  rows n*Hq + p .. n*Hq + p + H - 1 hold x[n, c], the
-                                  rest are zero (padding, plus rows that round Hq up to a
-                                  multiple of the stride s).
+                                  rest are zero.
+
+    The zero rows between two images are the bottom padding of one and the top padding
+    of the next: Hq = H + p (not H + 2p) rounded up to a multiple of the stride s (and
+    at least Ho*s). That is 6-18% fewer rows to multiply than padding each image alone
+    (dil_conv_5x5: 18 rows a 14-row image instead of 22).
 
     Output slot r = n*Hq/s + h reads buf rows r*s + i*d = n*Hq + h*s + i*d, exactly the
-    rows of image n; slots h >= Ho are computed and dropped (forward) or fed zeros
-    (backward)."""
+    rows of image n and its padding; slots h >= Ho are computed and dropped (forward)
+    or fed zeros (backward)."""
 
     def __init__(self, stride, padding, dilation):
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
-    def _band_index(self, w_in, wo, kw):
-        """Where the taps of a kernel row sit in T: (input column, output column, tap j)
-        for every tap that falls on a real (not padding) column."""
-        xp = self.xp
-        sw, pw, dw = self.stride[1], self.padding[1], self.dilation[1]
-        out_col = xp.repeat(xp.arange(wo), kw)
-        tap = xp.tile(xp.arange(kw), wo)
-        in_col = out_col * sw + tap * dw - pw
-        keep = (in_col >= 0) & (in_col < w_in)
-        return in_col[keep], out_col[keep], tap[keep]
-
-    def _rows(self, x, kh, hq, slots):
-        """rows[i, c]: the (slots x W) matrix of stack rows that kernel row i reads,
-        a strided view of a fresh zero-padded stack of x (see the class docstring)."""
-        xp = self.xp
+    def _stack(self, x, kh, hq):
+        """The zero-padded row stack buf of x (see the class docstring)."""
         (sh, _), (ph, _), (dh, _) = self.stride, self.padding, self.dilation
         n, c, h, wd = x.shape
         tail = max(0, (kh - 1) * dh - sh + 1)  # the last slots read this far past the end
-        buf = xp.zeros((c, n * hq + tail, wd), dtype=x.dtype)
+        buf = self.xp.zeros((c, n * hq + tail, wd), dtype=x.dtype)
         buf[:, : n * hq].reshape(c, n, hq, wd)[:, :, ph : ph + h] = x.transpose(1, 0, 2, 3)
-        s_c, s_r, s_e = buf.strides
-        return _as_strided(buf, (kh, c, slots, wd), (dh * s_r, s_c, sh * s_r, s_e))
+        return buf
+
+    def _rows(self, buf, i, slots):
+        """rows_i (C, slots, W): the stack rows that kernel row i reads, a view."""
+        sh, dh = self.stride[0], self.dilation[0]
+        return buf[:, i * dh : i * dh + sh * slots : sh]
 
     def forward(self, x, w):
         xp = self.xp = _xp(x)
@@ -244,26 +273,28 @@ class _Depthwise:
         n, c, h, wd = x.shape
         kh, kw = w.shape[2], w.shape[3]
         ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
-        hq = -(-(h + 2 * ph) // sh) * sh  # padded height rounded up to a multiple of s
+        hq = -(-max(h + ph, ho * sh) // sh) * sh
         slots = n * hq // sh
-        rows = self._rows(x, kh, hq, slots)
+        buf = self._stack(x, kh, hq)
         # Backward rebuilds the stack from x (which the graph keeps anyway) rather than
         # keeping it: about the size of x per call, 84 calls a forward; only the weight
         # gradient reads it. A search step's peak fell from 961 to 802 MB (batch 64) at
         # the same speed.
         self.x = x
 
-        self.band = self._band_index(wd, wo, kw)
-        in_col, out_col, tap = self.band
-        self.t = xp.zeros((kh, c, wd, wo), dtype=w.dtype)
-        self.t[:, :, in_col, out_col] = w[:, 0].transpose(1, 0, 2)[:, :, tap]
+        self.band = _band(xp, backend.device_of(x), wd, wo, kw, sw, pw, dw)
+        # every tap's weight at each place it sits in T: (kh, C, band entries)
+        self.w_band = w[:, 0].transpose(1, 0, 2)[:, :, self.band.tap]
+        t = xp.zeros((kh, c, wd * wo), dtype=w.dtype)
+        t[:, :, self.band.flat] = self.w_band
+        t = t.reshape(kh, c, wd, wo)
 
-        # y = sum_i rows[i] @ T[i], one C-batched product per kernel row, added as it
+        # y = sum_i rows_i @ T[i], one C-batched product per kernel row, added as it
         # comes: 6-15% faster than one (kh, C)-batched product and a sum over a kh times
         # larger temporary.
-        y = xp.matmul(rows[0], self.t[0])  # (C, slots, Wo)
+        y = xp.matmul(self._rows(buf, 0, slots), t[0])  # (C, slots, Wo)
         for i in range(1, kh):
-            y += xp.matmul(rows[i], self.t[i])
+            y += xp.matmul(self._rows(buf, i, slots), t[i])
         self.shapes = x.shape, w.shape, (hq, slots, ho, wo)
         y = y.reshape(c, n, hq // sh, wo)[:, :, :ho].transpose(1, 0, 2, 3)
         return xp.ascontiguousarray(y)
@@ -272,24 +303,27 @@ class _Depthwise:
         xp = self.xp
         (n, c, h, wd), wshape, (hq, slots, ho, wo) = self.shapes
         (sh, _), (ph, _), (dh, _) = self.stride, self.padding, self.dilation
-        kh, kw = wshape[2], wshape[3]
+        kh = wshape[2]
         # gy in the slot layout, zero in the dropped slots so they contribute nothing.
         gys = xp.zeros((c, n, hq // sh, wo), dtype=gy.dtype)
         gys[:, :, :ho] = gy.transpose(1, 0, 2, 3)
         gys = gys.reshape(c, slots, wo)
         gx = gw = None
         if need_w:
-            # dT[i, c] = rows[i, c]^T @ gy; a tap's gradient is the sum of dT over the
-            # places where T holds that tap, i.e. dT gathered on the band, summed per tap.
-            rows = self._rows(self.x, kh, hq, slots)
-            gt = xp.matmul(rows.swapaxes(-1, -2), gys)  # (kh, C, W, Wo)
-            in_col, out_col, tap = self.band
-            per_tap = (tap[:, None] == xp.arange(kw)[None, :]).astype(gy.dtype)
-            gw = xp.matmul(gt[:, :, in_col, out_col], per_tap)  # (kh, C, kw)
+            # dT[i, c] = rows_i[c]^T @ gy; a tap's gradient is the sum of dT over the
+            # places where T holds that tap: dT gathered on the band, summed per tap.
+            buf = self._stack(self.x, kh, hq)
+            gt = xp.empty((kh, c, wd, wo), dtype=gy.dtype)
+            for i in range(kh):
+                xp.matmul(self._rows(buf, i, slots).swapaxes(-1, -2), gys, out=gt[i])
+            on_band = gt.reshape(kh, c, wd * wo)[:, :, self.band.flat]  # (kh, C, band)
+            gw = xp.matmul(on_band, self.band.per_tap(gy.dtype))  # (kh, C, kw)
             gw = gw.transpose(1, 0, 2).reshape(wshape)
         if need_x:
-            # A contiguous T^T: OpenBLAS is 1.7x slower with the transposed view here.
-            t_t = xp.ascontiguousarray(self.t.swapaxes(-1, -2))
+            # T^T built contiguous: OpenBLAS is 1.7x slower with the transposed view.
+            t_t = xp.zeros((kh, c, wo * wd), dtype=gy.dtype)
+            t_t[:, :, self.band.flat_t] = self.w_band
+            t_t = t_t.reshape(kh, c, wo, wd)
             # Kernel row i sends gys @ T[i]^T (C, slots, W) back to stack rows q = r*s + i*d.
             # Split the stack rows by phase m = q mod s, as phases[m, c, q // s]: then every
             # kernel row's block is contiguous, which adds 8x faster than a strided one at
