@@ -29,11 +29,22 @@ def _data(t):
     return t.data if isinstance(t, Tensor) else t
 
 
+def _channel_sum(a, b=None):
+    """sum over every axis but the channel axis 1 of a (of a * b, without the product
+    as a temporary), keeping the dims: einsum runs 2-4x faster on (64, 16, 14, 14) than
+    a.sum(axis=(0, 2, 3)), whose reduction over non-adjacent axes is slow, and as
+    accurately (same float32 rounding of the result, measured against float64)."""
+    axes = "nc" + "hwdefgijklm"[: a.ndim - 2]  # "nchw" for an image batch
+    bshape = (1, a.shape[1]) + (1,) * (a.ndim - 2)
+    if b is None:
+        return _xp(a).einsum(f"{axes}->c", a).reshape(bshape)
+    return _xp(a).einsum(f"{axes},{axes}->c", a, b).reshape(bshape)
+
+
 class _BatchNormBase(Function):
     """Shared plumbing: the optional weight and bias are extra inputs after x."""
 
     def _setup(self, x, params, has_weight, has_bias):
-        self.axes = (0,) + tuple(range(2, x.ndim))  # every axis except the channel axis
         self.bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel values, broadcastable
         params = list(params)
         self.has_weight, self.has_bias = has_weight, has_bias
@@ -54,12 +65,11 @@ class BatchNormTrain(_BatchNormBase):
         xp = _xp(x)
         weight, bias = self._setup(x, params, has_weight, has_bias)
         n = x.size // x.shape[1]
-        # In-place steps below reuse two work arrays (a large temporary costs about
-        # as much as the arithmetic on it): xc becomes x_hat, sq becomes y.
-        mean = x.mean(axis=self.axes, keepdims=True)
+        # In-place steps below reuse xc (a large temporary costs about as much as the
+        # arithmetic on it): it becomes x_hat.
+        mean = _channel_sum(x) / n
         xc = x - mean
-        sq = xc * xc
-        var = sq.mean(axis=self.axes, keepdims=True)
+        var = _channel_sum(xc, xc) / n
         self.invstd = 1.0 / xp.sqrt(var + eps)
         xc *= self.invstd
         self.x_hat = xc
@@ -74,22 +84,21 @@ class BatchNormTrain(_BatchNormBase):
         if weight is None:
             # The output may share its array with the saved x_hat: no op writes
             # into its inputs, so this saves a copy in DARTS' affine=False search.
-            return self.x_hat if bias is None else xp.add(self.x_hat, bias, out=sq)
-        y = xp.multiply(self.x_hat, weight, out=sq)
+            return self.x_hat if bias is None else self.x_hat + bias
+        y = self.x_hat * weight
         if bias is not None:
             y += bias
         return y
 
     def backward(self, gy):
         x_hat, n = self.x_hat, self.n
-        sum_gy = gy.sum(axis=self.axes, keepdims=True)
-        work = gy * x_hat
-        sum_gy_xhat = work.sum(axis=self.axes, keepdims=True)
+        sum_gy = _channel_sum(gy)
+        sum_gy_xhat = _channel_sum(gy, x_hat)
         gx = None
         if self.needs_input_grad[0]:
             scale = self.invstd if self.weight is None else self.invstd * self.weight
-            # gx = scale * (gy - sum_gy / n - x_hat * sum_gy_xhat / n), in place in `work`
-            gx = _xp(gy).multiply(x_hat, -sum_gy_xhat / n, out=work)
+            # gx = scale * (gy - sum_gy / n - x_hat * sum_gy_xhat / n), in place
+            gx = x_hat * (-sum_gy_xhat / n)
             gx += gy
             gx -= sum_gy / n
             gx *= scale
@@ -124,9 +133,9 @@ class BatchNormEval(_BatchNormBase):
         grads = [gy * self.scale if self.needs_input_grad[0] else None]
         if self.has_weight:
             x_hat = (self.x - self.mean) * self.invstd
-            grads.append((gy * x_hat).sum(axis=self.axes))
+            grads.append(_channel_sum(gy, x_hat).reshape(-1))
         if self.has_bias:
-            grads.append(gy.sum(axis=self.axes))
+            grads.append(_channel_sum(gy).reshape(-1))
         return tuple(grads)
 
 
