@@ -163,12 +163,13 @@ def test_a_copy_without_the_fast_path_runs_the_readable_cell(tmp_path):
     from minidarts.engine import parallel
     from minidarts.engine.autograd import Tensor
 
-    old = parallel.set_num_threads(2)
+    old, smallest = parallel.set_num_threads(2), parallel.set_min_elements(0)  # threads on
     try:
         x = Tensor(np.random.default_rng(0).standard_normal((3, 1, 12, 12)).astype("float32"))
         teacher = Network(C=4, layers=1, steps=3, multiplier=2, seed=2)(x).data
     finally:
         parallel.set_num_threads(old)
+        parallel.set_min_elements(smallest)
     assert np.array_equal(np.load(saved), teacher)
 
 

@@ -16,9 +16,10 @@ from minidarts.nn import functional as F
 
 @pytest.fixture
 def threads():
-    old = parallel.num_threads()
+    old, smallest = parallel.num_threads(), parallel.set_min_elements(0)  # tiny graphs too
     yield parallel.set_num_threads
     parallel.set_num_threads(old)
+    parallel.set_min_elements(smallest)
 
 
 def _run(net, x, y, alphas=None):
@@ -108,6 +109,17 @@ def test_fast_path_is_taken_only_where_it_pays(threads, monkeypatch):
     net(x)
     assert calls == [1]
     monkeypatch.delenv("MINIDARTS_FAST_CELL")
+    # too small to pay: the cell's states hold N x C x 12 x 12 elements, its tensors
+    # about half that on average (fast_cell.pays)
+    cell = net.cells[0]
+    side = 6 if cell.reduction else 12
+    half_state = 2 * cell.C * side * side // 2
+    parallel.set_min_elements(half_state + 1)
+    net(x)
+    assert calls == [1]
+    parallel.set_min_elements(half_state)
+    net(x)
+    assert calls == [1, 1]
     assert fast_cell.usable(("none", "skip_connect"), "cpu")
     assert not fast_cell.usable(("none", "skip_connect"), "gpu")
     # a user's operation keeps the readable path: it may not be safe on threads

@@ -8,16 +8,17 @@ import pytest
 
 from minidarts.darts.network import Network
 from minidarts.engine import backend, parallel
-from minidarts.engine.autograd import Function, Tensor
+from minidarts.engine.autograd import Function, Tensor, _topological_order
 from minidarts.nn import functional as F
 
 
 @pytest.fixture
 def threads():
     """set_num_threads for one test, restored after it."""
-    old = parallel.num_threads()
+    old, smallest = parallel.num_threads(), parallel.set_min_elements(0)  # tiny graphs too
     yield parallel.set_num_threads
     parallel.set_num_threads(old)
+    parallel.set_min_elements(smallest)
 
 
 def _wide_graph(seed=0, big=64):
@@ -278,3 +279,32 @@ def test_a_backward_on_threads_lets_go_of_its_graph(threads):
     loss.backward()
     del loss, h
     assert inner() is None
+
+
+def test_small_graphs_keep_to_the_serial_loop(threads, monkeypatch):
+    """The threads run a backward only where its tensors hold at least
+    parallel.min_elements() elements on average: below, the serial loop."""
+    threads(2)
+    regions = []
+    real = parallel.run_backward
+    monkeypatch.setattr(parallel, "run_backward", lambda *a: regions.append(1) or real(*a))
+    _, _, loss = _wide_graph(big=8)
+    sizes = [t.data.size for t in _topological_order(loss)]
+    mean = sum(sizes) / len(sizes)
+    grads = []
+    for smallest, expected_regions in ((int(mean) + 1, 0), (int(mean), 1)):
+        parallel.set_min_elements(smallest)
+        leaves, _, loss = _wide_graph(big=8)
+        loss.backward()
+        assert len(regions) == expected_regions
+        grads.append([t.grad for t in leaves])
+    for a, b in zip(*grads):  # the same numbers either way
+        assert np.array_equal(a, b)
+
+
+def test_set_min_elements_checks_its_argument(threads):
+    assert parallel.set_min_elements(1 << 15) == 0  # the fixture set 0
+    assert parallel.min_elements() == 1 << 15
+    for bad in (-1, 1.5, True, "8"):
+        with pytest.raises(ValueError, match="set_min_elements: n must be a non-negative"):
+            parallel.set_min_elements(bad)

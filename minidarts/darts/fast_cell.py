@@ -18,7 +18,9 @@ runs on the threads too (engine/parallel.py).
 
 Network uses it by default on the CPU when more than one thread is set
 (minidarts.set_num_threads, MINIDARTS_THREADS) and the cell has only DARTS's own
-operations (usable below); `Network(..., fast=False)` or
+operations (usable below), for the cells whose operations are large enough for the
+threads to pay (pays below: from about batch 12 in the search network; the numbers
+are the same either way). `Network(..., fast=False)` or
 `network.fast = False` takes the readable path, and so does every network while the
 environment variable MINIDARTS_FAST_CELL is 0: the tests of the classroom tasks set it
 (tests/conftest.py), as they must exercise the student's Cell.forward. The student
@@ -45,6 +47,17 @@ def usable(primitives, device):
         and parallel.num_threads() > 1
         and all(is_darts_operation(name) for name in primitives)
     )
+
+
+def pays(cell, s1):
+    """Whether the cell's operations are large enough for the threads to pay
+    (parallel.worth_threads): its nodes hold N x C x H x W elements (H, W halved in
+    a reduction cell), the tensors of its graph about half that on average (2,700
+    against 6,300 per image in the search network)."""
+    n, _, h, w = s1.shape
+    if cell.reduction:
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return parallel.worth_threads(n * cell.C * h * w / 2)
 
 
 def cell_forward(cell, s0, s1, weights):

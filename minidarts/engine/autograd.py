@@ -279,9 +279,11 @@ class Tensor:
 
         order = _topological_order(self)[::-1]
         if parallel.num_threads() > 1 and backend.device_of(self.data) == "cpu":
-            # the same loop on several threads, bit-identical (engine/parallel.py)
-            parallel.run_backward(order, self, grad, _deliver, _run_backward)
-            return
+            mean_size = sum(t.data.size for t in order) / len(order)
+            if parallel.worth_threads(mean_size):
+                # the same loop on several threads, bit-identical (engine/parallel.py)
+                parallel.run_backward(order, self, grad, _deliver, _run_backward)
+                return
         grads = {id(self): grad}
         for t in order:
             g = grads.pop(id(t), None)

@@ -29,12 +29,13 @@ learns from; this module only schedules it. GPU arrays always take the serial lo
 
 Threads: `set_num_threads(n)` or the environment variable MINIDARTS_THREADS; the
 default is the number of cores, at most 4 (a cell has too little independent work
-for more to pay). 1 turns the threads off. While the threads run, OpenBLAS keeps
-each matrix product on the thread that calls it (backend.set_blas_threads); outside
-them it has its own threads back. A parallel region started from inside another
-runs on its calling thread (the others are busy with the outer one). An error in any
-thread, or Ctrl-C, stops every thread after its current job and is raised once they
-have all stopped.
+for more to pay). 1 turns the threads off. They are used only where the operations
+are large enough to pay for them (`worth_threads`, `set_min_elements`). While the
+threads run, OpenBLAS keeps each matrix product on the thread that calls it
+(backend.set_blas_threads); outside them it has its own threads back. A parallel
+region started from inside another runs on its calling thread (the others are busy
+with the outer one). An error in any thread, or Ctrl-C, stops every thread after its
+current job and is raised once they have all stopped.
 """
 
 import heapq
@@ -45,6 +46,14 @@ import threading
 from . import backend
 
 _MAX_DEFAULT = 4
+# Below this many elements per operation the threads cost more than they save: both
+# run Python between short NumPy calls and hand the GIL to and fro. Measured on 2 cores,
+# the search network's forward+backward (1 thread against 2): batch 1 49 vs 98 ms,
+# 8: 125 vs 148, 16: 209 vs 189, 32: 374 vs 284. They cross near batch 12, where the
+# backward's tensors hold 32K elements on average (the no_grad forward alone crosses
+# there too).
+_MIN_ELEMENTS_DEFAULT = 1 << 15
+_min_elements = _MIN_ELEMENTS_DEFAULT
 
 _threads = None
 _workers = None  # (pid, task queue, [threads]) of the running pool
@@ -85,6 +94,28 @@ def set_num_threads(n):
     global _threads
     _threads = n
     return old
+
+
+def min_elements():
+    """Elements per operation from which the threads are used (worth_threads)."""
+    return _min_elements
+
+
+def set_min_elements(n):
+    """Use the threads only for operations of at least `n` elements on average (0: for
+    any size, as the tests of the threads do). Returns the old value."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"set_min_elements: n must be a non-negative integer, got {n!r}")
+    global _min_elements
+    old, _min_elements = _min_elements, n
+    return old
+
+
+def worth_threads(elements):
+    """Whether to run a region on threads: more than one is set, and its operations
+    hold `elements` elements on average, at least min_elements() (the same numbers
+    either way: only the time differs)."""
+    return num_threads() > 1 and elements >= _min_elements
 
 
 def _work(tasks):
