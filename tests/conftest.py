@@ -20,7 +20,7 @@ from minidarts.classroom.selftest import (  # noqa: F401
     pytest_runtest_makereport,
     pytest_terminal_summary,
 )
-from minidarts.engine import backend
+from minidarts.engine import backend, parallel
 
 
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
@@ -40,3 +40,13 @@ def _readable_cell_for_classroom_tasks(request, monkeypatch):
     cell.py fail the tests of every other task too. A student copy has no fast path."""
     if any(request.node.get_closest_marker(task) for task, _, _ in TASKS):
         monkeypatch.setenv("MINIDARTS_FAST_CELL", "0")
+
+
+@pytest.fixture(autouse=True)
+def _threads_at_any_size():
+    """The tests' networks are tiny, and the threads stay off below
+    parallel.min_elements() (they would not pay there); the tests are here to exercise
+    them, so every test runs them at any size. The threshold's own tests set it."""
+    smallest = parallel.set_min_elements(0)
+    yield
+    parallel.set_min_elements(smallest)

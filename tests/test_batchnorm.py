@@ -145,3 +145,29 @@ def test_clear_errors():
         F.batch_norm(md.tensor(np.zeros((1, 3), dtype=np.float32)), None, None, training=True)
     with pytest.raises(ValueError, match=r"\(N, C, \.\.\.\)"):
         F.batch_norm(md.tensor(np.zeros(3, dtype=np.float32)), None, None, training=True)
+
+
+def test_half_precision_sums_do_not_overflow():
+    """float16 tops out at 65504: a channel's sum of squares over 2 x 128 x 128 values
+    of size ~3 would overflow if summed in float16. It is summed in float32."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((2, 2, 128, 128)) * 3 + 1).astype(np.float16)
+    xt = md.tensor(x, requires_grad=True)
+    y = F.batch_norm(xt, None, None, training=True)
+    assert y.dtype == np.float16 and np.isfinite(y.numpy()).all()
+    x64 = x.astype(np.float64)
+    ref = ref_batch_norm(x64, x64.mean(axes_of(x)), x64.var(axes_of(x)), None, None)
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-2)
+    y.backward(np.ones_like(x))  # the gradient of a sum of normalised values is ~0
+    assert np.isfinite(xt.grad).all() and np.abs(xt.grad).max() < 1e-2
+
+
+def test_any_number_of_trailing_dims():
+    """An (N, C, 1, ..., 1, W) input of 14 dims normalises as its (N, C, W) view."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 2, 5))
+    deep = x.reshape((3, 2) + (1,) * 11 + (5,))
+    y, y_deep = (F.batch_norm(md.tensor(a), None, None, training=True).numpy() for a in (x, deep))
+    np.testing.assert_allclose(y_deep.reshape(x.shape), y, rtol=1e-12)
+    ref = ref_batch_norm(x, x.mean(axis=(0, 2)), x.var(axis=(0, 2)), None, None)
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-12)

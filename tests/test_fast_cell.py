@@ -109,17 +109,23 @@ def test_fast_path_is_taken_only_where_it_pays(threads, monkeypatch):
     net(x)
     assert calls == [1]
     monkeypatch.delenv("MINIDARTS_FAST_CELL")
-    # too small to pay: the cell's states hold N x C x 12 x 12 elements, its tensors
-    # about half that on average (fast_cell.pays)
+    # too small for the threads to pay: the same jobs on the calling thread. The cell's
+    # nodes hold N x C x H x W elements, its tensors about half that (fast_cell.pays)
+    regions = []
+    run_graph = parallel.run_graph
+    monkeypatch.setattr(
+        parallel,
+        "run_graph",
+        lambda jobs, on_threads: regions.append(on_threads) or run_graph(jobs, on_threads),
+    )
     cell = net.cells[0]
     side = 6 if cell.reduction else 12
-    half_state = 2 * cell.C * side * side // 2
-    parallel.set_min_elements(half_state + 1)
+    half_node = 2 * cell.C * side * side // 2
+    parallel.set_min_elements(half_node + 1)
     net(x)
-    assert calls == [1]
-    parallel.set_min_elements(half_state)
+    parallel.set_min_elements(half_node)
     net(x)
-    assert calls == [1, 1]
+    assert calls == [1, 1, 1] and regions == [False, True]
     assert fast_cell.usable(("none", "skip_connect"), "cpu")
     assert not fast_cell.usable(("none", "skip_connect"), "gpu")
     # a user's operation keeps the readable path: it may not be safe on threads
@@ -145,3 +151,26 @@ def test_fast_path_equals_the_readable_path_on_the_gpu(threads):
     w = F.softmax(net.alphas["reduce"], dim=-1)
     cell = net.cells[0]
     assert _same(fast_cell.cell_forward(cell, s, s, w).data, cell(s, s, w).data)
+
+
+def test_mixed_sum_gradients_against_central_differences():
+    """MixedSum (eq. 2 as one Function), float64: the weight row (a 'none' entry, 2,
+    gets no gradient: it does not run) and every operation's output."""
+    import minidarts as md
+
+    rng = np.random.default_rng(3)
+    w = md.tensor(rng.standard_normal(4), requires_grad=True)
+    outs = [md.tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True) for _ in range(3)]
+    ks = (0, 1, 3)
+
+    def mixed(w, *outs):
+        return fast_cell.MixedSum.apply(w, *outs, ks=ks)
+
+    assert md.gradcheck(mixed, w, *outs).max_rel_error <= 1e-6
+    y = mixed(w, *outs)
+    expected = sum(w.data[k] * o.data for k, o in zip(ks, outs))
+    np.testing.assert_allclose(y.data, expected, rtol=1e-12)
+    y.backward(np.ones_like(y.data))
+    assert w.grad[2] == 0
+    x = md.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    assert md.gradcheck(lambda t: fast_cell._Pass.apply(t) * 2.0, x).max_rel_error <= 1e-6

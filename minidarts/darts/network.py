@@ -183,10 +183,7 @@ class Network(nn.Module):
         fast = self.fast and fast_cell is not None and fast_cell.usable(self.primitives, device)
         for cell in self.cells:
             w = weights["reduce"] if cell.reduction else weights["normal"]
-            if fast and fast_cell.pays(cell, s1):
-                s0, s1 = s1, fast_cell.cell_forward(cell, s0, s1, w)
-            else:
-                s0, s1 = s1, cell(s0, s1, w)
+            s0, s1 = s1, fast_cell.cell_forward(cell, s0, s1, w) if fast else cell(s0, s1, w)
         out = F.adaptive_avg_pool2d(s1, 1)
         return self.classifier(out.reshape(out.shape[0], -1))
 

@@ -325,9 +325,10 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
         tensors.clear()
 
 
-def run_graph(jobs):
+def run_graph(jobs, on_threads=True):
     """Run jobs that wait for each other on num_threads() threads (the calling one
-    included) and return their results, in the order of `jobs`.
+    included; on_threads=False: all on the calling one, in the order listed) and
+    return their results, in the order of `jobs`.
 
     jobs: a list of (fn, deps), deps the indices of earlier jobs whose results fn takes
     as arguments, in that order: job k runs as fn(*[result of d for d in deps]) once all
@@ -340,7 +341,7 @@ def run_graph(jobs):
             if not 0 <= d < k:
                 raise ValueError(f"run_graph: job {k} depends on job {d}, which is not earlier")
             dependents[d].append(k)
-    n = _threads_for(len(jobs))
+    n = _threads_for(len(jobs)) if on_threads else 1
     results = [None] * len(jobs)
     if n <= 1:
         for k, (fn, deps) in enumerate(jobs):

@@ -18,7 +18,7 @@ own out-of-memory error names the allocation.
 
 import tracemalloc
 
-from ..engine import backend
+from ..engine import backend, parallel
 
 
 class MemoryTooSmall(RuntimeError):
@@ -77,6 +77,9 @@ def estimate_step_peak(model, image_shape, batch_size, forward=None):
     grads = [p.grad for p in params]
     was_training = model.training
     model.train()
+    # at batch 1 and 2 the threads would not pay and stay off (parallel.min_elements);
+    # probe the way the real batch runs, where two operations' temporaries live at once
+    smallest = parallel.set_min_elements(0)
     try:
         peaks = []
         for b in (1, 2):
@@ -85,6 +88,7 @@ def estimate_step_peak(model, image_shape, batch_size, forward=None):
             for p in params:
                 p.grad = None
     finally:
+        parallel.set_min_elements(smallest)
         model.load_state_dict(saved)
         for p, g in zip(params, grads):
             p.grad = g
