@@ -34,18 +34,25 @@ def _channel_sum(a, b=None):
     as a temporary), keeping the dims: einsum runs 2-4x faster on (64, 16, 14, 14) than
     a.sum(axis=(0, 2, 3)), whose reduction over non-adjacent axes is slow, and as
     accurately (same float32 rounding of the result, measured against float64).
-    Half precision sums in float32, as mean() does (einsum would sum in float16 and
-    overflow), and so do inputs of more dims than einsum has letters for."""
+    Half precision sums in float32 and returns float32 (a float16 sum of squares
+    overflows: divide first, then cast, as mean() does), and inputs of more dims than
+    einsum has letters for take sum()."""
     bshape = (1, a.shape[1]) + (1,) * (a.ndim - 2)
     if a.dtype.itemsize < 4 or a.ndim > 12:
         product = a if b is None else a * b
         axes = (0,) + tuple(range(2, a.ndim))
         wide = _xp(a).float32 if a.dtype.itemsize < 4 else a.dtype
-        return product.sum(axis=axes, dtype=wide, keepdims=True).astype(a.dtype)
+        return product.sum(axis=axes, dtype=wide, keepdims=True)
     axes = "nc" + "hwdefgijkl"[: a.ndim - 2]  # "nchw" for an image batch
     if b is None:
         return _xp(a).einsum(f"{axes}->c", a).reshape(bshape)
     return _xp(a).einsum(f"{axes},{axes}->c", a, b).reshape(bshape)
+
+
+def _channel_mean(a, b=None):
+    """_channel_sum / n, in a's dtype."""
+    n = a.size // a.shape[1]
+    return (_channel_sum(a, b) / n).astype(a.dtype, copy=False)
 
 
 class _BatchNormBase(Function):
@@ -74,9 +81,9 @@ class BatchNormTrain(_BatchNormBase):
         n = x.size // x.shape[1]
         # In-place steps below reuse xc (a large temporary costs about as much as the
         # arithmetic on it): it becomes x_hat.
-        mean = _channel_sum(x) / n
+        mean = _channel_mean(x)
         xc = x - mean
-        var = _channel_sum(xc, xc) / n
+        var = _channel_mean(xc, xc)
         self.invstd = 1.0 / xp.sqrt(var + eps)
         xc *= self.invstd
         self.x_hat = xc
@@ -98,22 +105,22 @@ class BatchNormTrain(_BatchNormBase):
         return y
 
     def backward(self, gy):
-        x_hat, n = self.x_hat, self.n
-        sum_gy = _channel_sum(gy)
+        x_hat, n, dtype = self.x_hat, self.n, gy.dtype
+        sum_gy = _channel_sum(gy)  # float32 for half precision (see _channel_sum)
         sum_gy_xhat = _channel_sum(gy, x_hat)
         gx = None
         if self.needs_input_grad[0]:
             scale = self.invstd if self.weight is None else self.invstd * self.weight
             # gx = scale * (gy - sum_gy / n - x_hat * sum_gy_xhat / n), in place
-            gx = x_hat * (-sum_gy_xhat / n)
+            gx = x_hat * (-sum_gy_xhat / n).astype(dtype, copy=False)
             gx += gy
-            gx -= sum_gy / n
+            gx -= (sum_gy / n).astype(dtype, copy=False)
             gx *= scale
         grads = [gx]
         if self.has_weight:
-            grads.append(sum_gy_xhat.reshape(-1))
+            grads.append(sum_gy_xhat.reshape(-1).astype(dtype, copy=False))
         if self.has_bias:
-            grads.append(sum_gy.reshape(-1))
+            grads.append(sum_gy.reshape(-1).astype(dtype, copy=False))
         return tuple(grads)
 
 
@@ -140,9 +147,9 @@ class BatchNormEval(_BatchNormBase):
         grads = [gy * self.scale if self.needs_input_grad[0] else None]
         if self.has_weight:
             x_hat = (self.x - self.mean) * self.invstd
-            grads.append(_channel_sum(gy, x_hat).reshape(-1))
+            grads.append(_channel_sum(gy, x_hat).reshape(-1).astype(gy.dtype, copy=False))
         if self.has_bias:
-            grads.append(_channel_sum(gy).reshape(-1))
+            grads.append(_channel_sum(gy).reshape(-1).astype(gy.dtype, copy=False))
         return tuple(grads)
 
 
