@@ -71,8 +71,10 @@ def test_compare_pairs_medians_into_ratios(tmp_path):
     for r in results:
         assert r["torch_s"] == 2.0 and r["torch_rss_mb"] == 100
         assert r["ratio"] == pytest.approx(r["minidarts_s"] / 2.0)
-    # interleaved: 3 rounds per (case, batch), each round one process of each
+    # interleaved: 3 rounds, each running every (case, batch) once, one process of each
     assert len(lines) == 6 and all("minidarts" in s and "torch 2000 ms" in s for s in lines)
+    order = [(s.split("batch ")[1].split(" ")[0], s.split("round ")[1][0]) for s in lines]
+    assert order == [("2", "1"), ("4", "1"), ("2", "2"), ("4", "2"), ("2", "3"), ("4", "3")]
     table = bench_cases.format_table(results)
     assert table.count("\n| fwd |") == 2
     # several paths: each its own process every round, one row each against one torch

@@ -13,7 +13,8 @@ The parts a student should write are marked in the library's own source:
 This tool copies the files git tracks (nothing else: no editor backups, no virtual
 environment, no untracked notes) to OUTDIR, leaves out the teacher-only files
 (TEACHER_ONLY: the tests of these tools, the wrong solutions they must fail, and the
-search's fast path with its tests, which would hand out the cell task's answer), and
+search's fast path with its tests, which would hand out the cell and mixed_op tasks'
+answers), and
 replaces every marked region by
 
         # BEGIN YOUR SOLUTION numerical_grad
@@ -90,8 +91,9 @@ TEACHER_ONLY = (
     "tests/test_assign.py",
     "tests/test_grade.py",
     "tests/mutants.py",
-    # the search's fast path computes eq. (1), the cell task's answer; without it the
-    # student's network takes the readable Cell.forward (darts/network.py)
+    # the search's fast path computes eq. (1) and (2) (and a product's backward), the
+    # cell, mixed_op and backward_mul tasks' answers; without it the student's network
+    # takes the readable Cell.forward (darts/network.py)
     "minidarts/darts/fast_cell.py",
     "tests/test_fast_cell.py",
 )

@@ -117,45 +117,50 @@ def compare(
     log=print,
     paths=("fast",),
 ):
-    """Both implementations, each case and batch, `rounds` times interleaved (minidarts
-    on each of `paths`, then torch, and again): a list of dicts, one per case, batch and
-    path, with both medians of medians, the ratio minidarts / torch and both peak
-    memories."""
+    """Both implementations, each case and batch, `rounds` times interleaved: every
+    round runs every batch and case once (minidarts on each of `paths`, then torch),
+    so a slow spell of a shared machine falls on all of them alike, not on one batch
+    (the time per image across batches is compared too). A list of dicts, one per
+    case, batch and path, with both medians of medians, the ratio minidarts / torch
+    and both peak memories."""
     env = _pinned_env(threads)
     here = [sys.executable, "-m", "minidarts", "bench"]
     dev = "gpu" if device in ("gpu", "cuda") else "cpu"
-    results = []
-    for batch in batches:
-        for case in cases:
+    points = [(batch, case) for batch in batches for case in cases]
+    ours = {(b, c, p): [] for b, c in points for p in paths}
+    theirs = {point: [] for point in points}
+    for r in range(rounds):
+        for batch, case in points:
             common = ["--case", case, "--batch", str(batch), "--iters", str(iters)]
-            ours_cmds = {p: here + common + ["--device", dev, "--path", p] for p in paths}
+            for p in paths:
+                cmd = here + common + ["--device", dev, "--path", p]
+                ours[batch, case, p].append(_run_json(cmd, env))
             theirs_cmd = [torch_python, reference, *common, "--threads", str(threads)]
             theirs_cmd += ["--device", "cuda" if dev == "gpu" else "cpu"]
-            ours, theirs = {p: [] for p in paths}, []
-            for r in range(rounds):
-                for p in paths:
-                    ours[p].append(_run_json(ours_cmds[p], env))
-                theirs.append(_run_json(theirs_cmd, env))
-                mine = ", ".join(f"{p} {ours[p][-1]['s'] * 1e3:.0f} ms" for p in paths)
-                log(
-                    f"  {case} batch {batch} round {r + 1}/{rounds}: minidarts {mine}, "
-                    f"torch {theirs[-1]['s'] * 1e3:.0f} ms"
-                )
-            b = statistics.median(t["s"] for t in theirs)
-            for p in paths:
-                a = statistics.median(o["s"] for o in ours[p])
-                results.append(
-                    {
-                        "case": case,
-                        "batch": batch,
-                        "path": p,
-                        "minidarts_s": a,
-                        "torch_s": b,
-                        "ratio": a / b,
-                        "minidarts_rss_mb": max(o["rss_mb"] for o in ours[p]),
-                        "torch_rss_mb": max(t["rss_mb"] for t in theirs),
-                    }
-                )
+            theirs[batch, case].append(_run_json(theirs_cmd, env))
+            mine = ", ".join(f"{p} {ours[batch, case, p][-1]['s'] * 1e3:.0f} ms" for p in paths)
+            log(
+                f"  {case} batch {batch} round {r + 1}/{rounds}: minidarts {mine}, "
+                f"torch {theirs[batch, case][-1]['s'] * 1e3:.0f} ms"
+            )
+    results = []
+    for batch, case in points:
+        b = statistics.median(t["s"] for t in theirs[batch, case])
+        for p in paths:
+            runs = ours[batch, case, p]
+            a = statistics.median(o["s"] for o in runs)
+            results.append(
+                {
+                    "case": case,
+                    "batch": batch,
+                    "path": p,
+                    "minidarts_s": a,
+                    "torch_s": b,
+                    "ratio": a / b,
+                    "minidarts_rss_mb": max(o["rss_mb"] for o in runs),
+                    "torch_rss_mb": max(t["rss_mb"] for t in theirs[batch, case]),
+                }
+            )
     return results
 
 
