@@ -69,9 +69,9 @@ def pays(cell, s1):
 class MixedSum(Function):
     """Eq. (2) on one edge as one Function: out = sum over k of w[k] * o_k, for the
     operations k that run (not 'none'). MixedOp.forward builds it from 21 Functions
-    (the weight row, 7 weights, 7 products, 6 sums): 14 edges a cell made that most of
-    the graph, and each Function costs Python time whatever the batch. The arithmetic
-    is MixedOp's, step by step, so every rounding is the same:
+    (the weight row, 7 weights, 7 products, 6 sums); with 14 edges a cell, that was
+    most of the graph, and each Function costs Python time whatever the batch. The
+    arithmetic is MixedOp's, step by step, so every rounding is the same:
 
         forward   term_k = w[k] * o_k, added left to right as MixedOp adds them
         backward  d o_k = gy * w[k]                    (Mul's backward)
