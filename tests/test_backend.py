@@ -211,3 +211,33 @@ def test_gpu_available_is_false_when_cupy_sees_no_device(monkeypatch):
     assert backend.gpu_available() is False
     monkeypatch.setattr(backend, "_cupy", None)
     assert backend.gpu_available() is False
+
+
+def test_keep_freed_memory_sets_glibc_malloc(monkeypatch):
+    """The mallopt calls (glibc's parameter numbers): mmap threshold 32 MB, trim
+    threshold 512 MB, one arena for every thread; skipped by MINIDARTS_MALLOC_TUNING=0,
+    and False where the C library cannot be loaded."""
+    import ctypes
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.delenv("MINIDARTS_MALLOC_TUNING", raising=False)
+    assert backend.keep_freed_memory() is True
+    assert sorted(calls) == [(-8, 1), (-3, 32 << 20), (-1, 512 << 20)]
+
+    calls.clear()
+    monkeypatch.setenv("MINIDARTS_MALLOC_TUNING", "0")
+    assert backend.keep_freed_memory() is False and calls == []
+
+    def missing(name):
+        raise OSError("no libc.so.6")
+
+    monkeypatch.delenv("MINIDARTS_MALLOC_TUNING")
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert backend.keep_freed_memory() is False

@@ -155,6 +155,26 @@ def test_depthwise_random_geometries(case):
     assert report.max_rel_error <= 1e-6
 
 
+@pytest.mark.parametrize("case", _random_depthwise_cases(12, seed=11))
+def test_depthwise_relu_mask_is_relu_then_conv_to_the_bit(case):
+    """_Depthwise.forward(x, w, relu_mask=x > 0) (the ReLU fused into its copies, as the
+    fast path's conv stages use it) gives relu then conv exactly: the output and both
+    gradients, the input's taken through the ReLU."""
+    x, w, _, opts = make_inputs(case, seed=5)
+    geometry = (opts["stride"], opts["padding"], opts["dilation"])  # pairs already
+    xt, wt = md.tensor(x, requires_grad=True), md.tensor(w, requires_grad=True)
+    y = conv2d(F.relu(xt), wt, **opts)
+    gy = np.random.default_rng(2).standard_normal(y.shape)
+    y.backward(gy)
+
+    fused = conv_module._Depthwise(*geometry)
+    y_fused = fused.forward(x, w, relu_mask=x > 0)
+    gx, gw = fused.backward(gy, True, True)
+    assert np.array_equal(y_fused, y.numpy())
+    assert np.array_equal(gx, xt.grad) and np.array_equal(gw, wt.grad)
+    assert (gx[x <= 0] == 0).all()  # the mask reached the gradient
+
+
 @pytest.mark.im2col
 def test_float32_in_float32_out():
     for case in ("stem_3x3", "pw_1x1", "dw_5x5_s2", "groups2_nonsquare"):

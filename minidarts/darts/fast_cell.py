@@ -37,6 +37,7 @@ from ..engine import backend, parallel
 from ..engine.arithmetic import unbroadcast
 from ..engine.autograd import Function
 from ..engine.ops import cat
+from . import fast_ops
 from .cell import num_edges
 from .operations import is_darts_operation
 
@@ -115,7 +116,7 @@ def mixed_op_forward(op, x, weights):
     ks = [k for k, name in enumerate(op.primitives) if name != "none"]
     outs = []
     for k in ks:
-        out = op._ops[k](x)
+        out = fast_ops.run(op._ops[k], x)  # the conv stages as one Function each
         outs.append(_Pass.apply(out) if out is x else out)
     return MixedSum.apply(weights, *outs, ks=tuple(ks))
 

@@ -196,12 +196,21 @@ def batch_norm(
     training=False: mu, var = running_mean, running_var.
     weight and bias (shape (C,)) are optional; the running statistics may be
     Tensors or arrays, and None only when training."""
+    fn, params, options = prepare(
+        x, running_mean, running_var, weight, bias, training, momentum, eps
+    )
+    return fn.apply(x, *params, **options)
+
+
+def prepare(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """batch_norm's call, checked, not yet made: (the Function, its inputs after x, its
+    options), for batch_norm and for a fused kernel that ends in a batch norm
+    (darts/fast_ops.py)."""
     _check(x, running_mean, running_var, weight, bias, training)
     params = [t for t in (weight, bias) if t is not None]
     flags = dict(has_weight=weight is not None, has_bias=bias is not None)
     rm, rv = _data(running_mean), _data(running_var)
     if training:
-        return BatchNormTrain.apply(
-            x, *params, **flags, running_mean=rm, running_var=rv, momentum=momentum, eps=eps
-        )
-    return BatchNormEval.apply(x, *params, **flags, running_mean=rm, running_var=rv, eps=eps)
+        options = dict(running_mean=rm, running_var=rv, momentum=momentum, eps=eps)
+        return BatchNormTrain, params, dict(flags, **options)
+    return BatchNormEval, params, dict(flags, running_mean=rm, running_var=rv, eps=eps)

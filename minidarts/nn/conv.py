@@ -254,12 +254,17 @@ class _Depthwise:
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
     def _stack(self, x, kh, hq):
-        """The zero-padded row stack buf of x (see the class docstring)."""
+        """The zero-padded row stack buf of x (see the class docstring), of x * mask
+        where a ReLU mask was given (forward's relu_mask)."""
         (sh, _), (ph, _), (dh, _) = self.stride, self.padding, self.dilation
         n, c, h, wd = x.shape
         tail = max(0, (kh - 1) * dh - sh + 1)  # the last slots read this far past the end
         buf = self.xp.zeros((c, n * hq + tail, wd), dtype=x.dtype)
-        buf[:, : n * hq].reshape(c, n, hq, wd)[:, :, ph : ph + h] = x.transpose(1, 0, 2, 3)
+        rows = buf[:, : n * hq].reshape(c, n, hq, wd)[:, :, ph : ph + h]
+        if self.mask is None:
+            rows[...] = x.transpose(1, 0, 2, 3)
+        else:  # ReLU's x * mask, written straight into the stack
+            self.xp.multiply(x.transpose(1, 0, 2, 3), self.mask.transpose(1, 0, 2, 3), out=rows)
         return buf
 
     def _rows(self, buf, i, slots):
@@ -267,8 +272,14 @@ class _Depthwise:
         sh, dh = self.stride[0], self.dilation[0]
         return buf[:, i * dh : i * dh + sh * slots : sh]
 
-    def forward(self, x, w):
+    def forward(self, x, w, relu_mask=None):
+        """y = conv(x, w), or conv(relu(x), w) given relu_mask = x > 0: the ReLU that
+        precedes every depthwise convolution of DARTS's operations, fused into the
+        copies the kernel makes anyway (the stack here, the gradient's gather in
+        backward) rather than a pass and an array of its own. The numbers are those of
+        ReLU then conv: the same products x * mask and gx * mask."""
         xp = self.xp = _xp(x)
+        self.mask = relu_mask
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
         n, c, h, wd = x.shape
         kh, kw = w.shape[2], w.shape[3]
@@ -341,7 +352,12 @@ class _Depthwise:
                     continue
                 count, t0 = len(range(h0, h, sh)), (ph + h0) // sh
                 src = phases[m, :, :slots].reshape(c, n, hq // sh, wd)[:, :, t0 : t0 + count]
-                gx[:, :, h0::sh] = src.transpose(1, 0, 2, 3)
+                if self.mask is None:
+                    gx[:, :, h0::sh] = src.transpose(1, 0, 2, 3)
+                else:  # the fused ReLU's backward: gx * mask
+                    xp.multiply(
+                        src.transpose(1, 0, 2, 3), self.mask[:, :, h0::sh], out=gx[:, :, h0::sh]
+                    )
         return gx, gw
 
 

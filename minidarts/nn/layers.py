@@ -161,6 +161,12 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data[...] = 0
 
     def forward(self, x):
+        return F.batch_norm(x, **self.batch_norm_args(x))
+
+    def batch_norm_args(self, x):
+        """The arguments of this call's F.batch_norm(x, ...), as a dict (counting the
+        batch in num_batches_tracked when training): what forward passes, and what a
+        fused kernel that ends in this layer (darts/fast_ops.py) needs."""
         if x.ndim not in self._dims:
             dims = " or ".join(f"{d}D" for d in self._dims)
             raise ValueError(f"{type(self).__name__}: expected {dims} input (got {x.ndim}D input)")
@@ -172,12 +178,11 @@ class _BatchNorm(Module):
         # Batch statistics in training, and in eval when there are no running ones.
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(
-            x,
-            self.running_mean if track else None,
-            self.running_var if track else None,
-            self.weight,
-            self.bias,
+        return dict(
+            running_mean=self.running_mean if track else None,
+            running_var=self.running_var if track else None,
+            weight=self.weight,
+            bias=self.bias,
             training=use_batch,
             momentum=factor,
             eps=self.eps,

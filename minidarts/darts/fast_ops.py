@@ -1,0 +1,120 @@
+"""The conv operations on the fast path: each ReLU - depthwise - 1x1 - BN stage as one Function.
+
+A DilConv (operations.py) is four modules, so four Functions in the graph: ReLU, the
+depthwise convolution, the 1x1 convolution and batch norm; a SepConv is two DilConvs.
+With four such operations on each of 14 edges, those stages are most of a cell's
+arrays and most of its Python time. On the fast path (fast_cell.py) each stage is one
+Function, `ReluConvBN`, that calls the kernels the four Functions call, in the same
+order, on the same arrays, and
+
+- fuses the ReLU into the copies the depthwise kernel makes anyway (nn/conv.py,
+  _Depthwise's relu_mask): relu(x) is never an array, nor a pass over memory, in the
+  forward or the backward;
+- keeps only what its backward reads: the graph of the four Functions keeps relu(x)
+  and the 1x1 convolution's output alive until the backward, as inputs of the next
+  Function, though no backward reads them: two arrays the size of a node per stage;
+- costs one Function's Python time instead of four modules', four argument checks and
+  four graph records: time that every step pays whatever the batch, and that the
+  threads of the fast path wait for in turn (each holds Python's lock while it runs).
+
+The arithmetic is the four Functions', step by step (ReLU's x * mask and gx * mask
+included), so the numbers are the same to the bit: tests/test_fast_cell.py compares the
+fast and the readable path's forward, every gradient and the BN statistics with
+array_equal, and tests/test_fast_ops.py checks ReluConvBN's own gradients against
+central differences.
+"""
+
+from ..engine import backend
+from ..engine.autograd import Function
+from ..nn import batchnorm
+from ..nn.conv import _Depthwise, _Pointwise, out_size
+from ..nn.layers import BatchNorm2d, Conv2d, ReLU
+from .operations import DilConv, SepConv
+
+
+class ReluConvBN(Function):
+    """y = BN(conv1x1(depthwise(relu(x), w_dw), w_pw)), one DilConv stage:
+
+        forward   mask = x > 0;  a = depthwise(x * mask) (the mask applied in the
+                  kernel's stack copy);  b = w_pw @ a;  y = BN(b)
+        backward  gb from BN's backward, then (ga, g w_pw) from the 1x1's,
+                  (gx_relu, g w_dw) from the depthwise's, gx = gx_relu * mask (in the
+                  depthwise kernel's gather)
+
+    Inputs x, w_dw, w_pw and BN's weight and bias where it has them; the depthwise
+    geometry and the batch norm's call (batchnorm.prepare) come as options."""
+
+    def forward(self, x, w_dw, w_pw, *bn_params, stride, padding, dilation, bn):
+        fn, options = bn
+        need = self.needs_input_grad
+        self.depthwise = _Depthwise(stride, padding, dilation)
+        self.pointwise = _Pointwise((1, 1))
+        self.bn = fn()
+        # the BN's own input needs a gradient whenever anything before it does
+        self.bn.needs_input_grad = (any(need[:3]),) + tuple(need[3:])
+        a = self.depthwise.forward(x, w_dw, relu_mask=x > 0)
+        b = self.pointwise.forward(a, w_pw)
+        return self.bn.forward(b, *bn_params, **options)
+
+    def backward(self, gy):
+        need = self.needs_input_grad
+        gb, *bn_grads = self.bn.backward(gy)
+        ga, g_pw = self.pointwise.backward(gb, need[0] or need[1], need[2])
+        gx, g_dw = (None, None) if ga is None else self.depthwise.backward(ga, need[0], need[1])
+        return (gx, g_dw, g_pw, *bn_grads)
+
+
+def _is_stage(block):
+    """Whether a DilConv is the four modules ReluConvBN computes (as DARTS builds it)."""
+    layers = list(block.op)
+    if len(layers) != 4:
+        return False
+    relu, dw, pw, bn = layers
+    return (
+        type(relu) is ReLU
+        and type(dw) is Conv2d
+        and dw.bias is None
+        and dw.groups == dw.in_channels == dw.out_channels
+        and type(pw) is Conv2d
+        and pw.bias is None
+        and pw.groups == 1
+        and pw.kernel_size == (1, 1)
+        and pw.stride == (1, 1)
+        and pw.padding == (0, 0)
+        and type(bn) is BatchNorm2d
+    )
+
+
+def relu_conv_bn(block, x):
+    """block(x) for a DilConv block, as one ReluConvBN (the same numbers)."""
+    _, dw, pw, bn = block.op
+    args = bn.batch_norm_args(x)  # counts the batch as bn(...) would; x is 4-D as its input
+    # prepare checks the call on an array shaped like the BN's input (a view of one
+    # element: no memory)
+    n, _, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw_), (dh, dw_) = dw.kernel_size, dw.stride, dw.padding, dw.dilation
+    shape = (n, pw.out_channels, out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw_, dw_))
+    xp = backend.get_array_module(x.data)
+    fn, params, options = batchnorm.prepare(xp.broadcast_to(xp.empty((), x.dtype), shape), **args)
+    return ReluConvBN.apply(
+        x,
+        dw.weight,
+        pw.weight,
+        *params,
+        stride=dw.stride,
+        padding=dw.padding,
+        dilation=dw.dilation,
+        bn=(fn, options),
+    )
+
+
+def run(op, x):
+    """op(x) for one candidate operation of a mixed op, its conv stages fused where it
+    is DARTS's SepConv or DilConv; any other operation is called as it is."""
+    if type(op) is DilConv and _is_stage(op):
+        return relu_conv_bn(op, x)
+    if type(op) is SepConv and all(type(b) is DilConv and _is_stage(b) for b in op.op):
+        for block in op.op:
+            x = relu_conv_bn(block, x)
+        return x
+    return op(x)

@@ -1,0 +1,107 @@
+"""Tests of darts/fast_ops.py: DARTS's ReLU - depthwise - 1x1 - BN stages as one
+Function on the fast path. The stage must give what the four modules give, to the bit
+(forward, every gradient, the BN statistics), in training and in evaluation, and its
+gradients must match central differences in float64. That the whole fast path equals
+the readable one is tested in test_fast_cell.py."""
+
+import numpy as np
+import pytest
+
+import minidarts as md
+from minidarts.darts import fast_ops, operations
+from minidarts.engine import random
+from minidarts.nn import batchnorm
+
+# (operation, stride): DARTS's conv operations, on a normal and a reduction edge
+CONV_OPS = [
+    (name, s)
+    for name in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+    for s in (1, 2)
+]
+
+
+def _op(name, stride, affine, dtype):
+    with random.seeded(len(name) + stride):
+        op = operations.build_operation(name, 4, stride, affine)
+    for p in op.parameters():
+        p.data = p.data.astype(dtype)
+    return op
+
+
+def _run(op, x, gy, fused):
+    """Output, the input's and every parameter's gradient, and the state after it."""
+    xt = md.tensor(x, requires_grad=True)
+    y = fast_ops.run(op, xt) if fused else op(xt)
+    y.backward(gy)
+    grads = [xt.grad] + [p.grad for p in op.parameters()]
+    for p in op.parameters():
+        p.grad = None
+    return y, grads, [v.copy() for v in op.state_dict().values()]
+
+
+@pytest.mark.parametrize("name, stride", CONV_OPS)
+@pytest.mark.parametrize("affine", [False, True])
+def test_fused_stages_equal_the_modules_to_the_bit(name, stride, affine):
+    """Three calls, in training, evaluation and training again (batch statistics, the
+    running ones, then the running ones moved twice): fused and not, every output,
+    gradient and BN buffer is the same array."""
+    rng = np.random.default_rng(stride)
+    calls = []
+    for mode in ("train", "eval", "train"):
+        x = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
+        size = -(-9 // stride)
+        calls.append((mode, x, rng.standard_normal((3, 4, size, size)).astype(np.float32)))
+    runs = {}
+    for fused in (False, True):
+        op = _op(name, stride, affine, np.float32)
+        runs[fused] = []
+        for mode, x, gy in calls:
+            op.train(mode == "train")
+            runs[fused].append(_run(op, x, gy, fused))
+    for (mode, _, _), plain, fused in zip(calls, runs[False], runs[True]):
+        assert type(fused[0]._ctx) is fast_ops.ReluConvBN  # it did run fused
+        assert np.array_equal(plain[0].data, fused[0].data), mode
+        for a, b in zip(plain[1] + plain[2], fused[1] + fused[2]):
+            assert a is not None and np.array_equal(a, b), mode
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 2)])
+def test_relu_conv_bn_gradients_against_central_differences(affine, stride, dilation):
+    """ReluConvBN's gradients (the input through the fused ReLU, both convolutions'
+    weights, BN's weight and bias when affine), float64, batch statistics. The input
+    is kept away from ReLU's kink at 0, where the two one-sided slopes differ."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4, 6, 6))
+    x += 0.1 * np.sign(x)
+    weights = [rng.standard_normal((4, 1, 3, 3)), rng.standard_normal((5, 4, 1, 1))]
+    if affine:
+        weights += [1 + 0.1 * rng.standard_normal(5), rng.standard_normal(5)]
+    affine_args = [md.tensor(w) for w in weights[2:]] if affine else [None, None]
+    fn, _, options = batchnorm.prepare(
+        np.empty((2, 5, 3, 3)), None, None, *affine_args, True, 0.1, 1e-5
+    )
+
+    def stage(x, *ws):
+        geometry = dict(
+            stride=(stride, stride), padding=(dilation, dilation), dilation=(dilation, dilation)
+        )
+        return fast_ops.ReluConvBN.apply(x, *ws, **geometry, bn=(fn, options))
+
+    tensors = [md.tensor(a, requires_grad=True) for a in [x] + weights]
+    assert md.gradcheck(stage, *tensors).max_rel_error <= 1e-6
+
+
+def test_other_operations_run_as_they_are():
+    """Pools, skip_connect and an operation of the user's: fast_ops.run calls them."""
+    x = md.tensor(np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype(np.float32))
+    for name, stride in (("max_pool_3x3", 1), ("avg_pool_3x3", 2), ("skip_connect", 2)):
+        op = _op(name, stride, False, np.float32)
+        assert np.array_equal(fast_ops.run(op, x).data, op(x).data)
+    identity = _op("skip_connect", 1, False, np.float32)
+    assert fast_ops.run(identity, x) is x
+    changed = _op("dil_conv_3x3", 1, False, np.float32)
+    changed.op = md.nn.Sequential(md.nn.Identity(), *list(changed.op)[1:])  # no ReLU: not fused
+    y = fast_ops.run(changed, x)
+    assert type(y._ctx) is not fast_ops.ReluConvBN
+    assert np.array_equal(y.data, changed(x).data)
