@@ -114,12 +114,20 @@ def test_profile_names_the_kernels_and_puts_the_engine_back():
     from minidarts.jobs import bench_profile
 
     apply, run_backward = autograd.Function.apply, autograd._run_backward
+    kernels = [(k, k.forward, k.backward) for k, _ in bench_profile._kernels()]
     wall, busy = bench_profile.profile(batch=2, path="fast", steps=1, warmup=0)
     assert wall > 0
     kinds = {kind for _, kind in busy}
+    # the fused stages' kernels are named too, beside the stage's own glue
     assert {"Conv2d/depthwise", "Conv2d/pointwise", "BatchNormTrain", "MaxPool2d"} <= kinds
+    assert "ReluConvBN" in kinds
     assert {phase for phase, _ in busy} == {"forward", "backward"}
     assert autograd.Function.apply == apply and autograd._run_backward is run_backward
+    assert all(k.forward is f and k.backward is b for k, f, b in kernels)
+    # nested calls (a Function's apply, then its kernel) are counted once: on one
+    # thread the busy time cannot exceed the wall time
+    wall, busy = bench_profile.profile(batch=2, path="serial", steps=2, warmup=1)
+    assert 0.5 * wall < sum(busy.values()) <= 1.05 * wall
     out = subprocess.run(
         [sys.executable, "-m", "minidarts", "bench", "--profile", "--batch", "2", "--iters", "1"],
         capture_output=True,

@@ -11,6 +11,7 @@ import minidarts as md
 from minidarts.darts import fast_ops, operations
 from minidarts.engine import random
 from minidarts.nn import batchnorm
+from minidarts.nn import functional as F
 
 # (operation, stride): DARTS's conv operations, on a normal and a reduction edge
 CONV_OPS = [
@@ -105,3 +106,36 @@ def test_other_operations_run_as_they_are():
     y = fast_ops.run(changed, x)
     assert type(y._ctx) is not fast_ops.ReluConvBN
     assert np.array_equal(y.data, changed(x).data)
+
+
+def test_a_patched_layer_is_not_fused(monkeypatch):
+    """A layer whose forward is no longer the library's (the second-order tests swap
+    ReLU for x * sigmoid(x)) leaves its stage to the modules, so the fast path still
+    computes what the network's modules say."""
+    x = md.tensor(np.random.default_rng(1).standard_normal((2, 4, 6, 6)).astype(np.float32))
+    op = _op("sep_conv_3x3", 1, False, np.float32)
+    monkeypatch.setattr(md.nn.ReLU, "forward", lambda self, t: t * F.sigmoid(t))
+    y = fast_ops.run(op, x)
+    assert type(y._ctx) is not fast_ops.ReluConvBN
+    assert np.array_equal(y.data, op(x).data)
+    monkeypatch.undo()
+    op.op[0].op[1].forward = lambda t: t  # one instance patched: that stage alone
+    y = fast_ops.run(op, x)
+    assert type(y._ctx) is fast_ops.ReluConvBN  # the second stage still fused
+    assert type(y._ctx.inputs[0]._ctx) is not fast_ops.ReluConvBN
+
+
+def test_only_the_batch_norm_weights_need_a_gradient():
+    """Input and convolutions frozen, an affine BN's weight and bias trained: the
+    stage gives those two gradients, as the modules do, and nothing else."""
+    x = md.tensor(np.random.default_rng(2).standard_normal((2, 4, 6, 6)))
+    grads = []
+    for fused in (False, True):
+        op = _op("dil_conv_3x3", 1, True, np.float64)
+        for conv in op.op[1:3]:
+            conv.weight.requires_grad = False
+        y = fast_ops.run(op, x) if fused else op(x)
+        y.backward(np.ones(y.shape))
+        grads.append([op.op[3].weight.grad, op.op[3].bias.grad, op.op[1].weight.grad])
+    assert grads[1][2] is None and grads[0][2] is None
+    assert np.array_equal(grads[0][0], grads[1][0]) and np.array_equal(grads[0][1], grads[1][1])

@@ -59,15 +59,29 @@ class ReluConvBN(Function):
     def backward(self, gy):
         need = self.needs_input_grad
         gb, *bn_grads = self.bn.backward(gy)
+        if gb is None:  # only BN's own weight and bias need a gradient
+            return (None, None, None, *bn_grads)
         ga, g_pw = self.pointwise.backward(gb, need[0] or need[1], need[2])
         gx, g_dw = (None, None) if ga is None else self.depthwise.backward(ga, need[0], need[1])
         return (gx, g_dw, g_pw, *bn_grads)
 
 
+# The modules' own forward methods, as defined: a stage is fused only while its layers
+# still compute what ReluConvBN computes (a test that swaps ReLU for a smooth function,
+# or a user who patches a layer, gets the modules).
+_FORWARD = {cls: cls.forward for cls in (ReLU, Conv2d, BatchNorm2d, DilConv, SepConv)}
+
+
+def _unchanged(module):
+    """Whether the module is one of _FORWARD's classes and computes what it defines."""
+    cls = type(module)
+    return cls in _FORWARD and cls.forward is _FORWARD[cls] and "forward" not in vars(module)
+
+
 def _is_stage(block):
     """Whether a DilConv is the four modules ReluConvBN computes (as DARTS builds it)."""
     layers = list(block.op)
-    if len(layers) != 4:
+    if len(layers) != 4 or not all(_unchanged(m) for m in [block] + layers):
         return False
     relu, dw, pw, bn = layers
     return (
@@ -111,10 +125,10 @@ def relu_conv_bn(block, x):
 def run(op, x):
     """op(x) for one candidate operation of a mixed op, its conv stages fused where it
     is DARTS's SepConv or DilConv; any other operation is called as it is."""
+    if type(op) is SepConv and _unchanged(op):
+        for block in op.op:  # two DilConv stages, each fused where it can be
+            x = run(block, x)
+        return x
     if type(op) is DilConv and _is_stage(op):
         return relu_conv_bn(op, x)
-    if type(op) is SepConv and all(type(b) is DilConv and _is_stage(b) for b in op.op):
-        for block in op.op:
-            x = relu_conv_bn(block, x)
-        return x
     return op(x)

@@ -26,38 +26,77 @@ def _kind(fn):
     return name
 
 
+# The kernels a fused Function (darts/fast_ops.py) calls without a Function of their
+# own: timed too, so the fast path's profile still splits its time by kernel.
+def _kernels():
+    from ..nn import batchnorm, conv
+
+    return [
+        (conv._Depthwise, "Conv2d/depthwise"),
+        (conv._Pointwise, "Conv2d/pointwise"),
+        (conv._Im2col, "Conv2d/im2col"),
+        (batchnorm.BatchNormTrain, "BatchNormTrain"),
+        (batchnorm.BatchNormEval, "BatchNormEval"),
+    ]
+
+
 @contextmanager
 def _timing(busy):
     """Add every Function's forward (apply) and backward seconds to busy[(phase, kind)]
     while the context lasts (a benchmark's instrument: it wraps the engine's two entry
-    points and puts them back)."""
+    points, and the kernels' forward and backward methods, and puts them back).
+
+    Timed calls nest (a Function's apply calls its kernel's forward): each adds only
+    its own time, what its nested calls took being theirs, so the parts sum to the
+    busy time once."""
     lock = threading.Lock()
+    local = threading.local()  # .children: seconds of nested calls, one per open call
     apply, run_backward = autograd.Function.apply.__func__, autograd._run_backward
 
-    def timed_apply(cls, *inputs, **options):
+    def timed(phase, call, kind_of):
+        stack = local.__dict__.setdefault("children", [])
+        stack.append(0.0)
         start = time.perf_counter()
-        out = apply(cls, *inputs, **options)
-        seconds = time.perf_counter() - start
-        kind = _kind(out._ctx) if out._ctx is not None else cls.__name__
+        try:
+            result = call()
+        finally:
+            seconds = time.perf_counter() - start
+            own = seconds - stack.pop()
+            if stack:
+                stack[-1] += seconds
         with lock:
-            busy[("forward", kind)] += seconds
-        return out
+            busy[(phase, kind_of(result))] += own
+        return result
+
+    def timed_apply(cls, *inputs, **options):
+        return timed(
+            "forward",
+            lambda: apply(cls, *inputs, **options),
+            lambda out: _kind(out._ctx) if out._ctx is not None else cls.__name__,
+        )
 
     def timed_backward(fn, g):
-        start = time.perf_counter()
-        grads = run_backward(fn, g)
-        seconds = time.perf_counter() - start
-        with lock:
-            busy[("backward", _kind(fn))] += seconds
-        return grads
+        return timed("backward", lambda: run_backward(fn, g), lambda _: _kind(fn))
 
+    def wrap(method, phase, kind):
+        def timed_method(self, *args, **kwargs):
+            return timed(phase, lambda: method(self, *args, **kwargs), lambda _: kind)
+
+        return timed_method
+
+    kernels = _kernels()
+    originals = [(k, k.forward, k.backward) for k, _ in kernels]
     autograd.Function.apply = classmethod(timed_apply)
     autograd._run_backward = timed_backward
+    for k, kind in kernels:
+        k.forward, k.backward = wrap(k.forward, "forward", kind), wrap(k.backward, "backward", kind)
     try:
         yield
     finally:
         autograd.Function.apply = classmethod(apply)
         autograd._run_backward = run_backward
+        for k, forward, backward in originals:
+            k.forward, k.backward = forward, backward
 
 
 def profile(batch=64, path="fast", steps=4, warmup=2):

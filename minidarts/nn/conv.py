@@ -55,9 +55,8 @@ Three kernels compute it, all vectorised (Python loops run over kernel taps only
 
    With the channels first and every image's rows stacked (zero padding rows between them),
    (C, N*Hq, W), the input rows that kernel row i reads are again a strided view (start
-   i*d, step s), so y = sum_i rows_i @ T[i] is kh channel-batched BLAS products. They
-   multiply some zeros (W/kw times the useful work), but BLAS is that much faster than
-   NumPy's elementwise loops on short rows.
+   i*d, step s), so y = sum_i rows_i @ T[i] is kh channel-batched BLAS products: W/kw
+   times the useful work, but BLAS is faster than that on short rows.
 
    Measured on 2 CPU cores, batch 64, 16 channels, 14x14, 5x5 (forward, ms): per-tap
    shift-and-add 4.6, windows + einsum 9.0 (2.8 with optimize=True), one full 2-D
@@ -242,29 +241,28 @@ class _Depthwise:
                                   rest are zero.
 
     The zero rows between two images are the bottom padding of one and the top padding
-    of the next: Hq = H + p (not H + 2p) rounded up to a multiple of the stride s (and
-    at least Ho*s). That is 6-18% fewer rows to multiply than padding each image alone
-    (dil_conv_5x5: 18 rows a 14-row image instead of 22).
+    of the next: Hq = H + p (not H + 2p), rounded up to a multiple of the stride s, at
+    least Ho*s: 6-18% fewer rows to multiply (dil_conv_5x5 at 14 rows: 18, not 22).
 
     Output slot r = n*Hq/s + h reads buf rows r*s + i*d = n*Hq + h*s + i*d, exactly the
     rows of image n and its padding; slots h >= Ho are computed and dropped (forward)
     or fed zeros (backward)."""
 
     def __init__(self, stride, padding, dilation):
-        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.stride, self.padding, self.dilation, self.mask = stride, padding, dilation, None
 
     def _stack(self, x, kh, hq):
-        """The zero-padded row stack buf of x (see the class docstring), of x * mask
-        where a ReLU mask was given (forward's relu_mask)."""
+        """The zero-padded row stack buf of x (class docstring); of x * relu_mask."""
         (sh, _), (ph, _), (dh, _) = self.stride, self.padding, self.dilation
         n, c, h, wd = x.shape
         tail = max(0, (kh - 1) * dh - sh + 1)  # the last slots read this far past the end
         buf = self.xp.zeros((c, n * hq + tail, wd), dtype=x.dtype)
         rows = buf[:, : n * hq].reshape(c, n, hq, wd)[:, :, ph : ph + h]
+        x = x.transpose(1, 0, 2, 3)
         if self.mask is None:
-            rows[...] = x.transpose(1, 0, 2, 3)
+            rows[...] = x
         else:  # ReLU's x * mask, written straight into the stack
-            self.xp.multiply(x.transpose(1, 0, 2, 3), self.mask.transpose(1, 0, 2, 3), out=rows)
+            self.xp.multiply(x, self.mask.transpose(1, 0, 2, 3), out=rows)
         return buf
 
     def _rows(self, buf, i, slots):
@@ -273,11 +271,8 @@ class _Depthwise:
         return buf[:, i * dh : i * dh + sh * slots : sh]
 
     def forward(self, x, w, relu_mask=None):
-        """y = conv(x, w), or conv(relu(x), w) given relu_mask = x > 0: the ReLU that
-        precedes every depthwise convolution of DARTS's operations, fused into the
-        copies the kernel makes anyway (the stack here, the gradient's gather in
-        backward) rather than a pass and an array of its own. The numbers are those of
-        ReLU then conv: the same products x * mask and gx * mask."""
+        """conv(x, w); conv(relu(x), w) given relu_mask = x > 0, the ReLU fused into the
+        stack copy and the gradient's gather (the same x * mask and gx * mask)."""
         xp = self.xp = _xp(x)
         self.mask = relu_mask
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
@@ -287,10 +282,8 @@ class _Depthwise:
         hq = -(-max(h + ph, ho * sh) // sh) * sh
         slots = n * hq // sh
         buf = self._stack(x, kh, hq)
-        # Backward rebuilds the stack from x (which the graph keeps anyway) rather than
-        # keeping it: about the size of x per call, 84 calls a forward; only the weight
-        # gradient reads it. A search step's peak fell from 961 to 802 MB (batch 64) at
-        # the same speed.
+        # Backward rebuilds the stack from x (kept anyway) for the weight gradient:
+        # keeping the stack cost a step 961 against 802 MB at batch 64, at the same speed.
         self.x = x
 
         self.band = _band(xp, backend.device_of(x), wd, wo, kw, sw, pw, dw)
@@ -300,9 +293,8 @@ class _Depthwise:
         t[:, :, self.band.flat] = self.w_band
         t = t.reshape(kh, c, wd, wo)
 
-        # y = sum_i rows_i @ T[i], one C-batched product per kernel row, added as it
-        # comes: 6-15% faster than one (kh, C)-batched product and a sum over a kh times
-        # larger temporary.
+        # y = sum_i rows_i @ T[i], one C-batched product per kernel row, added as it comes
+        # (6-15% faster than one (kh, C)-batched product and a sum of kh times its size)
         y = xp.matmul(self._rows(buf, 0, slots), t[0])  # (C, slots, Wo)
         for i in range(1, kh):
             y += xp.matmul(self._rows(buf, i, slots), t[i])
@@ -352,12 +344,11 @@ class _Depthwise:
                     continue
                 count, t0 = len(range(h0, h, sh)), (ph + h0) // sh
                 src = phases[m, :, :slots].reshape(c, n, hq // sh, wd)[:, :, t0 : t0 + count]
+                src, rows = src.transpose(1, 0, 2, 3), gx[:, :, h0::sh]
                 if self.mask is None:
-                    gx[:, :, h0::sh] = src.transpose(1, 0, 2, 3)
+                    rows[...] = src
                 else:  # the fused ReLU's backward: gx * mask
-                    xp.multiply(
-                        src.transpose(1, 0, 2, 3), self.mask[:, :, h0::sh], out=gx[:, :, h0::sh]
-                    )
+                    xp.multiply(src, self.mask[:, :, h0::sh], out=rows)
         return gx, gw
 
 
