@@ -41,20 +41,22 @@ def _run(op, x, gy, fused):
 
 
 @pytest.mark.parametrize("name, stride", CONV_OPS)
-@pytest.mark.parametrize("affine", [False, True])
-def test_fused_stages_equal_the_modules_to_the_bit(name, stride, affine):
+@pytest.mark.parametrize(
+    "affine, dtype", [(False, np.float32), (True, np.float32), (False, np.float64)]
+)
+def test_fused_stages_equal_the_modules_to_the_bit(name, stride, affine, dtype):
     """Three calls, in training, evaluation and training again (batch statistics, the
     running ones, then the running ones moved twice): fused and not, every output,
     gradient and BN buffer is the same array."""
     rng = np.random.default_rng(stride)
     calls = []
     for mode in ("train", "eval", "train"):
-        x = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
+        x = rng.standard_normal((3, 4, 9, 9)).astype(dtype)
         size = -(-9 // stride)
-        calls.append((mode, x, rng.standard_normal((3, 4, size, size)).astype(np.float32)))
+        calls.append((mode, x, rng.standard_normal((3, 4, size, size)).astype(dtype)))
     runs = {}
     for fused in (False, True):
-        op = _op(name, stride, affine, np.float32)
+        op = _op(name, stride, affine, dtype)
         runs[fused] = []
         for mode, x, gy in calls:
             op.train(mode == "train")
@@ -135,7 +137,44 @@ def test_only_the_batch_norm_weights_need_a_gradient():
         for conv in op.op[1:3]:
             conv.weight.requires_grad = False
         y = fast_ops.run(op, x) if fused else op(x)
+        assert fused == (type(y._ctx) is fast_ops.ReluConvBN)
         y.backward(np.ones(y.shape))
         grads.append([op.op[3].weight.grad, op.op[3].bias.grad, op.op[1].weight.grad])
     assert grads[1][2] is None and grads[0][2] is None
     assert np.array_equal(grads[0][0], grads[1][0]) and np.array_equal(grads[0][1], grads[1][1])
+
+
+def test_frozen_parts_keep_nothing_for_the_backward():
+    """Weights frozen (the architecture step), the input trained: the stage drops the
+    arrays only a weight gradient reads, and the input's gradient is the modules'.
+    Under no_grad it records nothing and computes the same output."""
+    x = np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    results = []
+    for fused in (False, True):
+        op = _op("dil_conv_5x5", 1, False, np.float32)
+        for p in op.parameters():
+            p.requires_grad = False
+        xt = md.tensor(x, requires_grad=True)
+        y = fast_ops.run(op, xt) if fused else op(xt)
+        if fused:
+            stage = y._ctx
+            assert stage.depthwise.x is None and stage.pointwise.x2 is None
+            assert stage.depthwise.mask is not None  # the input's gradient needs it
+        y.backward(np.ones(y.shape, np.float32))
+        with md.no_grad():
+            quiet = fast_ops.run(op, md.tensor(x, requires_grad=True))
+        assert quiet._ctx is None
+        results.append((y.data, xt.grad, quiet.data))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
+def test_calls_the_kernels_would_not_take_go_to_the_modules():
+    """Mixed dtypes and a wrong channel count: the modules run and raise their own
+    clear errors (conv2d's), before any BN counts the batch."""
+    op = _op("dil_conv_3x3", 1, False, np.float32)
+    bn = op.op[3]
+    with pytest.raises(TypeError, match="conv2d"):
+        fast_ops.run(op, md.tensor(np.ones((2, 4, 6, 6))))  # float64 input, float32 weights
+    with pytest.raises(ValueError, match="conv2d"):
+        fast_ops.run(op, md.tensor(np.ones((2, 3, 6, 6), np.float32)))
+    assert int(bn.num_batches_tracked.data) == 0

@@ -5,8 +5,9 @@ That leaves a core idle: NumPy computes on one core, and the 14 edges of a cell,
 a mixed operation (eq. 2) of 7 candidates, are independent of each other as long as
 they read states already known. This computes the very same numbers:
 
-- the same modules (the cell's own mixed operations, with their weights and BN
-  statistics) are called on the same inputs;
+- the same operations (the cell's own, with their weights and BN statistics) run on
+  the same inputs, their ReLU - depthwise - 1x1 - BN stages as one Function each
+  (fast_ops.py: the same kernels in the same order);
 - each node is summed over its incoming edges in Cell.forward's order, so every
   rounding is the same;
 - each edge's mixing (eq. 2) is one Function, MixedSum, instead of MixedOp's 21

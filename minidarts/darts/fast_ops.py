@@ -25,10 +25,10 @@ central differences.
 """
 
 from ..engine import backend
-from ..engine.autograd import Function
+from ..engine.autograd import Function, Tensor
 from ..nn import batchnorm
 from ..nn.conv import _Depthwise, _Pointwise, out_size
-from ..nn.layers import BatchNorm2d, Conv2d, ReLU
+from ..nn.layers import BatchNorm2d, Conv2d, ReLU, Sequential
 from .operations import DilConv, SepConv
 
 
@@ -54,6 +54,15 @@ class ReluConvBN(Function):
         self.bn.needs_input_grad = (any(need[:3]),) + tuple(need[3:])
         a = self.depthwise.forward(x, w_dw, relu_mask=x > 0)
         b = self.pointwise.forward(a, w_pw)
+        # keep only what the backward will read: the depthwise input for its weight
+        # gradient, the mask for any gradient before it, the 1x1's input for its weight
+        # gradient (in the architecture step, whose weights are frozen, none but the mask)
+        if not need[1]:
+            self.depthwise.x = None
+        if not (need[0] or need[1]):
+            self.depthwise.mask = None
+        if not need[2]:
+            self.pointwise.x2 = None
         return self.bn.forward(b, *bn_params, **options)
 
     def backward(self, gy):
@@ -69,7 +78,7 @@ class ReluConvBN(Function):
 # The modules' own forward methods, as defined: a stage is fused only while its layers
 # still compute what ReluConvBN computes (a test that swaps ReLU for a smooth function,
 # or a user who patches a layer, gets the modules).
-_FORWARD = {cls: cls.forward for cls in (ReLU, Conv2d, BatchNorm2d, DilConv, SepConv)}
+_FORWARD = {cls: cls.forward for cls in (ReLU, Conv2d, BatchNorm2d, Sequential, DilConv, SepConv)}
 
 
 def _unchanged(module):
@@ -81,7 +90,7 @@ def _unchanged(module):
 def _is_stage(block):
     """Whether a DilConv is the four modules ReluConvBN computes (as DARTS builds it)."""
     layers = list(block.op)
-    if len(layers) != 4 or not all(_unchanged(m) for m in [block] + layers):
+    if len(layers) != 4 or not all(_unchanged(m) for m in [block, block.op] + layers):
         return False
     relu, dw, pw, bn = layers
     return (
@@ -92,6 +101,7 @@ def _is_stage(block):
         and type(pw) is Conv2d
         and pw.bias is None
         and pw.groups == 1
+        and pw.in_channels == dw.out_channels
         and pw.kernel_size == (1, 1)
         and pw.stride == (1, 1)
         and pw.padding == (0, 0)
@@ -99,15 +109,38 @@ def _is_stage(block):
     )
 
 
-def relu_conv_bn(block, x):
-    """block(x) for a DilConv block, as one ReluConvBN (the same numbers)."""
-    _, dw, pw, bn = block.op
-    args = bn.batch_norm_args(x)  # counts the batch as bn(...) would; x is 4-D as its input
-    # prepare checks the call on an array shaped like the BN's input (a view of one
-    # element: no memory)
+def _bn_input_shape(block, x):
+    """The shape of the BN's input (the 1x1's output) when the kernels take this call as
+    the modules would (x a 4-D CPU float tensor with the block's channels and its
+    weights' dtype, a kernel that fits the padded input); None otherwise. Off the CPU
+    Conv2d picks im2col, not the depthwise kernel; for the rest the modules raise
+    their own clear errors."""
+    _, dw, pw, _ = block.op
+    weights = (dw.weight, pw.weight)
+    if not (
+        isinstance(x, Tensor)
+        and x.ndim == 4
+        and x.shape[1] == dw.in_channels
+        and backend.is_floating(x.data)
+        and all(w.dtype == x.dtype for w in weights)
+        and all(t.device == "cpu" for t in (x, *weights))
+    ):
+        return None
     n, _, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw_), (dh, dw_) = dw.kernel_size, dw.stride, dw.padding, dw.dilation
-    shape = (n, pw.out_channels, out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw_, dw_))
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw_, dw_)
+    return (n, pw.out_channels, ho, wo) if min(ho, wo) >= 1 else None
+
+
+def relu_conv_bn(block, x):
+    """block(x) for a DilConv block, as one ReluConvBN (the same numbers), or as the
+    modules where the kernels would not take the call as they do (_bn_input_shape)."""
+    shape = _bn_input_shape(block, x)
+    if shape is None:
+        return block(x)
+    _, dw, pw, bn = block.op
+    args = bn.batch_norm_args(x)  # counts the batch as bn(...) would; x is 4-D as its input
+    # prepare checks the call on an array of the BN input's shape (one element: no memory)
     xp = backend.get_array_module(x.data)
     fn, params, options = batchnorm.prepare(xp.broadcast_to(xp.empty((), x.dtype), shape), **args)
     return ReluConvBN.apply(
@@ -125,7 +158,7 @@ def relu_conv_bn(block, x):
 def run(op, x):
     """op(x) for one candidate operation of a mixed op, its conv stages fused where it
     is DARTS's SepConv or DilConv; any other operation is called as it is."""
-    if type(op) is SepConv and _unchanged(op):
+    if type(op) is SepConv and _unchanged(op) and _unchanged(op.op):
         for block in op.op:  # two DilConv stages, each fused where it can be
             x = run(block, x)
         return x
