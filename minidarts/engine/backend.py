@@ -168,9 +168,10 @@ def keep_freed_memory():
     One arena for every thread (M_ARENA_MAX = 1): engine/parallel.py's threads would
     otherwise each get an arena of their own, made of heaps of at most 64 MB that
     glibc shrinks and unmaps as they empty, whatever the thresholds. At batch 256 a
-    forward + backward then page-faulted about 400 times per image and spent 1-2 ms
-    per image in the kernel; with one arena, 0-2 faults and 0.1 ms, at the same peak
-    (2.69-2.71 GB against 2.68-2.74). A few hundred allocations a step share its lock.
+    forward + backward then page-faulted 160-480 times per image and spent 1.3-2.5 ms
+    per image in the kernel; with one arena, 0-2 faults and 0.05-0.2 ms, at the same
+    peak (2.69-2.72 GB against 2.68-2.74). A few hundred allocations a step share its
+    lock.
 
     A no-op where the C library is not glibc; set MINIDARTS_MALLOC_TUNING=0 to skip
     it. Returns True when the settings were applied."""
