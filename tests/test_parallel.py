@@ -308,27 +308,3 @@ def test_set_min_elements_checks_its_argument(threads):
     for bad in (-1, 1.5, True, "8"):
         with pytest.raises(ValueError, match="set_min_elements: n must be a non-negative"):
             parallel.set_min_elements(bad)
-
-
-def test_the_backward_starts_the_longest_chain_first():
-    """The threaded backward's heap key: the longest chain of work behind a tensor
-    first (its height), then the serial loop's order. Here the serial loop reaches the
-    one-step branch b first; the three-step branch a, more work behind it, goes first."""
-    x = Tensor(np.ones((4, 4)), requires_grad=True)
-    b = x * 5.0
-    a = (((x * 2.0) * 3.0) * 4.0).relu()
-    for root in (b + a, a + b):
-        order = _topological_order(root)[::-1]
-        position = {id(t): k for k, t in enumerate(order)}
-        key = parallel._critical_path_first(order, position)
-        assert key[id(a)] < key[id(b)]
-        assert key[id(root)] < key[id(a)]  # the root first, whatever its size
-        assert key[id(a)][0] == -4 * 16 and key[id(b)][0] == -16  # heights, in elements
-    # a Function that says its backward costs more counts that much more
-    ReLU = type(a._ctx)
-    old, ReLU.backward_cost = ReLU.backward_cost, 10
-    try:
-        key = parallel._critical_path_first(order, position)
-        assert key[id(a)][0] == -(3 + 10) * 16
-    finally:
-        ReLU.backward_cost = old

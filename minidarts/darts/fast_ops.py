@@ -44,9 +44,6 @@ class ReluConvBN(Function):
     Inputs x, w_dw, w_pw and BN's weight and bias where it has them; the depthwise
     geometry and the batch norm's call (batchnorm.prepare) come as options."""
 
-    # a depthwise, a 1x1 and a BN backward: about 3x a pool's (bench --profile)
-    backward_cost = 3
-
     def forward(self, x, w_dw, w_pw, *bn_params, stride, padding, dilation, bn):
         fn, options = bn
         need = self.needs_input_grad

@@ -66,9 +66,6 @@ class Function:
 
     inputs = ()
     needs_input_grad = ()
-    # The backward's cost per output element, relative to a plain elementwise op: the
-    # threaded backward (parallel.py) starts the longest chains of work first.
-    backward_cost = 1
 
     @classmethod
     def apply(cls, *inputs, **options):

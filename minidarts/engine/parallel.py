@@ -275,30 +275,6 @@ class _Sum:
         return self.next == len(self.keys)
 
 
-def _critical_path_first(reverse_order, position):
-    """The heap key of each tensor's backward: the longest chain of work still behind
-    it first, then the serial loop's order.
-
-    height(t) = t's own work + the largest height among its inputs, the work of a
-    Function being its output's elements times its `backward_cost`. Taking the
-    highest first starts a separable convolution's two stages before the pools and
-    skips beside it: in the serial order, a node's gradient often waited for one long
-    chain that started last while the other thread had nothing to do (about 8% of the
-    backward at batch 32). It changes only when each backward runs, not what is summed
-    in which order (_Sum), so the numbers stay the same to the bit. The cost: parts
-    that arrive before an earlier one wait in _Sum.early, a peak about a quarter higher
-    (step at batch 64: 440 against 560 MB)."""
-    height = {}
-    for t in reversed(reverse_order):  # inputs before the tensors computed from them
-        fn = t._ctx
-        if fn is None:
-            height[id(t)] = 0
-            continue
-        below = max((height.get(id(x), 0) for x in fn.inputs if x.requires_grad), default=0)
-        height[id(t)] = t.data.size * fn.backward_cost + below
-    return {i: (-height[i], k) for i, k in position.items()}
-
-
 def run_backward(reverse_order, root, grad, deliver, run_function):
     """Backpropagate `grad` from `root` over `reverse_order` (the serial loop's order:
     every tensor before its inputs) on num_threads() threads, the calling one included.
@@ -308,7 +284,6 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
     run_function(fn, g): fn.backward(g), checked; returns one gradient per fn.inputs."""
     n = _threads_for(len(reverse_order))
     position = {id(t): k for k, t in enumerate(reverse_order)}
-    priority = _critical_path_first(reverse_order, position)
     # sums[id(x)]: x's gradient, from the (consumer position, input slot) that feed it
     sums = {id(root): _Sum([(-1, 0)])}
     for k, t in enumerate(reverse_order):
@@ -320,7 +295,7 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
     tensors = {id(t): t for t in reverse_order}
 
     def take(entry):  # under the lock: the tensor and its summed gradient
-        t = tensors[entry[-1]]
+        t = tensors[entry[1]]
         return t, sums.pop(id(t)).total
 
     def work(job):  # outside the lock: the arithmetic
@@ -340,9 +315,10 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
                 total = sums[id(inp)]
                 total.add((k, slot), ig)
                 if total.complete():
-                    heapq.heappush(ready, (*priority[id(inp)], id(inp)))
+                    heapq.heappush(ready, (position[id(inp)], id(inp)))
 
-    ready = [(*priority[id(root)], id(root))]
+    # a heap by position: the serial loop's order, where the threads keep up with it
+    ready = [(0, id(root))]
     try:
         _run_ready(n, ready, take, work, report)
     finally:
