@@ -77,6 +77,11 @@ def test_compare_pairs_medians_into_ratios(tmp_path):
     assert order == [("2", "1"), ("4", "1"), ("2", "2"), ("4", "2"), ("2", "3"), ("4", "3")]
     table = bench_cases.format_table(results)
     assert table.count("\n| fwd |") == 2
+    # the fake takes 2 s at batch 2 and at 4: 1 s an image, then 0.5, in every round
+    scaling = bench_cases.scaling_table(results)
+    torch_row = next(line for line in scaling.splitlines() if "PyTorch" in line)
+    assert torch_row == "| fwd | PyTorch | 1000.00 ms | 500.00 ms | 2.00 | 2.00-2.00 |"
+    assert "| fwd | minidarts fast |" in scaling
     # several paths: each its own process every round, one row each against one torch
     lines.clear()
     results = bench_cases.compare(
@@ -138,3 +143,38 @@ def test_profile_names_the_kernels_and_puts_the_engine_back():
         check=True,
     ).stdout
     assert "busy (summed over the threads)" in out and "Conv2d/depthwise" in out
+
+
+def _result(case, batch, ours, theirs, path="fast"):
+    """A compare() result from the per-round times of both sides."""
+    import statistics
+
+    return {
+        "case": case,
+        "batch": batch,
+        "path": path,
+        "minidarts_s": statistics.median(ours),
+        "torch_s": statistics.median(theirs),
+        "minidarts_rounds_s": ours,
+        "torch_rounds_s": theirs,
+    }
+
+
+def test_scaling_table_gives_the_dearest_batch_over_the_cheapest():
+    results = [
+        # minidarts: linear in round 1 (1 ms an image), batch 32 20% dearer in round 2
+        _result("step1", 32, [0.032, 0.0384, 0.032], [0.064, 0.064, 0.064]),
+        _result("step1", 64, [0.064, 0.064, 0.064], [0.064, 0.064, 0.064]),
+        _result("step1", 256, [0.256, 0.256, 0.256], [0.256, 0.256, 0.256]),
+    ]
+    rows = bench_cases.scaling_table(results).splitlines()
+    assert (
+        rows[0]
+        == "| case | implementation | batch 32 | batch 64 | batch 256 | max/min | per round |"
+    )
+    # medians: 1 ms an image at every batch; single rounds: 1.00 and 1.20
+    assert rows[2] == "| step1 | minidarts fast | 1.00 ms | 1.00 ms | 1.00 ms | 1.00 | 1.00-1.20 |"
+    # PyTorch: 2 ms an image at 32, 1 at 64 and 256
+    assert rows[3] == "| step1 | PyTorch | 2.00 ms | 1.00 ms | 1.00 ms | 2.00 | 2.00-2.00 |"
+    # one batch: nothing to scale
+    assert bench_cases.scaling_table(results[:1]) == ""

@@ -159,6 +159,9 @@ def compare(
                     "ratio": a / b,
                     "minidarts_rss_mb": max(o["rss_mb"] for o in runs),
                     "torch_rss_mb": max(t["rss_mb"] for t in theirs[batch, case]),
+                    # each round's time, for the batch scaling round by round
+                    "minidarts_rounds_s": [o["s"] for o in runs],
+                    "torch_rounds_s": [t["s"] for t in theirs[batch, case]],
                 }
             )
     return results
@@ -176,6 +179,56 @@ def format_table(results):
             f"{r['minidarts_s'] * 1e3:.0f} | "
             f"{r['torch_s'] * 1e3:.0f} | {r['ratio']:.2f} | {r['minidarts_rss_mb']} | "
             f"{r['torch_rss_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def _spread(per_batch):
+    """The dearest time per image over the cheapest: {batch: seconds} -> ratio."""
+    per_image = [t / b for b, t in per_batch.items()]
+    return max(per_image) / min(per_image)
+
+
+def scaling_table(results):
+    """The cost against the batch size, as a Markdown table ("" for a single batch):
+    the time per image at each batch (from the medians) for minidarts on each path and
+    for PyTorch, then max/min, the dearest batch's time per image over the cheapest's.
+    A cost linear in the batch gives 1.00. "per round": the lowest and highest max/min
+    of a single round, all batches of a round run within a minute or so of each other:
+    how far a shared machine's spells move it."""
+    batches = sorted({r["batch"] for r in results})
+    if len(batches) < 2:
+        return ""
+    lines = [
+        "| case | implementation | "
+        + " | ".join(f"batch {b}" for b in batches)
+        + " | max/min | per round |",
+        "|---|---|" + "---:|" * len(batches) + "---:|---:|",
+    ]
+    keys = dict.fromkeys((r["case"], r.get("path", "fast")) for r in results)
+    rows = {}
+    for case, path in keys:
+        rows[case, f"minidarts {path}"] = {
+            r["batch"]: (r["minidarts_s"], r["minidarts_rounds_s"])
+            for r in results
+            if r["case"] == case and r.get("path", "fast") == path
+        }
+        rows[case, "PyTorch"] = {
+            r["batch"]: (r["torch_s"], r["torch_rounds_s"]) for r in results if r["case"] == case
+        }
+    for (case, who), by_batch in rows.items():
+        if len(by_batch) < 2:
+            continue
+        rounds = min(len(runs) for _, runs in by_batch.values())
+        per_round = [
+            _spread({b: runs[k] for b, (_, runs) in by_batch.items()}) for k in range(rounds)
+        ]
+        cells = [f"{by_batch[b][0] / b * 1e3:.2f} ms" if b in by_batch else "" for b in batches]
+        lines.append(
+            f"| {case} | {who} | "
+            + " | ".join(cells)
+            + f" | {_spread({b: t for b, (t, _) in by_batch.items()}):.2f} | "
+            f"{min(per_round):.2f}-{max(per_round):.2f} |"
         )
     return "\n".join(lines)
 
@@ -223,6 +276,10 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
     )
     print(format_table(results))
     print(f"({time.time() - start:.0f} s; ratio = minidarts / PyTorch, medians of medians)")
+    scaling = scaling_table(results)
+    if scaling:
+        print("\nTime per image against the batch size (max/min: the dearest over the cheapest)")
+        print(scaling)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
