@@ -178,3 +178,44 @@ def test_scaling_table_gives_the_dearest_batch_over_the_cheapest():
     assert rows[3] == "| step1 | PyTorch | 2.00 ms | 1.00 ms | 1.00 ms | 2.00 | 2.00-2.00 |"
     # one batch: nothing to scale
     assert bench_cases.scaling_table(results[:1]) == ""
+
+
+def test_scaling_times_every_batch_every_round_and_formats_the_spread():
+    from minidarts.jobs import bench_scaling
+
+    lines = []
+    result = bench_scaling.scaling((2, 3), rounds=2, calls=1, log=lines.append)
+    assert set(result["per_image"]) == {(c, b) for c in ("fwdbwd", "step1") for b in (2, 3)}
+    assert all(len(v) == 2 and min(v) > 0 for v in result["per_image"].values())
+    assert len(result["wake_us"]) == 2 and min(result["wake_us"]) > 0
+    assert len(lines) == 2 and lines[0].startswith("  round 1/2: wake-up ")
+    table = bench_scaling.format_scaling(result, (2, 3))
+    per_image = result["per_image"]["step1", 2][0], result["per_image"]["step1", 3][0]
+    first = max(per_image) / min(per_image)  # round 1's max/min for the step
+    row = next(line for line in table.splitlines() if line.startswith("| step1 | ms per image"))
+    low, high = row.split("|")[-2].strip().split("-")
+    assert float(low) <= round(first, 2) <= float(high)
+    assert "wake-up round trip between two threads: median" in table
+
+
+def test_voluntary_switches_count_a_thread_that_waits():
+    import threading
+
+    from minidarts.jobs import bench_scaling
+
+    before = bench_scaling.voluntary_switches()
+    if before is None:  # no /proc: nothing to count, and it says so
+        return
+    done = threading.Event()
+    threading.Timer(0.05, done.set).start()
+    done.wait()  # this thread sleeps until the timer's thread wakes it
+    assert bench_scaling.voluntary_switches() > before
+
+
+def test_scaling_refuses_a_batch_below_two():
+    out = subprocess.run(
+        [sys.executable, "-m", "minidarts", "bench", "--scaling", "1", "4"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "--scaling: every batch must be >= 2" in out.stderr

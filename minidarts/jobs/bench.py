@@ -366,12 +366,23 @@ def main(argv=None, prog="python -m minidarts bench"):
         help="time one case of the search network and print one JSON line, as "
         "torch_reference.py does (see bench_cases.py; `bench compare` runs both)",
     )
-    parser.add_argument("--iters", type=int, default=7, help="with --case: timed calls")
+    parser.add_argument(
+        "--iters", type=int, default=7, help="with --case or --scaling: timed calls"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
         help="busy time per kind of operation in forward + backward, summed over the "
         "threads (bench_profile.py; --batch, --path, --iters steps)",
+    )
+    parser.add_argument(
+        "--scaling",
+        nargs="+",
+        type=int,
+        metavar="BATCH",
+        help="the time per image at each of these batches, forward + backward and the "
+        "first-order step, in one process, --repeats interleaved rounds of --iters calls "
+        "(bench_scaling.py)",
     )
     parser.add_argument(
         "--path",
@@ -399,6 +410,12 @@ def main(argv=None, prog="python -m minidarts bench"):
         from .bench_cases import case_main
 
         return case_main(args)
+    if args.scaling:
+        if min(args.scaling) < 2:
+            parser.error("--scaling: every batch must be >= 2")
+        from .bench_scaling import scaling_main
+
+        return scaling_main(args)
     if args.profile:
         from .bench_profile import profile_main
 

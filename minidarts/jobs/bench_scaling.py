@@ -1,0 +1,156 @@
+"""The cost against the batch size, in one process:
+`python -m minidarts bench --scaling 32 64 128 256 [--repeats 7]`.
+
+Times forward + backward and the first-order search step of the paper's search
+network (the fast path, as `bench --case` runs it) at every batch given, all batches
+of a round interleaved within a minute or so, and prints the time per image, the
+dearest batch's over the cheapest's (max/min; 1.00 is a cost linear in the batch)
+for each round and from the medians over the rounds.
+
+Each round also reports what makes a small batch dearer on two threads: the
+voluntary context switches of a step (a thread that finishes a NumPy call while the
+other runs Python waits for Python's lock and must be woken; a step at batch 32 does
+that about a thousand times), and the round trip of a wake-up between two threads on
+this machine right now (`wake_round_trip_us`), which on a shared virtual machine
+moves with the host's load. `bench compare --batches ...` measures the same against
+PyTorch, in separate processes.
+"""
+
+import glob
+import os
+import statistics
+import threading
+import time
+
+from .bench_cases import _spread
+
+CASES = {"fwdbwd": "network fwd+bwd", "step1": "search step (1st order)"}
+
+
+def wake_round_trip_us(trips=2000):
+    """The median time, in microseconds, for one thread to wake another and be woken
+    back (two threading.Events, ping-pong)."""
+    ping, pong = threading.Event(), threading.Event()
+    times = []
+
+    def other():
+        for _ in range(trips):
+            ping.wait()
+            ping.clear()
+            pong.set()
+
+    thread = threading.Thread(target=other, daemon=True)
+    thread.start()
+    for _ in range(trips):
+        start = time.perf_counter()
+        ping.set()
+        pong.wait()
+        pong.clear()
+        times.append(time.perf_counter() - start)
+    thread.join()
+    return statistics.median(times) * 1e6
+
+
+def voluntary_switches():
+    """The voluntary context switches of this process's threads so far (Linux; None
+    where /proc does not say)."""
+    total, found = 0, False
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/status"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        total += int(line.split()[1])
+                        found = True
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return total if found else None
+
+
+def scaling(batches, rounds, calls=3, log=print):
+    """Time CASES at every batch, `rounds` rounds, each running every batch and case
+    once (a warm-up call, then `calls` timed calls: their median). Returns
+    {"per_image": {(case, batch): [seconds per image, one per round]},
+     "switches": {(case, batch): [voluntary switches per call, one per round]},
+     "wake_us": [the wake-up round trip at the start of each round]}."""
+    from .bench import _search_parts, _step_functions
+
+    steps = {}
+    for batch in batches:
+        fns = _step_functions(*_search_parts(batch, "cpu"))
+        steps[batch] = {case: fns[name] for case, name in CASES.items()}
+    per_image = {(c, b): [] for b in batches for c in CASES}
+    switches = {(c, b): [] for b in batches for c in CASES}
+    wake = []
+    for r in range(rounds):
+        wake.append(wake_round_trip_us())
+        for batch in batches:
+            for case, fn in steps[batch].items():
+                fn()
+                before, times = voluntary_switches(), []
+                for _ in range(calls):
+                    start = time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - start)
+                after = voluntary_switches()
+                per_image[case, batch].append(statistics.median(times) / batch)
+                if before is not None and after is not None:
+                    switches[case, batch].append((after - before) / calls)
+        spreads = [
+            f"{case} {_spread({b: per_image[case, b][-1] * b for b in batches}):.2f}"
+            for case in CASES
+        ]
+        log(f"  round {r + 1}/{rounds}: wake-up {wake[-1]:.0f} us, max/min " + ", ".join(spreads))
+    return {"per_image": per_image, "switches": switches, "wake_us": wake}
+
+
+def format_scaling(result, batches):
+    """The result of `scaling` as a Markdown table and a line on the wake-ups."""
+    per_image, switches = result["per_image"], result["switches"]
+    rounds = len(result["wake_us"])
+    lines = [
+        "| case | | " + " | ".join(f"batch {b}" for b in batches) + " | max/min | per round |",
+        "|---|---|" + "---:|" * len(batches) + "---:|---:|",
+    ]
+    for case in CASES:
+        med = {b: statistics.median(per_image[case, b]) for b in batches}
+        per_round = [
+            _spread({b: per_image[case, b][k] * b for b in batches}) for k in range(rounds)
+        ]
+        lines.append(
+            f"| {case} | ms per image | "
+            + " | ".join(f"{med[b] * 1e3:.2f}" for b in batches)
+            + f" | {_spread({b: med[b] * b for b in batches}):.2f} | "
+            f"{min(per_round):.2f}-{max(per_round):.2f} |"
+        )
+        if all(switches[case, b] for b in batches):
+            counts = [statistics.median(switches[case, b]) for b in batches]
+            lines.append(
+                f"| {case} | waits per image | "
+                + " | ".join(f"{n / b:.1f}" for n, b in zip(counts, batches))
+                + " | | |"
+            )
+    wake = result["wake_us"]
+    lines.append(
+        f"\nwake-up round trip between two threads: median {statistics.median(wake):.0f} us "
+        f"(rounds: {min(wake):.0f}-{max(wake):.0f})"
+    )
+    return "\n".join(lines)
+
+
+def scaling_main(args):
+    """The --scaling form of `python -m minidarts bench`."""
+    from ..engine import parallel
+
+    batches = sorted(set(args.scaling))
+    print(
+        f"bench --scaling: batches {batches}, {args.repeats} interleaved rounds of "
+        f"{args.iters} calls, fast path, {parallel.num_threads()} thread(s), one process"
+    )
+    result = scaling(batches, args.repeats, args.iters)
+    print(format_scaling(result, batches))
+    print(
+        "(max/min: the dearest batch's time per image over the cheapest's, from the "
+        "medians; per round: its lowest and highest in a single round. waits per image: "
+        "voluntary context switches of a call over its batch)"
+    )
