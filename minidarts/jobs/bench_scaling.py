@@ -8,11 +8,12 @@ dearest batch's over the cheapest's (max/min; 1.00 is a cost linear in the batch
 for each round and from the medians over the rounds.
 
 Each round also reports what makes a small batch dearer on two threads: the
-voluntary context switches of a step (a thread that finishes a NumPy call while the
-other runs Python waits for Python's lock and must be woken; a step at batch 32 does
-that about a thousand times), and the round trip of a wake-up between two threads on
-this machine right now (`wake_round_trip_us`), which on a shared virtual machine
-moves with the host's load. `bench compare --batches ...` measures the same against
+voluntary context switches of a call (a thread that finishes a NumPy call while the
+other runs Python waits for Python's lock and must be woken: about a thousand times
+in a forward and backward at batch 32, 31-33 per image, against 10-12 at batch 64),
+and the round trip of a wake-up between two threads on this machine right now
+(`wake_round_trip_us`), which on a shared virtual machine moves from round to round
+(36-180 us measured here). `bench compare --batches ...` measures the same against
 PyTorch, in separate processes.
 """
 
