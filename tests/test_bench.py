@@ -219,3 +219,14 @@ def test_scaling_refuses_a_batch_below_two():
         text=True,
     )
     assert out.returncode == 2 and "--scaling: every batch must be >= 2" in out.stderr
+
+
+def test_scaling_says_it_runs_on_the_cpu_only(monkeypatch, capsys):
+    from minidarts.engine import backend
+    from minidarts.jobs import bench
+
+    monkeypatch.setattr(backend, "check_device", lambda device: device)  # as if CuPy were here
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--scaling", "32", "--device", "gpu"])
+    assert exit_.value.code == 2
+    assert "--scaling runs on the CPU only" in capsys.readouterr().err

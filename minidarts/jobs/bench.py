@@ -413,6 +413,10 @@ def main(argv=None, prog="python -m minidarts bench"):
     if args.scaling:
         if min(args.scaling) < 2:
             parser.error("--scaling: every batch must be >= 2")
+        if args.device != "cpu":  # it counts the CPU threads' waits; untested on a GPU
+            parser.error(
+                "--scaling runs on the CPU only; `bench compare --device gpu` times the GPU"
+            )
         from .bench_scaling import scaling_main
 
         return scaling_main(args)
