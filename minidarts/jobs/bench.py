@@ -360,7 +360,8 @@ def main(argv=None, prog="python -m minidarts bench"):
 
         return compare_main(argv[1:], prog=f"{prog} compare")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()  # one of these, or the kernel tables
+    mode.add_argument(
         "--case",
         choices=CASES,
         help="time one case of the search network and print one JSON line, as "
@@ -369,13 +370,13 @@ def main(argv=None, prog="python -m minidarts bench"):
     parser.add_argument(
         "--iters", type=int, default=7, help="with --case or --scaling: timed calls"
     )
-    parser.add_argument(
+    mode.add_argument(
         "--profile",
         action="store_true",
         help="busy time per kind of operation in forward + backward, summed over the "
         "threads (bench_profile.py; --batch, --path, --iters steps)",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--scaling",
         nargs="+",
         type=int,
@@ -405,18 +406,24 @@ def main(argv=None, prog="python -m minidarts bench"):
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch < 2 or args.iters < 1:
         parser.error("--repeats and --iters must be >= 1 and --batch >= 2")
+    if args.scaling:
+        if min(args.scaling) < 2 or len(set(args.scaling)) < 2:
+            parser.error(
+                f"--scaling: give at least two different batches, each >= 2 (got "
+                f"{' '.join(map(str, args.scaling))})"
+            )
+        if args.path != "fast":
+            parser.error("--scaling times the fast path only (the search's default)")
+        if args.device != "cpu":  # it counts the CPU threads' waits; untested on a GPU
+            parser.error(
+                "--scaling runs on the CPU only; `bench compare --device gpu` times the GPU"
+            )
     args.device = backend.check_device(args.device)
     if args.case:
         from .bench_cases import case_main
 
         return case_main(args)
     if args.scaling:
-        if min(args.scaling) < 2:
-            parser.error("--scaling: every batch must be >= 2")
-        if args.device != "cpu":  # it counts the CPU threads' waits; untested on a GPU
-            parser.error(
-                "--scaling runs on the CPU only; `bench compare --device gpu` times the GPU"
-            )
         from .bench_scaling import scaling_main
 
         return scaling_main(args)

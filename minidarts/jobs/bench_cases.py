@@ -183,54 +183,59 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def _spread(per_batch):
-    """The dearest time per image over the cheapest: {batch: seconds} -> ratio."""
-    per_image = [t / b for b, t in per_batch.items()]
+def spread(per_image):
+    """The dearest time per image over the cheapest: an iterable of times per image ->
+    ratio (1.0: a cost linear in the batch)."""
+    per_image = list(per_image)
     return max(per_image) / min(per_image)
 
 
 def scaling_table(results):
-    """The cost against the batch size, as a Markdown table ("" for a single batch):
-    the time per image at each batch (from the medians) for minidarts on each path and
-    for PyTorch, then max/min, the dearest batch's time per image over the cheapest's.
-    A cost linear in the batch gives 1.00. "per round": the lowest and highest max/min
-    of a single round, all batches of a round run within a minute or so of each other:
-    how far a shared machine's spells move it."""
+    """The cost against the batch size, as a Markdown table ("" where no case was
+    timed at two batches or more): the time per image at each batch (from the
+    medians) for minidarts on each path, then for PyTorch, then max/min, the dearest
+    batch's time per image over the cheapest's (1.00: a cost linear in the batch), and
+    "per round": the lowest and highest max/min of a single round, whose batches all
+    ran in that round (how far a shared machine's spells move it)."""
     batches = sorted({r["batch"] for r in results})
-    if len(batches) < 2:
-        return ""
-    lines = [
-        "| case | implementation | "
-        + " | ".join(f"batch {b}" for b in batches)
-        + " | max/min | per round |",
-        "|---|---|" + "---:|" * len(batches) + "---:|---:|",
-    ]
-    keys = dict.fromkeys((r["case"], r.get("path", "fast")) for r in results)
-    rows = {}
-    for case, path in keys:
-        rows[case, f"minidarts {path}"] = {
-            r["batch"]: (r["minidarts_s"], r["minidarts_rounds_s"])
-            for r in results
-            if r["case"] == case and r.get("path", "fast") == path
-        }
-        rows[case, "PyTorch"] = {
-            r["batch"]: (r["torch_s"], r["torch_rounds_s"]) for r in results if r["case"] == case
-        }
-    for (case, who), by_batch in rows.items():
+    rows = {}  # (case, implementation) -> {batch: (median s, [s of each round])}
+    for r in results:
+        who = f"minidarts {r.get('path', 'fast')}"
+        rows.setdefault((r["case"], who), {})[r["batch"]] = (
+            r["minidarts_s"],
+            r["minidarts_rounds_s"],
+        )
+    for r in results:  # PyTorch once per case, after minidarts's paths
+        rows.setdefault((r["case"], "PyTorch"), {})[r["batch"]] = (
+            r["torch_s"],
+            r["torch_rounds_s"],
+        )
+    cases = list(dict.fromkeys(r["case"] for r in results))
+    lines = []
+    # by case, in the order timed; within a case minidarts's paths, then PyTorch
+    for (case, who), by_batch in sorted(rows.items(), key=lambda kv: cases.index(kv[0][0])):
         if len(by_batch) < 2:
             continue
         rounds = min(len(runs) for _, runs in by_batch.values())
         per_round = [
-            _spread({b: runs[k] for b, (_, runs) in by_batch.items()}) for k in range(rounds)
+            spread(runs[k] / b for b, (_, runs) in by_batch.items()) for k in range(rounds)
         ]
         cells = [f"{by_batch[b][0] / b * 1e3:.2f} ms" if b in by_batch else "" for b in batches]
         lines.append(
             f"| {case} | {who} | "
             + " | ".join(cells)
-            + f" | {_spread({b: t for b, (t, _) in by_batch.items()}):.2f} | "
-            f"{min(per_round):.2f}-{max(per_round):.2f} |"
+            + f" | {spread(t / b for b, (t, _) in by_batch.items()):.2f} | "
+            + (f"{min(per_round):.2f}-{max(per_round):.2f} |" if per_round else " |")
         )
-    return "\n".join(lines)
+    if not lines:
+        return ""
+    header = [
+        "| case | implementation | "
+        + " | ".join(f"batch {b}" for b in batches)
+        + " | max/min | per round |",
+        "|---|---|" + "---:|" * len(batches) + "---:|---:|",
+    ]
+    return "\n".join(header + lines)
 
 
 def compare_main(argv, prog="python -m minidarts bench compare"):
@@ -253,6 +258,7 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    args.batches = sorted(set(args.batches))  # each batch once a round
     if min(args.rounds, args.iters, args.threads, *args.batches) < 1:
         p.error("--rounds, --iters, --threads and --batches must be >= 1")
     for path in (args.torch_python, args.reference):

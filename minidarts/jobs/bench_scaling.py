@@ -8,13 +8,12 @@ dearest batch's over the cheapest's (max/min; 1.00 is a cost linear in the batch
 for each round and from the medians over the rounds.
 
 Each round also reports what makes a small batch dearer on two threads: the
-voluntary context switches of a call (a thread that finishes a NumPy call while the
-other runs Python waits for Python's lock and must be woken: about a thousand times
-in a forward and backward at batch 32, 31-33 per image, against 10-12 at batch 64),
-and the round trip of a wake-up between two threads on this machine right now
-(`wake_round_trip_us`), which on a shared virtual machine moves from round to round
-(36-180 us measured here). `bench compare --batches ...` measures the same against
-PyTorch, in separate processes.
+voluntary context switches per image (a thread that finishes a NumPy call while the
+other runs Python waits for Python's lock, the GIL, and must be woken; the fixed
+number of calls a step makes is shared by fewer images), and the round trip of a
+wake-up between two threads on the machine at that moment (`wake_round_trip_us`),
+which on a shared virtual machine moves from round to round. `bench compare
+--batches ...` measures the time per image against PyTorch, in separate processes.
 """
 
 import glob
@@ -23,9 +22,10 @@ import statistics
 import threading
 import time
 
-from .bench_cases import _spread
+from .bench_cases import _STEP_NAMES, spread
 
-CASES = {"fwdbwd": "network fwd+bwd", "step1": "search step (1st order)"}
+# the cases timed: forward + backward and the first-order step, as bench --case names them
+STEPS = {case: _STEP_NAMES[case] for case in ("fwdbwd", "step1")}
 
 
 def wake_round_trip_us(trips=2000):
@@ -69,7 +69,7 @@ def voluntary_switches():
 
 
 def scaling(batches, rounds, calls=3, log=print):
-    """Time CASES at every batch, `rounds` rounds, each running every batch and case
+    """Time STEPS at every batch, `rounds` rounds, each running every batch and case
     once (a warm-up call, then `calls` timed calls: their median). Returns
     {"per_image": {(case, batch): [seconds per image, one per round]},
      "switches": {(case, batch): [voluntary switches per call, one per round]},
@@ -79,9 +79,9 @@ def scaling(batches, rounds, calls=3, log=print):
     steps = {}
     for batch in batches:
         fns = _step_functions(*_search_parts(batch, "cpu"))
-        steps[batch] = {case: fns[name] for case, name in CASES.items()}
-    per_image = {(c, b): [] for b in batches for c in CASES}
-    switches = {(c, b): [] for b in batches for c in CASES}
+        steps[batch] = {case: fns[name] for case, name in STEPS.items()}
+    per_image = {(c, b): [] for b in batches for c in STEPS}
+    switches = {(c, b): [] for b in batches for c in STEPS}
     wake = []
     for r in range(rounds):
         wake.append(wake_round_trip_us())
@@ -98,33 +98,30 @@ def scaling(batches, rounds, calls=3, log=print):
                 if before is not None and after is not None:
                     switches[case, batch].append((after - before) / calls)
         spreads = [
-            f"{case} {_spread({b: per_image[case, b][-1] * b for b in batches}):.2f}"
-            for case in CASES
+            f"{case} {spread(per_image[case, b][-1] for b in batches):.2f}" for case in STEPS
         ]
         log(f"  round {r + 1}/{rounds}: wake-up {wake[-1]:.0f} us, max/min " + ", ".join(spreads))
     return {"per_image": per_image, "switches": switches, "wake_us": wake}
 
 
-def format_scaling(result, batches):
+def format_scaling(result):
     """The result of `scaling` as a Markdown table and a line on the wake-ups."""
     per_image, switches = result["per_image"], result["switches"]
+    batches = sorted({b for _, b in per_image})
     rounds = len(result["wake_us"])
     lines = [
         "| case | | " + " | ".join(f"batch {b}" for b in batches) + " | max/min | per round |",
         "|---|---|" + "---:|" * len(batches) + "---:|---:|",
     ]
-    for case in CASES:
-        med = {b: statistics.median(per_image[case, b]) for b in batches}
-        per_round = [
-            _spread({b: per_image[case, b][k] * b for b in batches}) for k in range(rounds)
-        ]
+    for case in STEPS:
+        med = [statistics.median(per_image[case, b]) for b in batches]
+        per_round = [spread(per_image[case, b][k] for b in batches) for k in range(rounds)]
         lines.append(
             f"| {case} | ms per image | "
-            + " | ".join(f"{med[b] * 1e3:.2f}" for b in batches)
-            + f" | {_spread({b: med[b] * b for b in batches}):.2f} | "
-            f"{min(per_round):.2f}-{max(per_round):.2f} |"
+            + " | ".join(f"{m * 1e3:.2f}" for m in med)
+            + f" | {spread(med):.2f} | {min(per_round):.2f}-{max(per_round):.2f} |"
         )
-        if all(switches[case, b] for b in batches):
+        if all(switches[case, b] for b in batches):  # none where /proc does not count
             counts = [statistics.median(switches[case, b]) for b in batches]
             lines.append(
                 f"| {case} | waits per image | "
@@ -149,7 +146,7 @@ def scaling_main(args):
         f"{args.iters} calls, fast path, {parallel.num_threads()} thread(s), one process"
     )
     result = scaling(batches, args.repeats, args.iters)
-    print(format_scaling(result, batches))
+    print(format_scaling(result))
     print(
         "(max/min: the dearest batch's time per image over the cheapest's, from the "
         "medians; per round: its lowest and highest in a single round. waits per image: "
