@@ -368,7 +368,10 @@ def main(argv=None, prog="python -m minidarts bench"):
         "torch_reference.py does (see bench_cases.py; `bench compare` runs both)",
     )
     parser.add_argument(
-        "--iters", type=int, default=7, help="with --case or --scaling: timed calls"
+        "--iters",
+        type=int,
+        default=7,
+        help="with --case or --scaling: timed calls; with --profile: steps",
     )
     mode.add_argument(
         "--profile",
