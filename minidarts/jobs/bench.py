@@ -368,10 +368,7 @@ def main(argv=None, prog="python -m minidarts bench"):
         "torch_reference.py does (see bench_cases.py; `bench compare` runs both)",
     )
     parser.add_argument(
-        "--iters",
-        type=int,
-        default=7,
-        help="with --case or --scaling: timed calls; with --profile: steps",
+        "--iters", type=int, default=7, help="timed calls (--case, --scaling); steps (--profile)"
     )
     mode.add_argument(
         "--profile",
