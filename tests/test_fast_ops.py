@@ -178,3 +178,36 @@ def test_calls_the_kernels_would_not_take_go_to_the_modules():
     with pytest.raises(ValueError, match="conv2d"):
         fast_ops.run(op, md.tensor(np.ones((2, 3, 6, 6), np.float32)))
     assert int(bn.num_batches_tracked.data) == 0
+
+
+def test_stages_reading_the_same_input_share_one_relu_mask():
+    """On a mixed op's edge, the four operations that start with relu(x) keep one mask
+    x > 0 between them (SharedMask), while a SepConv's second stage, which reads
+    another tensor, makes its own; the outputs and gradients stay the modules'."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    gy = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    names = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+    ops = [_op(name, 1, False, np.float32) for name in names]
+    xt = md.tensor(x, requires_grad=True)
+    shared = fast_ops.SharedMask(xt)
+    outs = [fast_ops.run(op, xt, shared) for op in ops]
+    # the first stage of each operation: the output's own Function for a DilConv, the
+    # Function that made the second stage's input for a SepConv
+    firsts = [out._ctx.inputs[0]._ctx if "sep" in n else out._ctx for n, out in zip(names, outs)]
+    masks = [f.depthwise.mask for f in firsts]
+    assert all(m is masks[0] for m in masks) and np.array_equal(masks[0], x > 0)
+    for out in outs[:2]:  # the second stages' masks: of their own input
+        assert out._ctx.depthwise.mask is not masks[0]
+    # another tensor gets no mask from it
+    assert shared.of(md.tensor(x)) is None
+    for name, op, out in zip(names, ops, outs):
+        out.backward(gy)
+        fused = [xt.grad] + [p.grad for p in op.parameters()]
+        xt.grad = None
+        for p in op.parameters():
+            p.grad = None
+        plain = _run(_op(name, 1, False, np.float32), x, gy, fused=False)
+        assert np.array_equal(plain[0].data, out.data), name
+        for a, b in zip(plain[1], fused):
+            assert np.array_equal(a, b), name

@@ -116,8 +116,9 @@ def mixed_op_forward(op, x, weights):
     """op(x, weights) (eq. 2, as MixedOp.forward) with the mixing as one Function."""
     ks = [k for k, name in enumerate(op.primitives) if name != "none"]
     outs = []
+    shared = fast_ops.SharedMask(x)  # one x > 0 for the stages that start with relu(x)
     for k in ks:
-        out = fast_ops.run(op._ops[k], x)  # the conv stages as one Function each
+        out = fast_ops.run(op._ops[k], x, shared)  # the conv stages as one Function each
         outs.append(_Pass.apply(out) if out is x else out)
     return MixedSum.apply(weights, *outs, ks=tuple(ks))
 

@@ -9,7 +9,8 @@ order, on the same arrays, and
 
 - fuses the ReLU into the copies the depthwise kernel makes anyway (nn/conv.py,
   _Depthwise's relu_mask): relu(x) is never an array, nor a pass over memory, in the
-  forward or the backward;
+  forward or the backward; the four stages of a mixed op that read the same x (both
+  SepConvs' first stages, both DilConvs) share one mask x > 0 (SharedMask);
 - keeps only what its backward reads: the graph of the four Functions keeps relu(x)
   and the 1x1 convolution's output alive until the backward, as inputs of the next
   Function, though no backward reads them: two arrays the size of a node per stage;
@@ -42,9 +43,10 @@ class ReluConvBN(Function):
                   depthwise kernel's gather)
 
     Inputs x, w_dw, w_pw and BN's weight and bias where it has them; the depthwise
-    geometry and the batch norm's call (batchnorm.prepare) come as options."""
+    geometry and the batch norm's call (batchnorm.prepare) come as options, and so
+    may x > 0 (relu_mask), where several stages read the same x (SharedMask)."""
 
-    def forward(self, x, w_dw, w_pw, *bn_params, stride, padding, dilation, bn):
+    def forward(self, x, w_dw, w_pw, *bn_params, stride, padding, dilation, bn, relu_mask=None):
         fn, options = bn
         need = self.needs_input_grad
         self.depthwise = _Depthwise(stride, padding, dilation)
@@ -52,7 +54,8 @@ class ReluConvBN(Function):
         self.bn = fn()
         # the BN's own input needs a gradient whenever anything before it does
         self.bn.needs_input_grad = (any(need[:3]),) + tuple(need[3:])
-        a = self.depthwise.forward(x, w_dw, relu_mask=x > 0)
+        mask = x > 0 if relu_mask is None else relu_mask
+        a = self.depthwise.forward(x, w_dw, relu_mask=mask)
         b = self.pointwise.forward(a, w_pw)
         # keep only what the backward will read: the depthwise input for its weight
         # gradient, the mask for any gradient before it, the 1x1's input for its weight
@@ -132,9 +135,29 @@ def _bn_input_shape(block, x):
     return (n, pw.out_channels, ho, wo) if min(ho, wo) >= 1 else None
 
 
-def relu_conv_bn(block, x):
+class SharedMask:
+    """x > 0 for every stage that reads x, computed on the first request and then
+    shared: four operations of a mixed op (both SepConvs' first stages and both
+    DilConvs) start with relu(x) of the same x, and each stage keeps its mask for the
+    backward, so four masks were four passes over x and four arrays alive until the
+    backward, where one does."""
+
+    def __init__(self, x):
+        self.x, self._mask = x, None
+
+    def of(self, x):
+        """x > 0 if x is the shared input; None for any other tensor."""
+        if x is not self.x:
+            return None
+        if self._mask is None:
+            self._mask = x.data > 0
+        return self._mask
+
+
+def relu_conv_bn(block, x, shared=None):
     """block(x) for a DilConv block, as one ReluConvBN (the same numbers), or as the
-    modules where the kernels would not take the call as they do (_bn_input_shape)."""
+    modules where the kernels would not take the call as they do (_bn_input_shape).
+    shared: a SharedMask of the operations reading the same x."""
     shape = _bn_input_shape(block, x)
     if shape is None:
         return block(x)
@@ -152,16 +175,18 @@ def relu_conv_bn(block, x):
         padding=dw.padding,
         dilation=dw.dilation,
         bn=(fn, options),
+        relu_mask=None if shared is None else shared.of(x),
     )
 
 
-def run(op, x):
+def run(op, x, shared=None):
     """op(x) for one candidate operation of a mixed op, its conv stages fused where it
-    is DARTS's SepConv or DilConv; any other operation is called as it is."""
+    is DARTS's SepConv or DilConv; any other operation is called as it is. shared: a
+    SharedMask of x (only the stages that read x itself use it)."""
     if type(op) is SepConv and _unchanged(op) and _unchanged(op.op):
         for block in op.op:  # two DilConv stages, each fused where it can be
-            x = run(block, x)
+            x = run(block, x, shared)
         return x
     if type(op) is DilConv and _is_stage(op):
-        return relu_conv_bn(op, x)
+        return relu_conv_bn(op, x, shared)
     return op(x)
