@@ -313,7 +313,7 @@ class _Depthwise:
         if need_w:
             # dT[i, c] = rows_i[c]^T @ gy for all i in one call (rows_i^T of every i as one
             # view of the stack: a thread of the fast path then waits for the GIL once, not
-            # kh times; batch 32 4-9% faster). A tap's gradient is the sum of dT over the
+            # kh times; batch 32 3-9% faster). A tap's gradient is the sum of dT over the
             # places where T holds that tap: dT gathered on the band, summed per tap.
             buf = self._stack(self.x, kh, hq)
             s0, s1, s2 = buf.strides
