@@ -181,3 +181,68 @@ def test_bad_folders_are_clear_errors(tmp_path, capsys):
 
 def test_report_columns_are_the_result_fields():
     assert report.FIELDS == grade.TaskResult._fields
+
+
+def test_files_a_run_leaves_do_not_grade_the_students_after_it(tmp_path):
+    """A student's code runs in the grading tree: a conftest.py it plants there, whose hook
+    marks every test passed, and a course file it changes, are gone before the next run
+    (Tree.reset), so neither its own next task nor the next student passes on them."""
+    plant = (
+        "    import pathlib\n"
+        "    pathlib.Path('conftest.py').write_text(\n"
+        "        'import pytest\\n'\n"
+        "        '@pytest.hookimpl(hookwrapper=True)\\n'\n"
+        "        'def pytest_runtest_makereport(item, call):\\n'\n"
+        "        '    outcome = yield\\n'\n"
+        "        '    outcome.get_result().outcome = \"passed\"\\n')\n"
+        "    pathlib.Path('tests/test_genotype.py').write_text('')\n"
+        "    raise NotImplementedError('genotype: planted')\n"
+    )
+    planter = _copy(tmp_path, "planter", tasks=["genotype", "complexity"])
+    solve(planter, "genotype", plant)
+    innocent = _copy(tmp_path, "innocent", tasks=["genotype", "complexity"])
+    results = {(r.student, r.task): r for r in grade.grade([planter, innocent])}
+    assert len(results) == 4
+    for (student, task), r in results.items():
+        assert not r.passed and r.tests_passed == 0 and r.tests_total > 0, (student, task, r)
+
+
+def test_a_skip_raised_by_the_solution_is_a_failure(tmp_path):
+    """Only the course's tests may skip (no GPU, say): a solution that skips what it
+    cannot do fails those tests."""
+    copy = _copy(tmp_path, "skipper", tasks=["genotype"])
+    solve(copy, "genotype", "    import pytest\n    pytest.skip('not supported')\n")
+    (r,) = grade.grade([copy])
+    assert not r.passed and r.tests_passed == 0 and r.tests_total > 0
+    assert r.message.startswith("skipped in minidarts/darts/genotype.py:"), r.message
+
+
+def test_a_report_written_over_after_the_run_does_not_pass(tmp_path):
+    """pytest's exit status and its JUnit report must agree: a stub that, at exit, strips
+    the failures from the report is still graded failed."""
+    rewrite = (
+        "    import atexit, re, sys\n"
+        "    def _clean():\n"
+        "        for arg in sys.argv:\n"
+        "            if arg.startswith('--junitxml='):\n"
+        "                path = arg.split('=', 1)[1]\n"
+        "                text = open(path).read()\n"
+        "                text = re.sub(r'<failure.*?</failure>', '', text, flags=re.S)\n"
+        "                open(path, 'w').write(text)\n"
+        "    atexit.register(_clean)\n"
+        "    raise NotImplementedError('genotype: not done')\n"
+    )
+    copy = _copy(tmp_path, "rewriter", tasks=["genotype"])
+    solve(copy, "genotype", rewrite)
+    (r,) = grade.grade([copy])
+    assert not r.passed and r.tests_passed == 0
+    assert r.message.startswith("pytest exited with status 1 but its report says all"), r.message
+
+
+def test_the_grading_tree_leaves_out_the_teacher_only_files(tmp_path):
+    """A region that imports the fast path (which computes eq. 1 and 2, the cell task's
+    answer) finds it no more in grading than in the student's copy."""
+    copy = _copy(tmp_path, "borrower", tasks=["genotype"])
+    solve(copy, "genotype", "    from minidarts.darts import fast_cell  # noqa: F401\n")
+    (r,) = grade.grade([copy])
+    assert not r.passed and "fast_cell" in r.message, r.message

@@ -4,14 +4,16 @@ A student copy (written by `python -m minidarts assign`) holds each task's stub 
 `# BEGIN YOUR SOLUTION task` and `# END YOUR SOLUTION`. For every student and task,
 
 1. the teacher's tree (the files git tracks in this repository, with every reference
-   solution) is copied once to a temporary folder;
+   solution, less TEACHER_ONLY) is copied once to a temporary folder, and put back as
+   it was after every run (Tree.reset);
 2. the lines between the student's markers of task T replace the body of T's solution
    regions there, and nothing else of the student's copy is used: the other tasks keep
    the reference solution, so a correct T passes whatever the state of the others, and
    the tests run are the teacher's, never the student's copies of them;
 3. `python -m pytest -m T` runs on the test files that hold T's tests, in its own
    process with a timeout, and its JUnit report gives tests passed/total and the first
-   failure's message.
+   failure's message (a skip raised outside the course's tests counts as a failure, and
+   the report must agree with pytest's exit status).
 
 Edits outside the regions are flagged: assignment.json in the copy keeps a fingerprint
 of every file outside the regions (assign.fingerprint), compared here. A task passes
@@ -30,6 +32,7 @@ would run yourself, or inside a container.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import queue
@@ -51,6 +54,7 @@ from .assign import (
     MANIFEST,
     REPO,
     TASKS,
+    TEACHER_ONLY,
     RegionError,
     _is_tool,
     find_regions,
@@ -126,17 +130,46 @@ class StudentCopy:
 
 class Tree:
     """The temporary folder that tests run in: a copy of the teacher's tracked files
-    into which one task of one student at a time is spliced."""
+    (TEACHER_ONLY left out, as from a student copy: a region that imports the fast path
+    would pass on the course's own answer) into which one task of one student at a time
+    is spliced, and which `reset` puts back after each run."""
 
     def __init__(self, source, folder):
-        self.root = Path(folder)
+        self.source, self.root = Path(source), Path(folder)
+        self.files = {}  # relative path -> sha256 of the teacher's file
         for rel in tracked_files(source):
+            if rel in TEACHER_ONLY:
+                continue
             (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(Path(source) / rel, self.root / rel)
+            shutil.copy2(self.source / rel, self.root / rel)
+            self.files[rel] = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
+
+    def reset(self):
+        """Put the tree back as it was copied: the student's code runs in it, and a file
+        it left (a conftest.py whose hook marks every test passed) or changed would
+        grade the students after it. Files the course does not have are removed, the
+        course's files that differ are copied again."""
+        for folder, dirs, names in os.walk(self.root, topdown=False):
+            for name in names + dirs:
+                path = Path(folder) / name
+                rel = path.relative_to(self.root).as_posix()
+                if path.is_symlink() or (path.is_file() and rel not in self.files):
+                    path.unlink()
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+                elif not path.is_dir() and not path.is_file():
+                    path.unlink()  # a fifo or socket
+        for rel, digest in self.files.items():
+            path = self.root / rel
+            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.exists() or path.is_symlink():
+                    path.unlink()
+                shutil.copy2(self.source / rel, path)
 
     def splice(self, task, student):
-        """Put the student's regions of `task` in place of the reference ones; returns
-        {path: original text} to restore, or raises ValueError naming the mismatch."""
+        """Put the student's regions of `task` in place of the reference ones (reset puts
+        the tree back), or raise ValueError naming the mismatch."""
         theirs = student.regions.get(task, [])
         ours = []
         for path in sorted(self.root.joinpath("minidarts").rglob("*.py")):
@@ -152,16 +185,14 @@ class Tree:
                 f"the copy has {len(theirs)} region(s) of {task} in {where or 'no file'}, "
                 f"the course {len(ours)} in {expected}" + (f" ({damaged[0]})" if damaged else "")
             )
-        saved, by_file = {}, {}
+        by_file = {}
         for (path, (_, _, begin, end)), (_, body) in zip(ours, theirs):
             by_file.setdefault(path, []).append((begin, end, body))
         for path, spans in by_file.items():
-            saved[path] = text = path.read_text()
-            lines = text.splitlines(keepends=True)
+            lines = path.read_text().splitlines(keepends=True)
             for begin, end, body in reversed(spans):
                 lines[begin + 1 : end] = body
             path.write_text("".join(lines))
-        return saved
 
 
 _COLLECTED = {}
@@ -236,17 +267,29 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
             (log_dir / f"{task}.txt").write_text(output)
             if report.exists():
                 shutil.copy(report, log_dir / f"{task}.xml")
-        passed, total, message = _read_report(report, output)
+        passed, total, message = _read_report(report, output, tree)
     if timed_out:
         message = f"timed out after {timeout:g} s ({passed} tests had passed)"
     elif not total and not message:
         message = "no test ran (pytest exit status " + str(proc.returncode) + ")"
+    elif passed == total and proc.returncode != 0:
+        # pytest exits 0 only when nothing failed: a report of all passed beside another
+        # status was written over after pytest (the student's code runs in its process)
+        passed, message = (
+            0,
+            (
+                f"pytest exited with status {proc.returncode} but its report says all "
+                f"{total} tests passed: the report was changed after the run"
+            ),
+        )
     return passed, total, message, seconds
 
 
-def _read_report(report, output):
-    """(passed, total, first failure message) of a JUnit report; skipped tests count in
-    neither."""
+def _read_report(report, output, tree="."):
+    """(passed, total, first failure message) of a JUnit report. A test skipped by the
+    course's tests (tests/: no GPU, say) counts in neither; a skip raised anywhere else,
+    i.e. from the code under test, is a failure: a solution that skips the cases it
+    cannot do has not done them."""
     if not report.exists():
         tail = [s for s in output.splitlines() if s.strip()]
         return 0, 0, tail[-1][:200] if tail else ""
@@ -255,14 +298,30 @@ def _read_report(report, output):
     for case in ET.parse(report).getroot().iter("testcase"):
         bad = case.find("failure")
         bad = case.find("error") if bad is None else bad
-        if bad is None and case.find("skipped") is not None:
-            continue
+        skipped = case.find("skipped")
+        if bad is None and skipped is not None:
+            where = _skip_location(skipped, tree)
+            if where is None:
+                continue
+            bad = ET.Element("failure", message=f"skipped in {where}: {skipped.get('message')}")
         total += 1
         if bad is None:
             passed += 1
         elif not message:
             message = _first_line(bad)
     return passed, total, message
+
+
+def _skip_location(skipped, tree):
+    """None for a skip raised in the course's tests (tests/ of `tree`); else where it
+    was raised, as path:line (the report's text starts with it)."""
+    where = (skipped.text or "").split(": ", 1)[0]
+    path = Path(where.rsplit(":", 1)[0])
+    try:
+        rel = (Path(tree) / path).resolve().relative_to(Path(tree).resolve())
+    except ValueError:  # outside the tree altogether
+        return where
+    return None if rel.parts[:1] == ("tests",) else rel.as_posix() + where[len(str(path)) :]
 
 
 def _first_line(element):
@@ -312,19 +371,17 @@ def grade(
 
         def one(student, task):
             tree = None if self_graded else trees.get()
-            saved = {}
             try:
                 if tree is not None:
-                    saved = tree.splice(task, student)
+                    tree.splice(task, student)
                 logs = Path(out) / "logs" / student.name if out is not None else None
                 root = student.folder if tree is None else tree.root
                 run = run_task(root, task, files.get(task, []), timeout, logs, exitfirst)
             except ValueError as e:
                 run = 0, 0, f"not graded: {e}", 0.0
             finally:
-                for path, text in saved.items():
-                    path.write_text(text)
                 if tree is not None:
+                    tree.reset()  # the spliced files and whatever the run left or changed
                     trees.put(tree)
             passed, total, message, seconds = run
             stub = STUB.search(message)
