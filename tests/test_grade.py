@@ -10,12 +10,13 @@ students).
   are refused with a message."""
 
 import csv
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from mutants import MUTANTS, mutate, solve
+from mutants import MUTANTS, mutate, reference_body, solve
 
 from minidarts.__main__ import main as cli
 from minidarts.classroom import assign, grade, report
@@ -107,6 +108,24 @@ def test_a_task_that_runs_too_long_fails(tmp_path):
     solve(copy, "genotype", "    import time\n    time.sleep(60)\n")
     (r,) = grade.grade([copy], timeout=3)
     assert not r.passed and r.message.startswith("timed out after 3 s")
+
+
+def test_a_timed_out_run_keeps_its_log_and_says_how_far_it_got(tmp_path):
+    """The reference solution, slow from its fourth call on: the tests before that pass,
+    the message counts them, and the log holds what pytest printed before the kill."""
+    slow_later = (
+        "    import builtins, time\n"
+        "    builtins._calls = getattr(builtins, '_calls', 0) + 1\n"
+        "    if builtins._calls > 3:\n"
+        "        time.sleep(60)\n"
+    )
+    copy = _copy(tmp_path, "slow_later", tasks=["genotype"])
+    solve(copy, "genotype", slow_later + reference_body("genotype"))
+    (r,) = grade.grade([copy], timeout=8, out=tmp_path / "out")
+    assert not r.passed and r.tests_passed == 0
+    found = re.fullmatch(r"timed out after 8 s \((\d+) tests had passed\)", r.message)
+    assert found and int(found[1]) >= 1, r.message
+    assert "." in (tmp_path / "out" / "logs" / "slow_later" / "genotype.txt").read_text()
 
 
 def test_partial_credit_scores_the_fraction_of_tests(tmp_path):

@@ -244,32 +244,37 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
         cmd += ["-m", task]
         cmd += ["-o", "junit_family=xunit1", f"--junitxml={report}", *files]
         cmd += ["-x"] if exitfirst else []
+        # The output goes to a file as it is written (unbuffered), not to a pipe: what
+        # a run printed before its timeout is kept, and a child the run left behind
+        # holding the pipe open cannot keep the grader waiting.
+        sink = Path(scratch) / "output.txt"
         start = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=tree,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=_env(),
-            start_new_session=True,
-        )
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            timed_out = True
+        with open(sink, "wb") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=tree,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(_env(), PYTHONUNBUFFERED="1"),
+                start_new_session=True,
+            )
+            try:
+                proc.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                timed_out = True
         seconds = time.monotonic() - start
+        output = sink.read_text(errors="replace")
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             (log_dir / f"{task}.txt").write_text(output)
             if report.exists():
                 shutil.copy(report, log_dir / f"{task}.xml")
         passed, total, message = _read_report(report, output, tree)
-    if timed_out:
-        message = f"timed out after {timeout:g} s ({passed} tests had passed)"
+    if timed_out:  # no report: how far it got, from pytest's progress lines
+        message = f"timed out after {timeout:g} s ({_passed_so_far(output)} tests had passed)"
     elif not total and not message:
         message = "no test ran (pytest exit status " + str(proc.returncode) + ")"
     elif passed == total and proc.returncode != 0:
@@ -283,6 +288,15 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
             ),
         )
     return passed, total, message, seconds
+
+
+_PROGRESS = re.compile(r"^[.FEsxX]+(\s+\[\s*\d+%\])?$")
+
+
+def _passed_so_far(output):
+    """The tests passed in a run killed before its report: the dots of pytest -q's
+    progress lines (one character a test: . passed, F failed, E error, s skipped)."""
+    return sum(line.count(".") for line in output.splitlines() if _PROGRESS.match(line.strip()))
 
 
 def _read_report(report, output, tree="."):
