@@ -303,11 +303,7 @@ def main(argv=None):
         elif args.command == "experiment":
             _cmd_experiment(args)
     except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the last finished epoch is in checkpoint.npz; continue with "
-            "--resume RUN",
-            file=sys.stderr,
-        )
+        print("\n" + _interrupted(args.command), file=sys.stderr)
         return 130
     except Exception as e:
         if debug:
@@ -315,6 +311,26 @@ def main(argv=None):
         print(f"error: {describe_error(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupted(command):
+    """What to do after Ctrl-C: continue from the checkpoint, where one was written."""
+    from .jobs.runfolder import LAST_LOCKED
+
+    if command == "experiment":
+        return "interrupted: run the same command again to continue where it stopped"
+    if command not in ("search", "train") or not LAST_LOCKED:
+        return "interrupted"
+    folder = LAST_LOCKED[0]
+    if os.path.exists(os.path.join(folder, "checkpoint.npz")):
+        return (
+            f"interrupted: the last finished epoch is in {folder}/checkpoint.npz; continue "
+            f"with --resume {folder}"
+        )
+    return (
+        f"interrupted before the first epoch ended: {folder} has no checkpoint to continue "
+        "from; start again (--overwrite reuses the folder)"
+    )
 
 
 if __name__ == "__main__":

@@ -167,6 +167,19 @@ def test_unsaveable_state_leaves_the_previous_checkpoint_intact(tmp_path):
     assert load_checkpoint(path)["epoch"] == 1
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_state_that_is_not_finite_is_refused_and_the_previous_kept(tmp_path, bad):
+    """An overflowed state (Adam's squared gradients under a huge penalty) would resume
+    as garbage: it is not written, and the last good checkpoint stays."""
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, {"epoch": 1, "w": np.arange(4.0, dtype=np.float32)})
+    before = path.read_bytes()
+    state = {"epoch": 2, "opt": {"exp_avg_sq": np.array([1.0, bad], np.float32)}}
+    with pytest.raises(FloatingPointError, match=r"not written: opt/exp_avg_sq holds NaN or inf"):
+        save_checkpoint(path, state)
+    assert path.read_bytes() == before and _only(tmp_path) == ["checkpoint.npz"]
+
+
 @pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
 def test_failure_while_writing_leaves_previous_checkpoint_and_no_temp_file(
     tmp_path, monkeypatch, error

@@ -511,3 +511,9 @@ def test_a_non_finite_result_stops_the_run_naming_epoch_and_lambda():
     s.complexity.norm = 1e-320  # the complexity overflows to inf: caught after the evaluation
     with pytest.raises(FloatingPointError, match=r"epoch 0, lambda 0.01: the complexity is inf"):
         s.architecture_record()
+    # plain DARTS has no lambda to name, the penalty baseline its penalty
+    for overrides, where in (({}, "epoch 0: "), ({"penalty": 0.5}, "epoch 0, penalty 0.5: ")):
+        s = Search(make_config("tiny", overrides), folder="unused", log=print)
+        s.model.alphas["reduce"].data[0, 0] = float("nan")
+        with pytest.raises(FloatingPointError, match=f"^{where}the alpha of the reduce"):
+            s.architecture_record()

@@ -213,6 +213,17 @@ def test_parse_cell_rejects_wrong_shape():
         parse_cell(np.zeros((5, 7)), steps=2)
 
 
+def test_parse_cell_rejects_weights_that_are_not_finite():
+    """NaN compares false with everything: ranked, it gave a cell of max pools."""
+    weights = np.full((14, N_OPS), 1 / N_OPS)
+    weights[3, 2] = np.nan
+    with pytest.raises(ValueError, match="parse_cell: the weights hold NaN or inf"):
+        parse_cell(weights, steps=4)
+    weights[3, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        derive_genotype(weights, weights, 4, 4)
+
+
 def test_bad_json_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"normal": [["sep_conv_3x3", 0],')

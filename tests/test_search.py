@@ -363,3 +363,25 @@ def test_resume_to_no_more_epochs_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 1
     assert "has done 2 epochs already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_ctrl_c_says_how_to_go_on(tmp_path, monkeypatch, capsys, checkpointed):
+    """After Ctrl-C the command names the run folder: --resume it where a checkpoint was
+    written, start again (--overwrite) where none was (Ctrl-C in the first epoch)."""
+
+    def run(self):
+        if checkpointed:
+            Path(self.folder, "checkpoint.npz").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Search, "_run", run)
+    args = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", "r"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    folder = str(tmp_path / "r")
+    if checkpointed:
+        assert f"continue with --resume {folder}" in err, err
+    else:
+        assert f"interrupted before the first epoch ended: {folder} has no checkpoint" in err
+        assert "--overwrite" in err

@@ -12,7 +12,14 @@ from minidarts.darts.genotype import load_genotype
 from minidarts.jobs import experiment
 from minidarts.jobs.config import make_config
 from minidarts.jobs.search import Search
-from minidarts.jobs.sweep import _pareto_front, genotype_path, log_spaced, spearman, summary
+from minidarts.jobs.sweep import (
+    _pareto_front,
+    format_spearman,
+    genotype_path,
+    log_spaced,
+    spearman,
+    summary,
+)
 
 TINY_HYPERNET = {
     "epochs": 2,
@@ -101,6 +108,9 @@ def test_spearman_matches_scipy(x, y):
 
 def test_spearman_of_a_constant_is_nan_and_summary_span():
     assert math.isnan(spearman([1, 2, 3], [4, 4, 4]))
+    # a report says so in words, never "nan"
+    assert format_spearman(spearman([1, 2, 3], [4, 4, 4])) == "n/a (one value on a side)"
+    assert format_spearman(-0.98765) == "-0.988"
     rows = [
         {"lambda": lam, "genotype_params": p, "genotype": {"reduce": [[op, 0]]}}
         for lam, p, op in [(1e-3, 800, "sep_conv_3x3"), (1, 400, "dil_conv_3x3"), (10, 0, "skip")]

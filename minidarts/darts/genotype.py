@@ -29,6 +29,7 @@ pass Fair DARTS's threshold.
 """
 
 import json
+import math
 from collections import namedtuple
 
 from .operations import PRIMITIVES, operation_names
@@ -52,6 +53,12 @@ def parse_cell(weights, steps=4, primitives=PRIMITIVES, k=2):
         raise ValueError(
             f"parse_cell: weights must have shape ({expected}, {len(primitives)}) for "
             f"{steps} nodes, got ({len(rows)}, {len(rows[0]) if rows else 0})"
+        )
+    if not all(math.isfinite(w) for row in rows for w in row):
+        # NaN compares false with everything: a ranking of them would be an arbitrary cell
+        raise ValueError(
+            "parse_cell: the weights hold NaN or inf (a search that diverged?); no "
+            "genotype can be derived from them"
         )
     # BEGIN SOLUTION genotype: gene, the (op name, input) pairs of DARTS's rule, node by node
     # HINT: node j has j + 2 inputs, rows start..start + j + 2; pick with max/sorted and a

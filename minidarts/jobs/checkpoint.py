@@ -169,6 +169,15 @@ def save_checkpoint(path, state):
     tree = _flatten(state, "", arrays)
     if _META in arrays:
         raise ValueError(f"checkpoint: {_META} is a reserved name")
+    for key, a in arrays.items():
+        # a state that overflowed (Adam's squared gradients under a huge penalty, batch
+        # norm's variances of images scaled by a tiny data_std) would resume as garbage:
+        # refuse it, and the checkpoint before it stays
+        if a.dtype.kind in "fc" and not backend.numpy.isfinite(a).all():
+            raise FloatingPointError(
+                f"checkpoint {path} not written: {key} holds NaN or inf (a setting too "
+                "large or too small for float32?); any earlier checkpoint is kept"
+            )
     meta = backend.numpy.frombuffer(json.dumps(tree).encode(), dtype=backend.numpy.uint8)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -21,7 +21,7 @@ import os
 import statistics
 
 from ..darts.genotype import genotype_from_dict, genotype_to_str
-from .sweep import spearman
+from .sweep import format_spearman, spearman
 
 REFERENCE = (1.0, 0.10)
 FAMILIES = ("hypernet", "penalty", "darts", "random")
@@ -306,8 +306,8 @@ def write_report(
         checks += [
             f"- seed {s}: supernetwork at the smallest lambda {100 * first['val_acc']:.2f}% "
             f"(target >= 97%: {'reached' if first['val_acc'] >= 0.97 else 'missed'})",
-            f"- seed {s}: Spearman(lambda, cell weights) {rho:.3f}, {distinct} distinct cells "
-            f"(target <= -0.9 and >= 4: "
+            f"- seed {s}: Spearman(lambda, cell weights) {format_spearman(rho)}, "
+            f"{distinct} distinct cells (target <= -0.9 and >= 4: "
             f"{'reached' if rho <= -0.9 and distinct >= 4 else 'missed'})",
         ]
     for s in seeds:

@@ -108,6 +108,9 @@ def _alive(pid):
     return True
 
 
+LAST_LOCKED = []  # [the folder of the run this process locked last]
+
+
 class RunLock:
     """`with RunLock(folder):` one process at a time in a run folder. The lock file
     holds the owner's pid; a lock whose process is gone is stale and taken over."""
@@ -138,6 +141,7 @@ class RunLock:
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()}\n")
             self.held = True
+            LAST_LOCKED[:] = [self.folder]  # what an interrupted command names (__main__.py)
             return self
         raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
 

@@ -253,7 +253,11 @@ class Search:
         A non-finite alpha, loss, accuracy or complexity raises FloatingPointError
         naming the epoch and lambda: no genotype is derived from it, nothing saved."""
         alphas = self.alphas(lam)
-        where = f"epoch {self.epoch}, lambda {self.cfg.lambda_min if lam is None else lam:g}"
+        where = f"epoch {self.epoch}"
+        if self.hypernet is not None:  # alpha(lambda): the lambda is part of the where
+            where += f", lambda {self.cfg.lambda_min if lam is None else lam:g}"
+        elif self.cfg.penalty:
+            where += f", penalty {self.cfg.penalty:g}"
         remedy = f"lower alpha_lr ({self.cfg.alpha_lr}) or w_lr ({self.cfg.w_lr})"
         check_finite(where, remedy, **{f"alpha of the {k} cell": a.data for k, a in alphas.items()})
         genotype = self.genotype(lam)

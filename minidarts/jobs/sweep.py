@@ -61,6 +61,12 @@ def spearman(x, y):
     return cov / math.sqrt(vx * vy)
 
 
+def format_spearman(rho):
+    """rho to 3 decimals; 'n/a' where it is undefined (NaN: a side holds one value, e.g.
+    every lambda gave the same cell), which a report must not print as nan."""
+    return "n/a (one value on a side)" if math.isnan(rho) else f"{rho:.3f}"
+
+
 def sweep(search, lambdas, log=print):
     """Evaluate a finished hypernet Search at each lambda; returns a list of rows."""
     if search.hypernet is None:
@@ -141,7 +147,7 @@ def write_tables(rows, folder):
         ):
             stats = summary(rows, key)
             f.write(
-                f"\n{name}: Spearman(lambda, cell weights) {stats['spearman']:.3f}, "
+                f"\n{name}: Spearman(lambda, cell weights) {format_spearman(stats['spearman'])}, "
                 f"{stats['distinct']} distinct cells, largest / smallest weight count "
                 f"{stats['span']:.2f}\n"
             )
@@ -284,11 +290,11 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=Fals
     ):
         stats = summary(rows, key)
         log(
-            f"{name}: Spearman(lambda, cell weights) = {stats['spearman']:.3f} | "
+            f"{name}: Spearman(lambda, cell weights) = {format_spearman(stats['spearman'])} | "
             f"{stats['distinct']} distinct cells | largest / smallest = {stats['span']:.2f}"
         )
     log("wrote " + ", ".join(paths))
     return rows
 
 
-__all__ = ["log_spaced", "run_sweep", "spearman", "sweep"]
+__all__ = ["format_spearman", "log_spaced", "run_sweep", "spearman", "sweep"]
