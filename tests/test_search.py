@@ -255,8 +255,12 @@ def test_cli_search_end_to_end(tmp_path, capsys):
 def test_resume_of_a_finished_run_to_more_epochs(tmp_path, capsys):
     argv = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", "r"]
     assert main(argv) == 0
-    assert main(["search", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 0
     capsys.readouterr()
+    assert main(["search", "--resume", str(tmp_path / "r")]) == 0  # finished: says so
+    out = capsys.readouterr().out
+    assert f"finished (1/1 epochs); to run longer, --resume {tmp_path / 'r'} --epochs N" in out
+    assert main(["search", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 0
+    assert "finished (" not in capsys.readouterr().out
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")["epoch"] == 2

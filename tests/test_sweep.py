@@ -86,6 +86,9 @@ def test_sweep_of_a_plain_search_is_a_clear_error(tmp_path, capsys):
     Search(make_config("tiny", {"plots": False}), folder=str(folder), log=lambda *_: None).run()
     assert main(["sweep", str(folder)]) == 1
     assert "not a hypernet search" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "nowhere")]) == 1  # names no flag it was not given
+    err = capsys.readouterr().err
+    assert "no checkpoint.npz there; a sweep evaluates a finished" in err and "--resume" not in err
 
 
 @pytest.mark.parametrize("text", ["a,b", "1e-3,-1", "0", ","])

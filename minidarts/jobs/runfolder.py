@@ -108,6 +108,15 @@ def _alive(pid):
     return True
 
 
+def say_if_finished(log, command, folder, epoch, epochs):
+    """A finished run resumed as it was does nothing: say so, and how to extend it."""
+    if epoch >= epochs:
+        log(
+            f"{command}: finished ({epoch}/{epochs} epochs); to run longer, --resume {folder} "
+            f"--epochs N with N > {epochs}"
+        )
+
+
 LAST_LOCKED = []  # [the folder of the run this process locked last]
 
 
