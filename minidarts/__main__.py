@@ -265,6 +265,21 @@ _DELEGATED = {
 }
 
 
+def _refuse_unknown(parser, unknown):
+    """Exit as argparse does (status 2), but with the usage of the command that was
+    given, not the top level's, and the nearest option where one is close."""
+    import difflib
+
+    options = [o for action in parser._actions for o in action.option_strings]
+    hint = ""
+    for arg in unknown:
+        if arg.startswith("-"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            break
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+
 def _delegate(command, argv):
     import importlib
 
@@ -294,7 +309,9 @@ def main(argv=None):
     _experiment_parser(sub)
     for command, (_, text) in _DELEGATED.items():
         sub.add_parser(command, help=text + f" (see: python -m minidarts {command} --help)")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(sub.choices.get(args.command, parser), unknown)
     if args.command is None:
         parser.print_help()
         return 2

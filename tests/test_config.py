@@ -188,6 +188,9 @@ def test_invalid_toml_is_a_clear_error(tmp_path):
     path.write_text("epochs = \nw_lr = [1,\n")
     with pytest.raises(ValueError, match=r"config file .*broken\.toml is not valid TOML"):
         load_toml(path)
+    path.write_bytes(b"\xff\xfe epochs = 1")  # not text at all
+    with pytest.raises(ValueError, match=r"broken\.toml is not valid TOML: not UTF-8 text"):
+        load_toml(path)
 
 
 def test_missing_toml_file(tmp_path):

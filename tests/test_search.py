@@ -389,3 +389,16 @@ def test_ctrl_c_says_how_to_go_on(tmp_path, monkeypatch, capsys, checkpointed):
     else:
         assert f"interrupted before the first epoch ended: {folder} has no checkpoint" in err
         assert "--overwrite" in err
+
+
+def test_an_unknown_option_names_its_command_and_the_nearest_option(capsys):
+    """argparse reported a subcommand's unknown option with the top level's usage."""
+    with pytest.raises(SystemExit) as stop:
+        main(["search", "--lr", "0.1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m minidarts search" in err
+    assert "unrecognized arguments: --lr 0.1 (did you mean --w-lr?)" in err
+    with pytest.raises(SystemExit):
+        main(["train", "--epochz=3"])
+    assert "(did you mean --epochs?)" in capsys.readouterr().err

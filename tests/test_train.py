@@ -301,6 +301,15 @@ def bad_files(tmp_path):
     files = {
         "not_json": "{'normal': oops",
         "a_list": "[1, 2, 3]",
+        "text_form": "Genotype(normal=[('sep_conv_3x3', 0)], normal_concat=[2], ...)",
+        "odd_gene": json.dumps(
+            {
+                "normal": [["sep_conv_3x3", 0], ["skip_connect", 1], ["skip_connect", 1]],
+                "normal_concat": [2],
+                "reduce": [["skip_connect", 0], ["skip_connect", 1]],
+                "reduce_concat": [2],
+            }
+        ),
         "bad_op": json.dumps(
             {
                 "normal": [["conv_9x9", 0], ["skip_connect", 1]],
@@ -332,6 +341,11 @@ def bad_files(tmp_path):
         (["--genotype", "{dir}/not_json.json"], "not_json.json: not a genotype JSON file"),
         (["--genotype", "{dir}/binary.json"], "binary.json: not a genotype JSON file"),
         (["--genotype", "{dir}/a_list.json"], "expected an object with keys normal"),
+        (["--genotype", "{dir}/text_form.json"], "text_form.json: DARTS's text form"),
+        (
+            ["--genotype", "{dir}/odd_gene.json"],
+            "genotype file .*odd_gene.json: normal cell: the gene must be a non-empty list",
+        ),
         (["--genotype", "{dir}/bad_op.json"], "unknown operation 'conv_9x9'"),
         (["--genotype", "{dir}/bad_concat.json"], r"reduce cell.*concat must list distinct"),
         (["--genotype", "{geno}", "--epochs", "0"], "epochs must be at least 1"),

@@ -36,7 +36,7 @@ from .cell import cell_kinds
 from .operations import FactorizedReduce, ReLUConvBN, build_operation, operation_names
 
 
-def _check_gene(gene, concat, where):
+def check_gene(gene, concat, where):
     """The (op, input) list of one cell type: an even, non-empty list of valid pairs,
     and a concat list of distinct existing states. Returns the number of nodes."""
     if not isinstance(gene, (list, tuple)) or not gene or len(gene) % 2:
@@ -88,7 +88,7 @@ class EvalCell(nn.Module):
             gene, concat, kind = genotype.reduce, genotype.reduce_concat, "reduce"
         else:
             gene, concat, kind = genotype.normal, genotype.normal_concat, "normal"
-        self.steps = _check_gene(gene, concat, f"EvalCell ({kind} cell)")
+        self.steps = check_gene(gene, concat, f"EvalCell ({kind} cell)")
         self.concat = [int(c) for c in concat]
         self.multiplier = len(self.concat)
         self.C = C

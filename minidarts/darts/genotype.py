@@ -291,9 +291,15 @@ def load_genotype(path, primitives=None):
     """Read a genotype JSON written by save_genotype. `primitives`: the operations its
     genes may name; None for every registered one, so a genotype of custom operations
     loads once they are registered (operations.register_operation)."""
+    with open(path) as f:
+        text = f.read()
+    if text.lstrip().startswith("Genotype("):
+        raise ValueError(
+            f"{path}: DARTS's text form (genotype.txt), kept for reading; load the "
+            "genotype.json written beside it"
+        )
     try:
-        with open(path) as f:
-            data = json.load(f)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not a genotype JSON file ({e})") from None
     return genotype_from_dict(data, primitives)

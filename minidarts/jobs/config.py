@@ -347,6 +347,8 @@ def load_toml(path):
         raise FileNotFoundError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not valid TOML: not UTF-8 text") from None
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict):

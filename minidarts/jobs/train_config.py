@@ -5,6 +5,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from ..darts.eval_network import check_gene
 from ..darts.genotype import load_genotype, unused_halves
 from .config import build_config, check_fields
 from .search_space import import_ops_module
@@ -129,12 +130,16 @@ def read_genotype(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"genotype file {path} does not exist")
     try:
-        return load_genotype(path)
+        genotype = load_genotype(path)
+        for kind in ("normal", "reduce"):  # the shape of each cell, named by the file
+            check_gene(getattr(genotype, kind), getattr(genotype, f"{kind}_concat"), f"{kind} cell")
+        return genotype
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a genotype JSON file (not UTF-8 text)") from None
     except ValueError as e:
         hint = " (train --ops-module registers it)" if "unknown operation" in str(e) else ""
-        raise ValueError(f"genotype file {path}: {e}{hint}") from None
+        where = "" if str(e).startswith(str(path)) else f"genotype file {path}: "
+        raise ValueError(f"{where}{e}{hint}") from None
 
 
 def check_used_halves(path, kinds, layers):
