@@ -240,6 +240,17 @@ def _cmd_experiment(args):
     if args.which == "pareto":
         from .jobs.pareto import run_pareto
 
+        # options of the other experiment would be ignored without a word: refuse them
+        if args.device != "cpu":
+            raise ValueError(
+                "experiment pareto runs its jobs side by side on the CPU's cores; --device is "
+                "an option of experiment paper"
+            )
+        if args.seed != 0:
+            raise ValueError("experiment pareto runs seeds 0..N-1: give --seeds N, not --seed")
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
+
         run_pareto(
             args.scale,
             args.seeds,

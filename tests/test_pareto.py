@@ -214,3 +214,19 @@ def test_pareto_experiment_end_to_end_and_resumed(tmp_path):
     stamps = {p: os.path.getmtime(p) for p in (str(x) for x in tmp_path.rglob("checkpoint.npz"))}
     pareto.run_pareto(log=lines.append, **kwargs)
     assert stamps == {p: os.path.getmtime(p) for p in stamps}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--device", "gpu"], "--device is an option of experiment paper"),
+        (["--seed", "3"], "give --seeds N, not --seed"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+    ],
+)
+def test_pareto_refuses_the_options_it_would_ignore(tmp_path, capsys, extra, message):
+    from minidarts.__main__ import main
+
+    assert main(["experiment", "pareto", "--out", str(tmp_path), *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any folder was made
