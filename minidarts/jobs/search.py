@@ -46,7 +46,7 @@ from ..engine.autograd import no_grad
 from ..nn import functional as F
 from ..nn import optim
 from ..nn.metrics import accuracy
-from . import data
+from . import data, runfolder
 from .checkpoint import (
     check_format,
     check_state,
@@ -64,14 +64,7 @@ from .errors import check_finite
 from .evaluate import evaluate, recalibrated_batch_norm
 from .progress import Progress, format_seconds
 from .resources import check_memory
-from .runfolder import (
-    RunLock,
-    default_folder,
-    prepare_folder,
-    say_if_finished,
-    write_config,
-    write_text,
-)
+from .runfolder import RunLock, default_folder, prepare_folder, write_config, write_text
 from .search_space import check_primitives
 
 PROGRESS_EVAL_BATCHES = 16  # validation batches after an epoch that is not the last
@@ -313,7 +306,7 @@ class Search:
             f"{len(self.val_batches.dataset)} val images | {cfg.epochs} epochs x {n} steps | "
             f"{nn.count_parameters(self.model)} weights | device {cfg.device}"
         )
-        say_if_finished(self.log, "search", self.folder, self.epoch, cfg.epochs)
+        runfolder.say_if_finished(self.log, "search", self.folder, self.epoch, cfg.epochs)
         progress = Progress(cfg.epochs * n, self.epoch * n, every=cfg.log_every, write=self.log)
         while self.epoch < cfg.epochs:
             start = time.perf_counter()

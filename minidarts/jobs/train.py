@@ -42,7 +42,7 @@ from ..engine import backend
 from ..nn import functional as F
 from ..nn import optim
 from ..nn.metrics import accuracy
-from . import data
+from . import data, runfolder
 from .checkpoint import (
     check_format,
     check_state,
@@ -53,14 +53,7 @@ from .checkpoint import (
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
 from .resources import check_memory
-from .runfolder import (
-    RunLock,
-    default_folder,
-    prepare_folder,
-    say_if_finished,
-    write_config,
-    write_text,
-)
+from .runfolder import RunLock, default_folder, prepare_folder, write_config, write_text
 from .train_config import (
     EVAL_BATCH_SIZE,
     FORMAT,
@@ -190,7 +183,7 @@ class Train:
             f"{cfg.layers} cells {self.model.cell_kinds()}, C={cfg.channels} | "
             f"{self.num_parameters} weights | device {cfg.device}"
         )
-        say_if_finished(self.log, "train", self.folder, self.epoch, cfg.epochs)
+        runfolder.say_if_finished(self.log, "train", self.folder, self.epoch, cfg.epochs)
         progress = Progress(cfg.epochs * n, self.epoch * n, every=cfg.log_every, write=self.log)
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
