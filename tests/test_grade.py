@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from mutants import MUTANTS, mutate, reference_body, solve
@@ -265,3 +266,23 @@ def test_the_grading_tree_leaves_out_the_teacher_only_files(tmp_path):
     solve(copy, "genotype", "    from minidarts.darts import fast_cell  # noqa: F401\n")
     (r,) = grade.grade([copy])
     assert not r.passed and "fast_cell" in r.message, r.message
+
+
+def test_a_process_the_run_leaves_running_is_stopped(tmp_path):
+    """A process started in a session of its own escapes the kill of pytest's process
+    group: it is found by the run's marker in its environment and stopped."""
+    pid_file = tmp_path / "pid"
+    escape = (
+        "    import subprocess\n"
+        "    child = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+        f"    open({str(pid_file)!r}, 'a').write(f'{{child.pid}} ')\n"
+        "    raise NotImplementedError('genotype: not done')\n"
+    )
+    copy = _copy(tmp_path, "escaper", tasks=["genotype"])
+    solve(copy, "genotype", escape)
+    (r,) = grade.grade([copy])
+    assert not r.passed and "process(es) the run left running" in r.message, r.message
+    for pid in {int(p) for p in pid_file.read_text().split()}:
+        status = Path(f"/proc/{pid}/status")
+        running = status.exists() and "State:\tZ" not in status.read_text()
+        assert not running, f"process {pid} still runs"

@@ -11,6 +11,7 @@ run from reaching another:
 """
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -146,6 +147,7 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
         # a run printed before its timeout is kept, and a child the run left behind
         # holding the pipe open cannot keep the grader waiting.
         sink = Path(scratch) / "output.txt"
+        marker = f"{os.getpid()}-{next(_RUNS)}"  # in the environment of all it starts
         start = time.monotonic()
         with open(sink, "wb") as out:
             proc = subprocess.Popen(
@@ -153,7 +155,7 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
                 cwd=tree,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=dict(_env(), PYTHONUNBUFFERED="1"),
+                env=dict(_env(), PYTHONUNBUFFERED="1", MINIDARTS_GRADE_RUN=marker),
                 start_new_session=True,
             )
             try:
@@ -163,6 +165,7 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 timed_out = True
+        left = _stop_left_behind(marker)
         seconds = time.monotonic() - start
         output = sink.read_text(errors="replace")
         if log_dir is not None:
@@ -185,7 +188,36 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
                 f"{total} tests passed: the report was changed after the run"
             ),
         )
+    if left:
+        message += f"{'; ' if message else ''}stopped {left} process(es) the run left running"
     return passed, total, message, seconds
+
+
+_RUNS = itertools.count()
+
+
+def _stop_left_behind(marker):
+    """Kill what a run left running: a process the student's code started in a session
+    of its own escapes the kill of pytest's process group and would outlive the grade.
+    Every process of the run inherits MINIDARTS_GRADE_RUN=marker in its environment,
+    which /proc shows as it was at its start (Linux; elsewhere nothing is found).
+    Returns how many were stopped."""
+    token = f"MINIDARTS_GRADE_RUN={marker}".encode()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    stopped = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if token not in f.read().split(b"\0"):
+                    continue
+            os.kill(pid, signal.SIGKILL)
+            stopped += 1
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return stopped
 
 
 _PROGRESS = re.compile(r"^[.FEsxX]+(\s+\[\s*\d+%\])?$")
