@@ -155,6 +155,9 @@ def test_corrupt_gzip(tmp_path):
     (tmp_path / "plain.gz").write_bytes(idx_bytes(images))
     with pytest.raises(MNISTError, match="not gzip-compressed"):
         idx.read_images(tmp_path / "plain.gz")
+    (tmp_path / "empty.gz").write_bytes(b"")
+    with pytest.raises(MNISTError, match="empty.gz: the file is empty"):
+        idx.read_images(tmp_path / "empty.gz")
 
 
 def test_label_out_of_range(tmp_path):

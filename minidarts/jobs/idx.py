@@ -90,6 +90,10 @@ def _read_bytes(path):
     if not path.is_file():
         raise MNISTError(f"{path}: file not found")
     raw = path.read_bytes()
+    if not raw:
+        raise MNISTError(
+            f"{path}: the file is empty; download it again or restore the shipped copy"
+        )
     if raw[:2] == _GZIP_MAGIC:
         try:
             return gzip.decompress(raw)
