@@ -197,6 +197,9 @@ def test_bad_folders_are_clear_errors(tmp_path, capsys):
     assert "not a student copy" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown tasks"):
         grade.grade([_copy(tmp_path, "c", tasks=["genotype"])], tasks=["nosuchtask"])
+    (tmp_path / "afile").write_text("")  # grade has --out, no --name
+    assert cli(["grade", str(tmp_path / "c"), "--out", str(tmp_path / "afile")]) == 1
+    assert "is a file, not a folder: choose another --out" in capsys.readouterr().err
 
 
 def test_report_columns_are_the_result_fields():

@@ -58,7 +58,8 @@ def claim_folder(folder, overwrite=False, what="run"):
     which renames it to FOLDER.old-N first. A path that is a file is refused.
     Returns the folder it moved aside, or None."""
     if os.path.isfile(folder):
-        raise RunFolderError(f"{folder} is a file, not a folder: choose another --name/--out")
+        where = "--name/--out" if what.endswith("run") else "--out"  # a run has a --name
+        raise RunFolderError(f"{folder} is a file, not a folder: choose another {where}")
     moved = None
     if os.path.isdir(folder) and os.listdir(folder):
         if not overwrite:
