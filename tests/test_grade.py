@@ -289,3 +289,24 @@ def test_a_process_the_run_leaves_running_is_stopped(tmp_path):
         status = Path(f"/proc/{pid}/status")
         running = status.exists() and "State:\tZ" not in status.read_text()
         assert not running, f"process {pid} still runs"
+
+
+def test_a_run_that_changes_the_teachers_files_stops_the_grading(tmp_path):
+    """The tree is put back from the course as it was read (in memory), not from the
+    teacher's repository, which a run can write to; a run that changed it stops the
+    grading, naming the copy and the files: every later grade would run its course."""
+    teacher = tmp_path / "teacher"
+    subprocess.run(["git", "clone", "-q", "--local", str(assign.REPO), str(teacher)], check=True)
+    target = teacher / "tests" / "conftest.py"
+    tamper = (
+        f"    open({str(target)!r}, 'a').write('\\n# changed by a student\\n')\n"
+        "    raise NotImplementedError('genotype: not done')\n"
+    )
+    copy = _copy(tmp_path, "tamper", tasks=["genotype"])
+    solve(copy, "genotype", tamper)
+    with pytest.raises(
+        RuntimeError,
+        match=r"grading stopped: the run of tamper's genotype "
+        r"changed the course's own files .*\(tests/conftest.py\)",
+    ):
+        grade.grade([copy], teacher=teacher)

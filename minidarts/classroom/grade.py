@@ -170,6 +170,8 @@ def grade(
                 if tree is not None:
                     tree.reset()  # the spliced files and whatever the run left or changed
                     trees.put(tree)
+            if tree is not None:
+                tree.check_source(f"{student.name}'s {task}")
             passed, total, message, seconds = run
             stub = STUB.search(message)
             named = NAMED_PREREQUISITE.match(message)  # by selftest.py, in a student copy

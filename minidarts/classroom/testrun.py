@@ -10,7 +10,6 @@ run from reaching another:
   streamed to a file, read back as (tests passed, tests total, first failure message).
 """
 
-import hashlib
 import itertools
 import json
 import os
@@ -35,19 +34,38 @@ class Tree:
 
     def __init__(self, source, folder):
         self.source, self.root = Path(source), Path(folder)
-        self.files = {}  # relative path -> sha256 of the teacher's file
+        # the course's files as they were, kept in memory: a run can write to any file
+        # this user may write, the teacher's repository included, but not to these
+        self.files = {}  # relative path -> bytes
         for rel in tracked_files(source):
             if rel in TEACHER_ONLY:
                 continue
+            self.files[rel] = (self.source / rel).read_bytes()
             (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(self.source / rel, self.root / rel)
-            self.files[rel] = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
+            (self.root / rel).write_bytes(self.files[rel])
+
+    def check_source(self, what):
+        """Raise RuntimeError if a course file in the teacher's repository is no longer
+        what the tree was copied from: `what` (a student's task) changed it, and every
+        grade from then on would run the changed course."""
+        changed = [
+            rel
+            for rel, data in self.files.items()
+            if not (self.source / rel).is_file() or (self.source / rel).read_bytes() != data
+        ]
+        if changed:
+            raise RuntimeError(
+                f"grading stopped: the run of {what} changed the course's own files in "
+                f"{self.source} ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''});"
+                " restore them (git status, git checkout) and grade that copy alone, in a "
+                "container"
+            )
 
     def reset(self):
         """Put the tree back as it was copied: the student's code runs in it, and a file
         it left (a conftest.py whose hook marks every test passed) or changed would
         grade the students after it. Files the course does not have are removed, the
-        course's files that differ are copied again."""
+        course's files that differ are written again from memory."""
         for folder, dirs, names in os.walk(self.root, topdown=False):
             for name in names + dirs:
                 path = Path(folder) / name
@@ -58,13 +76,13 @@ class Tree:
                     path.rmdir()
                 elif not path.is_dir() and not path.is_file():
                     path.unlink()  # a fifo or socket
-        for rel, digest in self.files.items():
+        for rel, data in self.files.items():
             path = self.root / rel
-            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            if not path.is_file() or path.read_bytes() != data:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if path.exists() or path.is_symlink():
                     path.unlink()
-                shutil.copy2(self.source / rel, path)
+                path.write_bytes(data)
 
     def splice(self, task, student):
         """Put the student's regions of `task` in place of the reference ones (reset puts
