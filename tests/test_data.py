@@ -205,6 +205,15 @@ def test_checksum_checked_after_cached_unverified(tmp_path):
         idx.load_mnist(tmp_path, "train")  # asking for verification later still checks
 
 
+def test_a_file_the_checksums_do_not_list_says_what_to_do(tmp_path):
+    """The remedy names what a command-line user can do, not only the Python option."""
+    write_folder(tmp_path, checksums=True)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("".join(s + "\n" for s in sums.read_text().splitlines() if "train-la" not in s))
+    with pytest.raises(MNISTError, match=r"not listed in .*SHA256SUMS; add its digest there"):
+        idx.load_mnist(tmp_path, "train")
+
+
 def test_missing_file(tmp_path):
     write_folder(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()

@@ -243,8 +243,8 @@ def verify_checksum(path, checksum_file=None):
     sums = read_checksums(checksum_file)
     if path.name not in sums:
         raise MNISTError(
-            f"{path}: not listed in {checksum_file}; add its digest there, remove "
-            f"{CHECKSUM_FILE}, or load with verify=False"
+            f"{path}: not listed in {checksum_file}; add its digest there (sha256sum), "
+            f"or remove {CHECKSUM_FILE} (in Python: load with verify=False)"
         )
     actual = sha256_file(path)
     if actual != sums[path.name]:
