@@ -320,6 +320,9 @@ def main(argv=None):
     _experiment_parser(sub)
     for command, (_, text) in _DELEGATED.items():
         sub.add_parser(command, help=text + f" (see: python -m minidarts {command} --help)")
+    from .jobs.runfolder import LAST_LOCKED
+
+    LAST_LOCKED.clear()  # an interrupt names this command's run, not an earlier one's
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         _refuse_unknown(sub.choices.get(args.command, parser), unknown)

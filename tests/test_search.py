@@ -402,3 +402,20 @@ def test_an_unknown_option_names_its_command_and_the_nearest_option(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--epochz=3"])
     assert "(did you mean --epochs?)" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_a_run_folder_is_taken_names_none(tmp_path, monkeypatch, capsys):
+    """An interrupt before this command locked its folder does not name the folder an
+    earlier command of the same process locked."""
+    from minidarts.jobs.runfolder import LAST_LOCKED
+
+    LAST_LOCKED[:] = [str(tmp_path / "earlier")]
+
+    def run(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Search, "run", run)
+    args = ["search", "--preset", "tiny", "--no-plots", "--out", str(tmp_path), "--name", "r"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "earlier" not in err, err

@@ -57,8 +57,9 @@ def claim_folder(folder, overwrite=False, what="run"):
     empty. A folder that holds files is refused (RunFolderError) unless overwrite,
     which renames it to FOLDER.old-N first. A path that is a file is refused.
     Returns the folder it moved aside, or None."""
+    is_run = what.endswith("run")  # a run has a --name and can be resumed; a report not
     if os.path.isfile(folder):
-        where = "--name/--out" if what.endswith("run") else "--out"  # a run has a --name
+        where = "--name/--out" if is_run else "--out"
         raise RunFolderError(f"{folder} is a file, not a folder: choose another {where}")
     moved = None
     if os.path.isdir(folder) and os.listdir(folder):
@@ -67,7 +68,7 @@ def claim_folder(folder, overwrite=False, what="run"):
             held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
             ways = (
                 f"continue the run in it with --resume {folder}, choose another --name, or "
-                if what.endswith("run")
+                if is_run
                 else ""
             )
             raise RunFolderError(
