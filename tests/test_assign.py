@@ -126,6 +126,28 @@ def test_manifest_and_student_guide(student_copy):
         assert command in text
     assert "`Mul.backward`" in text and "`parse_cell`" in text  # the functions named
     assert "02_autograd.py" in text
+    assert "(02_autograd.py needs `numerical_grad` and `backward_mul`)" in " ".join(text.split())
+
+
+def test_the_lesson_to_read_first_runs_once_the_tasks_it_needs_are_done(tmp_path):
+    """STUDENT.md says which tasks the lesson to read first needs (guide.LESSON_NEEDS):
+    in a copy with every task stubbed, it runs in full with exactly those solved, and
+    stops at the stub of each one left undone."""
+    for name in guide.READ_FIRST:
+        needs = guide.LESSON_NEEDS[name]
+        for undone in (None, *needs):
+            copy = tmp_path / f"{name}-{undone}"
+            assign.write_student_copy(copy, None)
+            for task in needs:
+                if task != undone:
+                    solve(copy, task)
+            cmd = [sys.executable, f"lessons/{name}"]
+            proc = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=300)
+            if undone is None:
+                assert proc.returncode == 0 and "all checks passed" in proc.stdout, proc.stderr
+            else:
+                assert proc.returncode != 0
+                assert f"NotImplementedError: {undone}:" in proc.stderr, proc.stderr[-500:]
 
 
 def test_a_partial_copy_keeps_the_other_solutions_and_lessons(tmp_path):
@@ -198,6 +220,17 @@ def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
     summary = proc.stdout[proc.stdout.index("classroom tasks") :]
     assert re.search(r"\nhypernet +FAIL  0/3 tests\n", summary), summary
     assert re.search(r"\ngenotype +FAIL  0/2 tests\n", summary), summary
+    # with -x the count is of the tests that ran before the stop, and says so
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+        + ["tests/test_genotype.py", "-k", "known_answer"],
+        cwd=student_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = proc.stdout[proc.stdout.index("classroom tasks") :]
+    assert re.search(r"\ngenotype +FAIL  0/1 tests run\n", summary), summary
 
 
 def test_pytest_m_task_in_the_copy_names_the_prerequisite(tmp_path):

@@ -194,6 +194,36 @@ def test_printed_form_is_darts_form_and_evaluates_back():
     assert tuple(eval(text, {"Genotype": DartsGenotype})) == tuple(derived)
 
 
+@pytest.mark.genotype
+@pytest.mark.parametrize("steps, k", [(4, 2), (3, 1), (5, 3)])
+def test_the_rule_holds_on_random_weights(steps, k):
+    """On random softmax weights (no ties), every node's kept pairs obey the rule: k
+    distinct inputs of that node (all of them where it has fewer), each with its
+    strongest operation other than 'none', listed strongest first, and no input left
+    out is stronger than one kept. (A gene written down for one example fails here.)"""
+    rng = np.random.default_rng(steps * 10 + k)
+    none = OP["none"]
+    for _ in range(20):
+        weights = softmax(rng.normal(size=(sum(2 + j for j in range(steps)), N_OPS)), axis=1)
+        gene = parse_cell(weights, steps=steps, k=k)
+        counts = [min(k, j + 2) for j in range(steps)]  # node j has j + 2 inputs
+        assert len(gene) == sum(counts)
+        start = 0
+        for node, count in enumerate(counts):
+            rows = weights[start : start + node + 2]
+            ops = np.delete(rows, none, axis=1)
+            strength = ops.max(axis=1)
+            kept = gene[sum(counts[:node]) : sum(counts[:node]) + count]
+            inputs = [i for _, i in kept]
+            assert len(set(inputs)) == count and all(0 <= i < node + 2 for i in inputs)
+            for name, i in kept:
+                assert name != "none" and rows[i, OP[name]] == strength[i]
+            assert [strength[i] for i in inputs] == sorted(strength[inputs], reverse=True)
+            left_out = [i for i in range(node + 2) if i not in inputs]
+            assert all(strength[i] < min(strength[inputs]) for i in left_out)
+            start += node + 2
+
+
 def test_json_round_trip(tmp_path):
     g = eval(DARTS_V2, {"Genotype": Genotype})
     path = tmp_path / "g.json"

@@ -310,3 +310,54 @@ def test_a_run_that_changes_the_teachers_files_stops_the_grading(tmp_path):
         r"changed the course's own files .*\(tests/conftest.py\)",
     ):
         grade.grade([copy], teacher=teacher)
+
+
+def test_copies_in_folders_of_the_same_name_are_graded_apart(tmp_path):
+    """submissions/alice/copy and submissions/bob/copy are two students, each with a
+    name, a row and logs of their own; the same folder given twice is refused."""
+    for who in ("alice", "bob"):
+        (tmp_path / who).mkdir()
+    alice = _copy(tmp_path / "alice", "copy", tasks=["genotype"])
+    bob = _copy(tmp_path / "bob", "copy", ["genotype"], tasks=["genotype"])
+    results = grade.grade([alice, bob], out=tmp_path / "out")
+    assert [(r.student, r.passed) for r in results] == [("alice/copy", False), ("bob/copy", True)]
+    for who in ("alice", "bob"):
+        assert (tmp_path / "out" / "logs" / who / "copy" / "genotype.txt").stat().st_size > 0
+    with pytest.raises(ValueError, match="given twice"):
+        grade.grade([alice, tmp_path / "bob" / ".." / "alice" / "copy"])
+
+
+def test_a_run_that_ends_pytest_early_says_so(tmp_path):
+    """The solution ends the test process (os._exit): no report, and the message says
+    that pytest ended before writing it, not that no test ran."""
+    copy = _copy(tmp_path, "exits", tasks=["genotype"])
+    solve(copy, "genotype", "    import os\n    os._exit(0)\n")
+    (r,) = grade.grade([copy])
+    assert not r.passed
+    assert r.message.startswith("pytest ended before writing its report (exit status 0;")
+
+
+def test_grading_oneself_says_where_the_teachers_grading_differs(tmp_path):
+    """`grade .` in a copy runs the copy as it is, where the teacher's grading reads only
+    the lines between the markers: a task whose markers are damaged fails as not
+    readable there, a pass beside edits outside the markers of its file carries that
+    caveat, and grading oneself again replaces the last report instead of refusing."""
+    copy = _copy(tmp_path, "self", ["genotype", "complexity"], tasks=["genotype", "complexity"])
+    genotype = copy / "minidarts" / "darts" / "genotype.py"
+    genotype.write_text("# my notes\n" + genotype.read_text())
+    complexity = copy / "minidarts" / "darts" / "complexity.py"
+    complexity.write_text(complexity.read_text().replace("# END YOUR SOLUTION", "# END"))
+    cmd = [sys.executable, "-m", "minidarts", "grade", "."]
+    runs = [
+        subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=600) for _ in range(2)
+    ]
+    for proc in runs:
+        assert proc.returncode == 1, proc.stderr
+        lines = {s.split()[0]: s for s in proc.stdout.splitlines() if s.startswith("  ")}
+        assert "FAIL" in lines["complexity"]
+        assert "your teacher's grading cannot read this task" in lines["complexity"]
+        assert " pass " in lines["genotype"]
+        assert "has edits outside the markers" in lines["genotype"]
+        assert "(your teacher's grading leaves them out)" in proc.stdout
+    assert {p.name for p in (copy / "grades").iterdir()} == {"grades.csv", "grades.xml", "logs"}
+    assert not list(copy.glob("grades.old-*"))

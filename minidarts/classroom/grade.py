@@ -25,7 +25,10 @@ task) and each run's log under OUT/logs/.
 
 Run in a student copy itself (`python -m minidarts grade .` there), there is no teacher
 tree: the copy's own code and tests are run as they are, so a task can fail on an
-unfinished earlier one; the message then names that prerequisite.
+unfinished earlier one; the message then names that prerequisite. Where the teacher's
+grading would differ (damaged markers; edits outside the markers of a passing task's
+file), the line says so (_as_the_teacher_would), and grading oneself again replaces the
+last report.
 
 The running (the grading tree, pytest in its own process, its report read back) is
 testrun.py's. The student's code runs as it is, with the rights of whoever grades:
@@ -36,10 +39,11 @@ import argparse
 import json
 import queue
 import re
+import shutil
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from ..jobs.errors import describe_error
@@ -57,10 +61,20 @@ from .report import format_result, write_reports
 from .testrun import Tree, run_task, task_test_files
 
 TASK_IDS = tuple(t for t, _, _ in TASKS)
+TASK_FILES = {t: file for t, file, _ in TASKS}  # under minidarts/
 STUB = re.compile(r"NotImplementedError: (?P<task>[a-z0-9_]+):")
 # "task T needs task U first ..." (or "task T, V needs ..." for a test of two tasks), as
 # selftest.py words a failure in a student copy: the grade line keeps "needs task U ..."
 NAMED_PREREQUISITE = re.compile(r"task [a-z0-9_]+(?:, [a-z0-9_]+)* (?=needs task )")
+
+
+# what a grading report folder holds (report.write_reports, the logs of run_task)
+REPORT = {"grades.csv", "grades.xml", "logs"}
+
+
+def _self_graded(teacher):
+    """Whether the grading repository is itself a student copy (`grade .` there)."""
+    return (Path(teacher) / MANIFEST).is_file()
 
 
 class TaskResult(NamedTuple):
@@ -120,6 +134,47 @@ class StudentCopy:
             self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
 
 
+def _name_apart(copies):
+    """Give each copy a name of its own: its folder's name, and where copies share it
+    (submissions/alice/repo, submissions/bob/repo) as many parent folders as tell them
+    apart (alice/repo, bob/repo). The same folder given twice is refused."""
+    seen = {}
+    for copy in copies:
+        where = copy.folder.resolve()
+        if where in seen:
+            raise ValueError(f"{copy.folder}: given twice (as {seen[where]} too)")
+        seen[where] = copy.folder
+    parts = [copy.folder.resolve().parts[1:] for copy in copies]  # relative: a log folder
+    depth = [1] * len(copies)
+    while True:  # distinct paths: their full forms differ, so this ends
+        names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
+        clash = [i for i, n in enumerate(names) if names.count(n) > 1]
+        if not clash:
+            break
+        for i in clash:
+            depth[i] += 1
+    for copy, name in zip(copies, names):
+        copy.name = name
+
+
+def _as_the_teacher_would(student, task, passed, message):
+    """A student grading their own copy runs it as it is; the teacher's grading reads
+    only the lines between the markers (Tree.splice). Where the two would differ, say so:
+    a task whose markers are damaged is not graded there (None: no credit, not even
+    partial), and one that passes here with edits outside the markers of its file may
+    pass only because of them (the edits are left out there)."""
+    file = f"minidarts/{TASK_FILES[task]}"
+    if file in student.damaged or task not in student.regions:
+        why = student.damaged.get(file, f"no region of {task} in {file}")
+        return None, f"your teacher's grading cannot read this task: {why}"
+    if passed and any(e.split(" (")[0] == file for e in student.outside_edits):
+        return passed, (
+            f"passes here, but {file} has edits outside the markers, which your teacher's "
+            "grading leaves out: keep your code between the markers"
+        )
+    return passed, message
+
+
 def grade(
     students,
     out=None,
@@ -142,12 +197,13 @@ def grade(
     task at its first failing test (faster; tests passed/total then count only the tests
     that ran)."""
     copies = [StudentCopy(s) for s in students]  # every folder checked before any runs
+    _name_apart(copies)
     unknown = sorted(set(tasks or ()) - set(TASK_IDS))
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; the tasks are {list(TASK_IDS)}")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    self_graded = (Path(teacher) / MANIFEST).is_file()
+    self_graded = _self_graded(teacher)
     todo = [(s, t) for s in copies for t in s.tasks if tasks is None or t in tasks]
     results = []
     with tempfile.TemporaryDirectory(prefix="minidarts-grade-") as scratch:
@@ -180,7 +236,10 @@ def grade(
             elif stub and stub["task"] != task:
                 message = f"needs task {stub['task']} first: {message}"
             ok = total > 0 and passed == total
-            score = passed / total if partial and total else float(ok)
+            if self_graded:
+                ok, message = _as_the_teacher_would(student, task, ok, message)
+            score = passed / total if partial and total and ok is not None else float(bool(ok))
+            ok = bool(ok)
             edits = tuple(student.outside_edits)
             return TaskResult(student.name, task, ok, passed, total, score, seconds, message, edits)
 
@@ -229,15 +288,23 @@ def main(argv=None, prog="python -m minidarts grade"):
         print(f"error: --timeout must be positive, got {args.timeout}", file=sys.stderr)
         return 1
     current = [None]
+    own = _self_graded(REPO)  # a student grading their own copy
 
     def show(r):
         if r.student != current[0]:
             current[0] = r.student
             edits = ", ".join(r.outside_edits) or "none"
-            print(f"{r.student}: edits outside the regions: {edits}")
+            aside = " (your teacher's grading leaves them out)" if own and r.outside_edits else ""
+            print(f"{r.student}: edits outside the regions{aside}: {edits}")
         print(format_result(r), flush=True)
 
     try:
+        out = Path(args.out)
+        found = {p.name for p in out.iterdir()} if own and out.is_dir() else set()
+        if found and found <= REPORT and "grades.csv" in found:
+            # a student grading their own copy again: the last report, made by this
+            # command and holding nothing else, is replaced rather than piled up
+            shutil.rmtree(out)
         # an earlier grading is never overwritten (jobs/runfolder.py)
         claim_folder(args.out, args.overwrite, "grading report")
         results = grade(

@@ -34,6 +34,9 @@ LESSON_SOLVES = {
 }
 # background that solves no task: read before starting
 READ_FIRST = ("02_autograd.py",)
+# the tasks a lesson handed out with every task stubbed needs in order to run in full
+# (tests/test_assign.py runs it with exactly these solved)
+LESSON_NEEDS = {"02_autograd.py": ("numerical_grad", "backward_mul")}
 
 _DEF = re.compile(r"^(?P<indent>[ \t]*)(?:def|class) (?P<name>\w+)")
 
@@ -81,6 +84,11 @@ def student_guide(tasks, held=(), hinted=()):
         "how to go about it; try without them first."
         if hinted
         else ""
+    )
+    needs = "".join(
+        f" ({name} needs {' and '.join(f'`{t}`' for t in LESSON_NEEDS[name])})"
+        for name in READ_FIRST
+        if name in LESSON_NEEDS and set(LESSON_NEEDS[name]) & set(tasks)
     )
     held_line = (
         f"Held back from this copy until your teacher releases them: {', '.join(held)}."
@@ -143,7 +151,9 @@ in place, so there a task fails only for its own mistakes.
 
 `lessons/` holds numbered scripts (`python lessons/02_autograd.py`). Read
 {", ".join(f"`{name}`" for name in READ_FIRST)} before you start: how the engine records a
-computation and runs its backward.
+computation and runs its backward. A lesson runs the library, your stubs included: it
+stops at the first task it reaches that you have not done, with that task's
+NotImplementedError, and runs in full once they are done{needs}.
 A lesson that works out a task's answer comes after that task:
 
 {chr(10).join(after) or "- (none)"}

@@ -67,8 +67,9 @@ def write_reports(results, out):
 
 
 def format_result(r):
-    """One line of the table: task, pass/FAIL, tests passed/total, first failure."""
+    """One line of the table: task, pass/FAIL, tests passed/total, the first failure (or
+    a caveat on a pass)."""
     verdict = "pass" if r.passed else "FAIL"
     line = f"  {r.task:<24} {verdict}  {r.tests_passed:>3}/{r.tests_total:<3}  {r.seconds:5.1f} s"
     message = r.message if len(r.message) <= 90 else r.message[:87] + "..."
-    return line + (f"  {message}" if message and not r.passed else "")
+    return line + (f"  {message}" if message else "")

@@ -114,6 +114,8 @@ def pytest_terminal_summary(terminalreporter, config):
             continue
         verdict = "pass" if passed == run else "FAIL"
         line = f"{task or 'tests of no task':<24} {verdict}  {passed}/{run} tests"
+        if config.option.maxfail:
+            line += " run"  # -x / --maxfail: the tests after the stop are not counted
         if needs:
             line += "; " + ", ".join(
                 f"{n} {'needs' if n == 1 else 'need'} task {u} first ({where(root, u)})"

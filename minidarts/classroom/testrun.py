@@ -191,9 +191,20 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
             (log_dir / f"{task}.txt").write_text(output)
             if report.exists():
                 shutil.copy(report, log_dir / f"{task}.xml")
+        reported = report.exists()
         passed, total, message = _read_report(report, output, tree)
     if timed_out:  # no report: how far it got, from pytest's progress lines
         message = f"timed out after {timeout:g} s ({_passed_so_far(output)} tests had passed)"
+    elif not reported:
+        # pytest writes its report at the end: something ended the process first (the
+        # code under test calling os._exit, a crash) or pytest stopped before any test
+        last = message  # the last line it printed, if any
+        message = (
+            f"pytest ended before writing its report (exit status {proc.returncode}; "
+            f"{_passed_so_far(output)} tests had passed)"
+        )
+        if last and not _PROGRESS.match(last.strip()):
+            message += f": {last}"
     elif not total and not message:
         message = "no test ran (pytest exit status " + str(proc.returncode) + ")"
     elif passed == total and proc.returncode != 0:
