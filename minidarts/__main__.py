@@ -131,7 +131,7 @@ def _cmd_search(args):
         Search.resume(args.resume, epochs=args.epochs).run()
         return
     Search(
-        config_from_arguments(args, _SEARCH_FLAGS, make_config, ("subset", "eval_batches")),
+        config_from_arguments(args, _SEARCH_FLAGS, make_config, ("subset",)),
         overwrite=args.overwrite,
     ).run()
 
@@ -264,6 +264,19 @@ def _cmd_experiment(args):
         return
     from .jobs.experiment import run_experiment
 
+    pareto_only = {
+        "--seeds": args.seeds != 1,
+        "--workers": args.workers is not None,
+        "--penalties": args.penalties != 4,
+        "--random-cells": args.random_cells != 10,
+        "--long-epochs": args.long_epochs is not None,
+    }
+    given = [option for option, set_ in pareto_only.items() if set_]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: option(s) of experiment pareto; experiment paper runs one "
+            "seed (--seed)"
+        )
     run_experiment(args.scale, args.device, args.seed, args.out, args.name)
 
 

@@ -2,10 +2,13 @@
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 
+from minidarts.jobs.cli import config_from_arguments
 from minidarts.jobs.config import PRESETS, SearchConfig, load_toml, make_config, validate
+from minidarts.jobs.search import PROGRESS_EVAL_BATCHES, Search
 
 KEYS = [f.name for f in dataclasses.fields(SearchConfig)]
 
@@ -75,7 +78,7 @@ def test_dashes_in_keys_mean_underscores():
         ("multiplier", 5, r"multiplier \(5\) cannot exceed nodes \(4\)"),
         ("device", "tpu", "device must be 'cpu' or 'gpu'"),
         ("device", 0, "device must be a string"),
-        ("eval_batches", 0, "eval_batches must be at least 1"),
+        ("eval_batches", -1, r"eval_batches must be 0 \(the whole split\) or more"),
         ("plots", "yes", "plots must be true or false"),
         ("name", 5, "name must be a string"),
         ("data_root", ["data"], "data_root must be a string"),
@@ -196,3 +199,18 @@ def test_invalid_toml_is_a_clear_error(tmp_path):
 def test_missing_toml_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config file .*absent\.toml does not exist"):
         load_toml(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    "eval_batches, epoch, limit",
+    [(0, 0, None), (0, 3, None), (5, 0, 5), (None, 0, PROGRESS_EVAL_BATCHES), (None, 3, None)],
+)
+def test_eval_batches_zero_is_the_whole_split_every_epoch(eval_batches, epoch, limit):
+    """--eval-batches 0 (and eval_batches = 0 in a config) evaluates the whole validation
+    split after every epoch; unset, the earlier epochs read PROGRESS_EVAL_BATCHES."""
+    args = SimpleNamespace(config=None, preset=None, no_plots=False, eval_batches=eval_batches)
+    flags = {"--eval-batches": ("eval_batches", int, "")}
+    cfg = config_from_arguments(args, flags, make_config, ("subset",))
+    assert cfg.eval_batches == eval_batches
+    run = SimpleNamespace(cfg=dataclasses.replace(cfg, epochs=3), epoch=epoch)
+    assert Search.eval_limit(run) == limit

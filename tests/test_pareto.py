@@ -222,6 +222,7 @@ def test_pareto_experiment_end_to_end_and_resumed(tmp_path):
         (["--device", "gpu"], "--device is an option of experiment paper"),
         (["--seed", "3"], "give --seeds N, not --seed"),
         (["--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--long-epochs", "-1"], "--long-epochs must be 0 (none) or more, got -1"),
     ],
 )
 def test_pareto_refuses_the_options_it_would_ignore(tmp_path, capsys, extra, message):

@@ -181,6 +181,13 @@ def test_experiment_end_to_end_on_a_tiny_plan(tmp_path, monkeypatch, capsys):
     assert "DARTS (no penalty)" in table and "hypernet (lambda input, eq. 5)" in table
     assert "98.58 / 98.89 / 98.95 / 99.24" in table  # the paper's row beside ours
     assert "Plain DARTS with the same budget" in table
+    assert "nan" not in table  # an undefined rank correlation reads n/a
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.count("finished earlier, kept") == 7
+    # another seed in the same folder: refused, not reported as this one's
+    assert main(args + ["--seed", "1"]) == 1
+    assert "holds a search of other settings (seed 0 there, 1 now)" in capsys.readouterr().err
+    # options of the other experiment are refused, not ignored
+    assert main(args + ["--seeds", "3"]) == 1
+    assert "--seeds: option(s) of experiment pareto" in capsys.readouterr().err

@@ -31,8 +31,8 @@ class SearchConfig:
     # and 0.3081; Fashion-MNIST: 0.2860 and 0.3530)
     data_mean: float | None = None
     data_std: float | None = None
-    # validation batches per epoch-end evaluation; None: all after the last epoch, 16
-    # (1024 images) after the earlier ones
+    # validation batches per epoch-end evaluation; 0: all; None: all after the last
+    # epoch, 16 (1024 images) after the earlier ones
     eval_batches: int | None = None
     # network (the paper: C=8, one cell, 4 nodes, stem multiplier 3)
     channels: int = 8
@@ -316,8 +316,10 @@ def validate(cfg, source="config"):
         raise ValueError(
             f"{source}: bn_recalibration_batches must be >= 0, got {cfg.bn_recalibration_batches}"
         )
-    if cfg.eval_batches is not None and cfg.eval_batches < 1:
-        raise ValueError(f"{source}: eval_batches must be at least 1, got {cfg.eval_batches}")
+    if cfg.eval_batches is not None and cfg.eval_batches < 0:
+        raise ValueError(
+            f"{source}: eval_batches must be 0 (the whole split) or more, got {cfg.eval_batches}"
+        )
 
 
 def resolved_genotype_rule(cfg):

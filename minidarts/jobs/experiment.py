@@ -118,7 +118,9 @@ def _run_or_resume(cfg, log):
     folder = os.path.join(cfg.out, cfg.name)
     path = os.path.join(folder, "checkpoint.npz")
     if os.path.exists(path):
-        done = int(load_checkpoint(path)["epoch"])
+        state = load_checkpoint(path)
+        _check_same_search(cfg, state, folder)
+        done = int(state["epoch"])
         if done >= cfg.epochs:
             log(f"{cfg.name}: finished earlier, kept")
             return
@@ -126,6 +128,30 @@ def _run_or_resume(cfg, log):
         Search.resume(folder, log=log).run()
     else:
         Search(cfg, folder=folder, log=log, overwrite=True).run()  # leftovers moved aside
+
+
+def _check_same_search(cfg, state, folder):
+    """A search found in the experiment's folder is kept or continued only if it is the
+    one planned: the folder is named by the scale alone (or by --name), so another seed
+    or scale would otherwise be reported as this one's."""
+    saved = dict(state.get("config") or {})
+    planned = cfg.to_dict()
+    differ = [
+        f"{key} {saved.get(key)!r} there, {value!r} now"
+        for key, value in planned.items()
+        if key not in ("out", "device") and saved.get(key) != _json_like(value)
+    ]
+    if differ:
+        raise ValueError(
+            f"experiment: {folder} holds a search of other settings ({'; '.join(differ[:3])}"
+            f"{'; ...' if len(differ) > 3 else ''}): give this run another --name, or "
+            "--out, or move that folder away"
+        )
+
+
+def _json_like(value):
+    """A config value as it reads back from a checkpoint (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _history(folder, name):
@@ -166,7 +192,7 @@ def final_comparison(folder, sweeps, log=print):
     same budget, and the sweep's rank correlation and span of cell weights.
     sweeps: {hypernet input: sweep rows}."""
     from .search import Search
-    from .sweep import summary
+    from .sweep import format_spearman, summary
 
     darts = Search.resume(os.path.join(folder, "darts"), log=lambda *_: None)
     darts.cfg.eval_batches = None
@@ -184,7 +210,7 @@ def final_comparison(folder, sweeps, log=print):
         stats = summary(rows)
         lines.append(
             f"| {inp} | {100 * first['val_acc']:.2f}% (lambda {first['lambda']:g}) | "
-            f"{100 * (first['val_acc'] - darts_acc):+.2f} | {stats['spearman']:.3f} | "
+            f"{100 * (first['val_acc'] - darts_acc):+.2f} | {format_spearman(stats['spearman'])} | "
             f"{stats['span']:.2f} |"
         )
     return "\n".join(lines) + "\n"

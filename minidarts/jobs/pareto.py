@@ -336,6 +336,8 @@ def run_pareto(
         raise ValueError("need --penalties >= 2, --random-cells >= 2 and --seeds >= 1")
     workers = workers or pool.default_workers()
     long_epochs = (LONG_EPOCHS if scale == 1 else 0) if long_epochs is None else long_epochs
+    if long_epochs < 0:  # checked here, not hours later where the retraining starts
+        raise ValueError(f"--long-epochs must be 0 (none) or more, got {long_epochs}")
     exp = os.path.join(out, name or "experiment-pareto")
     root = os.path.join(exp, f"scale{scale:g}")
     os.makedirs(root, exist_ok=True)

@@ -233,12 +233,12 @@ class Search:
             )
 
     def eval_limit(self):
-        """Validation batches an evaluation reads: cfg.eval_batches when it is set;
-        otherwise the whole split once the search is done (the final records, the
+        """Validation batches an evaluation reads (None: all): cfg.eval_batches when it
+        is set (0: all); otherwise the whole split once the search is done (the final records, the
         sweep) and PROGRESS_EVAL_BATCHES after the earlier epochs, which only show the
         progress (the whole split costs as much as a fifth of an epoch's steps)."""
         if self.cfg.eval_batches is not None:
-            return self.cfg.eval_batches
+            return self.cfg.eval_batches or None
         return None if self.epoch >= self.cfg.epochs else PROGRESS_EVAL_BATCHES
 
     def genotype(self, lam=None, rule=None):
