@@ -159,6 +159,12 @@ def test_requires_grad_on_a_non_float_tensor(data):
         md.tensor(data, requires_grad=True)
 
 
+@pytest.mark.parametrize("data", ["abc", None, [object()]])
+def test_a_tensor_of_no_numbers_is_refused(data):
+    with pytest.raises(TypeError, match=r"a tensor holds numbers, got dtype"):
+        md.tensor(data)
+
+
 def test_backward_returning_the_wrong_number_of_gradients():
     class Bad(md.Function):
         def forward(self, a, b):

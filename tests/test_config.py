@@ -79,6 +79,7 @@ def test_dashes_in_keys_mean_underscores():
         ("device", "tpu", "device must be 'cpu' or 'gpu'"),
         ("device", 0, "device must be a string"),
         ("eval_batches", -1, r"eval_batches must be 0 \(the whole split\) or more"),
+        ("w_momentum", 1.0, r"w_momentum must be in \[0, 1\), got 1.0"),
         ("plots", "yes", "plots must be true or false"),
         ("name", 5, "name must be a string"),
         ("data_root", ["data"], "data_root must be a string"),
@@ -177,6 +178,23 @@ def test_toml_unknown_key_names_the_file(tmp_path):
     path.write_text("epochs = 2\nlearning_rate = 0.1\n")
     with pytest.raises(ValueError, match=r"run\.toml: unknown config key 'learning_rate'"):
         make_config(None, load_toml(path), source=f"config {path}")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[search]\nepochs = 1\n[train]\nepochs = 3\n", r"epochs is given twice \(section"),
+        ("epochs = 1\n[network]\nepochs = 2\n", "given twice .the top level and section"),
+        ("[a.b]\nepochs = 1\n", r"b in section \[a\] is a table"),
+    ],
+)
+def test_toml_sections_only_group_keys(tmp_path, text, message):
+    """A key in two sections (or at the top and in a section) would let the later one
+    win without a word: refused; so are sections within sections."""
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_toml(path)
 
 
 def test_toml_wrong_type_names_the_key(tmp_path):

@@ -257,6 +257,21 @@ def test_count_parameters():
     assert nn.count_parameters(net) == net.num_parameters() == expected
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(kernel_size=0), "kernel_size must be >= 1, got 0"),
+        (dict(kernel_size=-1), "kernel_size must be >= 1, got -1"),
+        (dict(stride=-1), "stride must be >= 1, got -1"),
+        (dict(padding=(0, -2)), r"padding must be >= 0, got \(0, -2\)"),
+        (dict(dilation=0), "dilation must be >= 1, got 0"),
+    ],
+)
+def test_conv2d_module_refuses_a_bad_geometry_when_built(kwargs, message):
+    with pytest.raises(ValueError, match=f"Conv2d: {message}"):
+        nn.Conv2d(3, 4, **{"kernel_size": 3, **kwargs})
+
+
 def test_layers_compute_what_they_say():
     rng = np.random.default_rng(3)
     x = md.tensor(rng.standard_normal((2, 4, 6, 6)), dtype=np.float32)

@@ -117,6 +117,10 @@ def test_nll_loss_checks_its_targets():
         F.nll_loss(md.tensor(LOGITS), np.array([0, 1, 2, 3, 4]))
     with pytest.raises(TypeError, match="nll_loss: target must hold integer class indices"):
         F.nll_loss(md.tensor(LOGITS), np.zeros(5))
+    empty = md.tensor(np.zeros((0, 4), np.float32))
+    for reduction in ("mean", "sum", "none"):
+        with pytest.raises(ValueError, match=r"cross_entropy: the batch is empty \(input of shape"):
+            F.cross_entropy(empty, np.zeros(0, np.int64), reduction=reduction)
 
 
 # --- dropout --------------------------------------------------------------------------------

@@ -388,3 +388,11 @@ def test_cli_error_in_a_subprocess_has_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert "error: genotype file" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("momentum", [1.0, 5.0])
+def test_momentum_of_one_or_more_is_refused(genotype_file, momentum):
+    """At momentum >= 1 the SGD momentum grows without bound and training diverges."""
+    overrides = {"genotype": str(genotype_file), "momentum": momentum}
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        make_train_config(None, overrides)

@@ -144,6 +144,8 @@ def class_targets(logits, target, where="cross_entropy"):
             f"{target_data.dtype}; convert with target.astype('int64')"
         )
     n, c = logits.shape
+    if n == 0:  # NumPy's min of nothing would fail below, the mean would be NaN
+        raise ValueError(f"{where}: the batch is empty (input of shape {logits.shape})")
     if tuple(target_data.shape) != (n,):
         raise ValueError(
             f"{where}: target must have shape ({n},) to match input {logits.shape}, "

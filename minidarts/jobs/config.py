@@ -249,6 +249,8 @@ def validate(cfg, source="config"):
         )
     if not 0 <= cfg.alpha_beta1 < 1 or not 0 <= cfg.alpha_beta2 < 1:
         raise ValueError(f"{source}: alpha_beta1 and alpha_beta2 must be in [0, 1)")
+    if not cfg.w_momentum < 1:  # at 1 or more the momentum grows without bound
+        raise ValueError(f"{source}: w_momentum must be in [0, 1), got {cfg.w_momentum}")
     if cfg.w_lr_min > cfg.w_lr:
         raise ValueError(f"{source}: w_lr_min ({cfg.w_lr_min}) exceeds w_lr ({cfg.w_lr})")
     if cfg.order not in (1, 2):
@@ -339,7 +341,8 @@ def resolved_zero_one_weight(cfg):
 
 
 def load_toml(path):
-    """The key = value pairs of a TOML config file (sections are flattened)."""
+    """The key = value pairs of a TOML config file (sections are flattened: they only
+    group keys, so a key given in two of them is refused)."""
     import tomllib
 
     try:
@@ -351,10 +354,20 @@ def load_toml(path):
         raise ValueError(f"config file {path} is not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ValueError(f"config file {path} is not valid TOML: not UTF-8 text") from None
-    flat = {}
+    # sections ([network], ...) only group keys: one level, and each key given once
+    flat, where = {}, {}
     for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
+        section = f"section [{key}]" if isinstance(value, dict) else "the top level"
+        for name, item in value.items() if isinstance(value, dict) else [(key, value)]:
+            if isinstance(item, dict):
+                raise ValueError(
+                    f"config file {path}: {name} in {section} is a table; a section holds "
+                    "key = value pairs only (no sections within sections)"
+                )
+            if name in flat:
+                raise ValueError(
+                    f"config file {path}: {name} is given twice ({where[name]} and {section}); "
+                    "sections only group the keys, so give each once"
+                )
+            flat[name], where[name] = item, section
     return flat

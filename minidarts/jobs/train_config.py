@@ -96,6 +96,8 @@ def make_train_config(preset=None, overrides=None, source="arguments"):
 def validate_train_config(cfg, source="config"):
     """Reject values of the wrong type or range, naming the key."""
     check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
+    if not cfg.momentum < 1:  # at 1 or more the momentum grows without bound
+        raise ValueError(f"{source}: momentum must be in [0, 1), got {cfg.momentum}")
     if cfg.genotype is None:
         raise ValueError(f"{source}: a genotype is required (--genotype FILE.json)")
     if cfg.ops_module is not None:

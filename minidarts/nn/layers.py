@@ -49,10 +49,10 @@ class Conv2d(Module):
                 f"({in_channels}) and out_channels ({out_channels})"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = pair(stride, "stride", "Conv2d")
-        self.padding = pair(padding, "padding", "Conv2d")
-        self.dilation = pair(dilation, "dilation", "Conv2d")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride = pair(stride, "stride", "Conv2d", 1)
+        self.padding = pair(padding, "padding", "Conv2d", 0)
+        self.dilation = pair(dilation, "dilation", "Conv2d", 1)
         shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(_empty(shape, device))
         self.register_parameter("bias", Parameter(_empty(out_channels, device)) if bias else None)
