@@ -178,6 +178,11 @@ def test_a_state_that_is_not_finite_is_refused_and_the_previous_kept(tmp_path, b
     with pytest.raises(FloatingPointError, match=r"not written: opt/exp_avg_sq holds NaN or inf"):
         save_checkpoint(path, state)
     assert path.read_bytes() == before and _only(tmp_path) == ["checkpoint.npz"]
+    # a search's parts name the setting behind them
+    for part, setting in (("a_optimizer", "alpha_lr or the penalty"), ("w_optimizer", "w_lr")):
+        state = {"epoch": 2, part: {"exp_avg_sq": np.array([1.0, bad], np.float32)}}
+        with pytest.raises(FloatingPointError, match=f"holds NaN or inf .*too large: {setting}"):
+            save_checkpoint(path, state)
 
 
 @pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])

@@ -10,6 +10,7 @@ import scipy.stats
 from minidarts.__main__ import main
 from minidarts.darts.genotype import load_genotype
 from minidarts.jobs import experiment
+from minidarts.jobs.checkpoint import save_checkpoint
 from minidarts.jobs.config import make_config
 from minidarts.jobs.search import Search
 from minidarts.jobs.sweep import (
@@ -89,6 +90,11 @@ def test_sweep_of_a_plain_search_is_a_clear_error(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nowhere")]) == 1  # names no flag it was not given
     err = capsys.readouterr().err
     assert "no checkpoint.npz there; a sweep evaluates a finished" in err and "--resume" not in err
+    # nor where the folder holds another kind of run (a retraining's)
+    save_checkpoint(str(folder / "checkpoint.npz"), {"format": "minidarts-train-1", "epoch": 1})
+    assert main(["sweep", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"sweep {folder}: not a checkpoint" in err and "--resume" not in err
 
 
 @pytest.mark.parametrize("text", ["a,b", "1e-3,-1", "0", ","])

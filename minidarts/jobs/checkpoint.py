@@ -174,9 +174,10 @@ def save_checkpoint(path, state):
         # norm's variances of images scaled by a tiny data_std) would resume as garbage:
         # refuse it, and the checkpoint before it stays
         if a.dtype.kind in "fc" and not backend.numpy.isfinite(a).all():
+            part = _SETTING.get(key.split("/")[0], "a setting too large or too small for float32")
             raise FloatingPointError(
-                f"checkpoint {path} not written: {key} holds NaN or inf (a setting too "
-                "large or too small for float32?); any earlier checkpoint is kept"
+                f"checkpoint {path} not written: {key} holds NaN or inf ({part}?); any "
+                "earlier checkpoint is kept"
             )
     meta = backend.numpy.frombuffer(json.dumps(tree).encode(), dtype=backend.numpy.uint8)
     folder = os.path.dirname(os.path.abspath(path))
@@ -193,6 +194,17 @@ def save_checkpoint(path, state):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# the setting behind each part of a run's state, for the message when it overflowed
+_ARCHITECTURE = "the architecture's steps too large: alpha_lr or the penalty"
+_SETTING = {
+    "a_optimizer": _ARCHITECTURE,
+    "alphas": _ARCHITECTURE,
+    "hypernet": _ARCHITECTURE,
+    "w_optimizer": "the weights' steps too large: w_lr",
+    "optimizer": "the steps too large: lr",
+}
 
 
 def load_checkpoint(path):

@@ -273,7 +273,14 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=Fals
     from .runfolder import claim_folder
     from .search import Search
 
-    search = Search.resume(folder, log=lambda *_: None)
+    try:
+        search = Search.resume(folder, log=lambda *_: None)
+    except (ValueError, FileNotFoundError) as e:  # worded for search --resume: not typed here
+        prefix = f"--resume {folder}: "
+        text = str(e)
+        if not text.startswith(prefix):
+            raise
+        raise type(e)(f"sweep {folder}: {text[len(prefix) :]}") from None
     if eval_batches is not None:  # 0: the whole validation split
         search.cfg.eval_batches = eval_batches or None
     if lambdas is None:
