@@ -57,7 +57,7 @@ def enclosing_function(path, line):
 
 def held_lessons(tasks):
     """The lesson files that derive the answer of one of `tasks` (see LESSON_SOLVES)."""
-    return [name for name, solves in LESSON_SOLVES.items() if set(solves) & set(tasks)]
+    return sorted(name for name, solves in LESSON_SOLVES.items() if set(solves) & set(tasks))
 
 
 def student_guide(tasks, held=(), hinted=()):
