@@ -134,12 +134,14 @@ def _check_same_search(cfg, state, folder):
     """A search found in the experiment's folder is kept or continued only if it is the
     one planned: the folder is named by the scale alone (or by --name), so another seed
     or scale would otherwise be reported as this one's."""
-    saved = dict(state.get("config") or {})
-    planned = cfg.to_dict()
+    # through make_config, as Search.resume reads it: a key an older version did not
+    # save takes its default there too
+    saved = _json_like(make_config(None, dict(state["config"]), source=folder).to_dict())
+    planned = _json_like(cfg.to_dict())
     differ = [
-        f"{key} {saved.get(key)!r} there, {value!r} now"
+        f"{key} {saved[key]!r} there, {value!r} now"
         for key, value in planned.items()
-        if key not in ("out", "device") and saved.get(key) != _json_like(value)
+        if key not in ("out", "device") and saved[key] != value
     ]
     if differ:
         raise ValueError(
