@@ -211,16 +211,12 @@ def _experiment_parser(sub):
         "is the quick version). paper: shrink data (60000 x S images) and epochs (100 x S), "
         "1 is the paper's size, for a GPU (default: 1)",
     )
-    p.add_argument("--seeds", type=int, default=1, help="pareto: seeds 0..N-1 (default: 1)")
+    p.add_argument("--seeds", type=int, help="pareto: seeds 0..N-1 (default: 1)")
     p.add_argument(
         "--workers", type=int, help="pareto: jobs run side by side (default: one per core)"
     )
-    p.add_argument(
-        "--penalties", type=int, default=4, help="pareto: K penalised searches (default: 4)"
-    )
-    p.add_argument(
-        "--random-cells", type=int, default=10, help="pareto: random cells per seed (default: 10)"
-    )
+    p.add_argument("--penalties", type=int, help="pareto: K penalised searches (default: 4)")
+    p.add_argument("--random-cells", type=int, help="pareto: random cells per seed (default: 10)")
     p.add_argument(
         "--long-epochs",
         type=int,
@@ -251,31 +247,30 @@ def _cmd_experiment(args):
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
 
-        run_pareto(
+        counts = dict(seeds=args.seeds, penalties=args.penalties, random_cells=args.random_cells)
+        run_pareto(  # the counts not given keep run_pareto's defaults
             args.scale,
-            args.seeds,
-            args.workers,
-            args.penalties,
-            args.random_cells,
-            args.long_epochs,
-            args.out,
-            args.name,
+            workers=args.workers,
+            long_epochs=args.long_epochs,
+            out=args.out,
+            name=args.name,
+            **{k: v for k, v in counts.items() if v is not None},
         )
         return
     from .jobs.experiment import run_experiment
 
     pareto_only = {
-        "--seeds": args.seeds != 1,
-        "--workers": args.workers is not None,
-        "--penalties": args.penalties != 4,
-        "--random-cells": args.random_cells != 10,
-        "--long-epochs": args.long_epochs is not None,
+        "--seeds": args.seeds,
+        "--workers": args.workers,
+        "--penalties": args.penalties,
+        "--random-cells": args.random_cells,
+        "--long-epochs": args.long_epochs,
     }
-    given = [option for option, set_ in pareto_only.items() if set_]
+    given = [option for option, value in pareto_only.items() if value is not None]
     if given:
         raise ValueError(
-            f"{', '.join(given)}: option(s) of experiment pareto; experiment paper runs one "
-            "seed (--seed)"
+            f"{', '.join(given)}: option(s) of experiment pareto, which experiment paper "
+            "does not take"
         )
     run_experiment(args.scale, args.device, args.seed, args.out, args.name)
 

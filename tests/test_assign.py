@@ -127,6 +127,10 @@ def test_manifest_and_student_guide(student_copy):
     assert "`Mul.backward`" in text and "`parse_cell`" in text  # the functions named
     assert "02_autograd.py" in text
     assert "(02_autograd.py needs `numerical_grad` and `backward_mul`)" in " ".join(text.split())
+    # in a copy where only one of them is stubbed, only that one is named
+    assert "(02_autograd.py needs `numerical_grad`)." in " ".join(
+        guide.student_guide(["numerical_grad"]).split()
+    )
 
 
 def test_the_lesson_to_read_first_runs_once_the_tasks_it_needs_are_done(tmp_path):
@@ -223,14 +227,16 @@ def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
     # with -x the count is of the tests that ran before the stop, and says so
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
-        + ["tests/test_genotype.py", "-k", "known_answer"],
+        + ["tests/test_config.py", "tests/test_genotype.py", "-k", "test_presets or known_answer"],
         cwd=student_copy,
         capture_output=True,
         text=True,
         timeout=300,
     )
     summary = proc.stdout[proc.stdout.index("classroom tasks") :]
-    assert re.search(r"\ngenotype +FAIL  0/1 tests run\n", summary), summary
+    assert re.search(r"\ngenotype +FAIL  0/1 tests run before the stop\n", summary), summary
+    # tests that passed before the stop are not a pass: the rest never ran
+    assert re.search(r"\ntests of no task +stop  1/1 tests run before the stop\n", summary)
 
 
 def test_pytest_m_task_in_the_copy_names_the_prerequisite(tmp_path):

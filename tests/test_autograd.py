@@ -161,7 +161,7 @@ def test_requires_grad_on_a_non_float_tensor(data):
 
 @pytest.mark.parametrize("data", ["abc", None, [object()]])
 def test_a_tensor_of_no_numbers_is_refused(data):
-    with pytest.raises(TypeError, match=r"a tensor holds numbers, got dtype"):
+    with pytest.raises(TypeError, match=r"a tensor holds numbers, got data of dtype"):
         md.tensor(data)
 
 

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from minidarts.jobs.cli import config_from_arguments
+from minidarts.__main__ import main
+from minidarts.jobs import search as search_module
 from minidarts.jobs.config import PRESETS, SearchConfig, load_toml, make_config, validate
 from minidarts.jobs.search import PROGRESS_EVAL_BATCHES, Search
 
@@ -223,12 +224,22 @@ def test_missing_toml_file(tmp_path):
     "eval_batches, epoch, limit",
     [(0, 0, None), (0, 3, None), (5, 0, 5), (None, 0, PROGRESS_EVAL_BATCHES), (None, 3, None)],
 )
-def test_eval_batches_zero_is_the_whole_split_every_epoch(eval_batches, epoch, limit):
+def test_eval_batches_zero_is_the_whole_split_every_epoch(eval_batches, epoch, limit, monkeypatch):
     """--eval-batches 0 (and eval_batches = 0 in a config) evaluates the whole validation
     split after every epoch; unset, the earlier epochs read PROGRESS_EVAL_BATCHES."""
-    args = SimpleNamespace(config=None, preset=None, no_plots=False, eval_batches=eval_batches)
-    flags = {"--eval-batches": ("eval_batches", int, "")}
-    cfg = config_from_arguments(args, flags, make_config, ("subset",))
+    made = []
+
+    class Recorded:  # search's command line builds the config; the run is not needed
+        def __init__(self, cfg, **_):
+            made.append(cfg)
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(search_module, "Search", Recorded)
+    flag = [] if eval_batches is None else ["--eval-batches", str(eval_batches)]
+    assert main(["search", *flag]) == 0
+    (cfg,) = made
     assert cfg.eval_batches == eval_batches
     run = SimpleNamespace(cfg=dataclasses.replace(cfg, epochs=3), epoch=epoch)
     assert Search.eval_limit(run) == limit

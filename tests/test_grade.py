@@ -357,7 +357,17 @@ def test_grading_oneself_says_where_the_teachers_grading_differs(tmp_path):
         assert "FAIL" in lines["complexity"]
         assert "your teacher's grading cannot read this task" in lines["complexity"]
         assert " pass " in lines["genotype"]
-        assert "has edits outside the markers" in lines["genotype"]
+        assert "leaves out your edits outside the markers" in lines["genotype"]
         assert "(your teacher's grading leaves them out)" in proc.stdout
     assert {p.name for p in (copy / "grades").iterdir()} == {"grades.csv", "grades.xml", "logs"}
     assert not list(copy.glob("grades.old-*"))
+    # a run refused before grading keeps the last report
+    proc = subprocess.run(cmd + ["--tasks", "nosuch"], cwd=copy, capture_output=True, text=True)
+    assert proc.returncode == 1 and "unknown tasks" in proc.stderr
+    assert (copy / "grades" / "grades.csv").is_file()
+    # one interrupted before its report (only logs/ left) is replaced too
+    for name in ("grades.csv", "grades.xml"):
+        (copy / "grades" / name).unlink()
+    proc = subprocess.run(cmd + ["--tasks", "genotype"], cwd=copy, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (copy / "grades" / "grades.csv").is_file() and not list(copy.glob(".grades.last"))

@@ -224,9 +224,13 @@ def test_errors():
         optim.SGD(params + params[:1], lr=0.1)
     with pytest.raises(TypeError, match="Tensors"):
         optim.SGD([np.zeros(3)], lr=0.1)
-    for bad in (-1.0, float("nan"), "5", None):  # a negative bound would flip the signs
-        with pytest.raises(ValueError, match="clip_grad_norm_: max_norm must be a number >= 0"):
+    for bad in (-1.0, float("nan"), np.float32(-2)):  # a negative bound would flip the signs
+        with pytest.raises(ValueError, match="clip_grad_norm_: max_norm must be >= 0"):
             optim.clip_grad_norm_(params, bad)
+    for bad in ("5", None, [1.0]):
+        with pytest.raises(TypeError, match="clip_grad_norm_: max_norm must be a number"):
+            optim.clip_grad_norm_(params, bad)
+    optim.clip_grad_norm_(params, np.array(5.0))  # a 0-d array is a number
     state = optim.SGD(params, lr=0.1).state_dict()
     with pytest.raises(ValueError, match="group 0 has 2 parameters"):
         optim.SGD(params[:1], lr=0.1).load_state_dict(state)

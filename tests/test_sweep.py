@@ -196,4 +196,6 @@ def test_experiment_end_to_end_on_a_tiny_plan(tmp_path, monkeypatch, capsys):
     assert "holds a search of other settings (seed 0 there, 1 now)" in capsys.readouterr().err
     # options of the other experiment are refused, not ignored
     assert main(args + ["--seeds", "3"]) == 1
-    assert "--seeds: option(s) of experiment pareto" in capsys.readouterr().err
+    assert "--seeds: option(s) of experiment pareto, which" in capsys.readouterr().err
+    assert main(args + ["--seeds", "1", "--penalties", "4"]) == 1  # given, even at the default
+    assert "--seeds, --penalties: option(s) of experiment pareto" in capsys.readouterr().err

@@ -98,6 +98,13 @@ TEACHER_ONLY = (
     "tests/test_fast_cell.py",
 )
 MANIFEST = "assignment.json"
+# the file of each task's region, from the repository root
+TASK_FILES = {task: f"minidarts/{where}" for task, where, _ in TASKS}
+
+
+def is_student_copy(root):
+    """Whether the repository at `root` is a student copy (it has the manifest)."""
+    return (Path(root) / MANIFEST).is_file()
 
 
 class RegionError(ValueError):

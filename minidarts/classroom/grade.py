@@ -51,17 +51,18 @@ from ..jobs.runfolder import claim_folder
 from .assign import (
     MANIFEST,
     REPO,
+    TASK_FILES,
     TASKS,
     RegionError,
     _is_tool,
     find_student_regions,
     fingerprint,
+    is_student_copy,
 )
 from .report import format_result, write_reports
 from .testrun import Tree, run_task, task_test_files
 
 TASK_IDS = tuple(t for t, _, _ in TASKS)
-TASK_FILES = {t: file for t, file, _ in TASKS}  # under minidarts/
 STUB = re.compile(r"NotImplementedError: (?P<task>[a-z0-9_]+):")
 # "task T needs task U first ..." (or "task T, V needs ..." for a test of two tasks), as
 # selftest.py words a failure in a student copy: the grade line keeps "needs task U ..."
@@ -70,11 +71,6 @@ NAMED_PREREQUISITE = re.compile(r"task [a-z0-9_]+(?:, [a-z0-9_]+)* (?=needs task
 
 # what a grading report folder holds (report.write_reports, the logs of run_task)
 REPORT = {"grades.csv", "grades.xml", "logs"}
-
-
-def _self_graded(teacher):
-    """Whether the grading repository is itself a student copy (`grade .` there)."""
-    return (Path(teacher) / MANIFEST).is_file()
 
 
 class TaskResult(NamedTuple):
@@ -140,37 +136,48 @@ def _name_apart(copies):
     apart (alice/repo, bob/repo). The same folder given twice is refused."""
     seen = {}
     for copy in copies:
-        where = copy.folder.resolve()
+        st = copy.folder.stat()
+        where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
         if where in seen:
             raise ValueError(f"{copy.folder}: given twice (as {seen[where]} too)")
         seen[where] = copy.folder
-    parts = [copy.folder.resolve().parts[1:] for copy in copies]  # relative: a log folder
+    # the path's parts, its anchor (/, C:\\) as a plain name: a name is a log folder
+    parts = [
+        tuple(p.strip("/\\").replace(":", "") or "root" for p in copy.folder.resolve().parts)
+        for copy in copies
+    ]
     depth = [1] * len(copies)
-    while True:  # distinct paths: their full forms differ, so this ends
+    for _ in range(max(map(len, parts))):
         names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
         clash = [i for i, n in enumerate(names) if names.count(n) > 1]
         if not clash:
             break
         for i in clash:
             depth[i] += 1
+    # paths that differ only in how their anchor reads as a name: numbered
+    names = [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
     for copy, name in zip(copies, names):
         copy.name = name
 
 
 def _as_the_teacher_would(student, task, passed, message):
     """A student grading their own copy runs it as it is; the teacher's grading reads
-    only the lines between the markers (Tree.splice). Where the two would differ, say so:
-    a task whose markers are damaged is not graded there (None: no credit, not even
-    partial), and one that passes here with edits outside the markers of its file may
-    pass only because of them (the edits are left out there)."""
-    file = f"minidarts/{TASK_FILES[task]}"
-    if file in student.damaged or task not in student.regions:
-        why = student.damaged.get(file, f"no region of {task} in {file}")
-        return None, f"your teacher's grading cannot read this task: {why}"
-    if passed and any(e.split(" (")[0] == file for e in student.outside_edits):
+    only the lines between the markers, into the course's files where its own regions
+    of the task are (Tree.splice), and runs the course's tests. Where the two would
+    differ, say so: a task whose regions are not where the course has them, or whose
+    markers are damaged, is not graded there (None: no credit, not even partial); a
+    pass beside any edit outside the markers may be a pass only because of it."""
+    file = TASK_FILES[task]
+    where = sorted({rel for rel, _ in student.regions.get(task, [])})
+    if file in student.damaged or where != [file]:
+        why = student.damaged.get(file, f"its regions are in {where or 'no file'}, not {file}")
+        note = f"your teacher's grading cannot read this task: {why}"
+        return None, f"{note}; here: {message}" if message else note
+    if passed and student.outside_edits:
+        edits = sorted(student.outside_edits, key=lambda e: not e.startswith(("tests/", file)))
         return passed, (
-            f"passes here, but {file} has edits outside the markers, which your teacher's "
-            "grading leaves out: keep your code between the markers"
+            f"passes here, but your teacher's grading leaves out your edits outside the "
+            f"markers ({', '.join(edits)}) and runs the course's own tests"
         )
     return passed, message
 
@@ -203,7 +210,7 @@ def grade(
         raise ValueError(f"unknown tasks {unknown}; the tasks are {list(TASK_IDS)}")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    self_graded = _self_graded(teacher)
+    self_graded = is_student_copy(teacher)
     todo = [(s, t) for s in copies for t in s.tasks if tasks is None or t in tasks]
     results = []
     with tempfile.TemporaryDirectory(prefix="minidarts-grade-") as scratch:
@@ -288,7 +295,7 @@ def main(argv=None, prog="python -m minidarts grade"):
         print(f"error: --timeout must be positive, got {args.timeout}", file=sys.stderr)
         return 1
     current = [None]
-    own = _self_graded(REPO)  # a student grading their own copy
+    own = is_student_copy(REPO)  # a student grading their own copy
 
     def show(r):
         if r.student != current[0]:
@@ -298,13 +305,16 @@ def main(argv=None, prog="python -m minidarts grade"):
             print(f"{r.student}: edits outside the regions{aside}: {edits}")
         print(format_result(r), flush=True)
 
+    out, last = Path(args.out), None
     try:
-        out = Path(args.out)
         found = {p.name for p in out.iterdir()} if own and out.is_dir() else set()
-        if found and found <= REPORT and "grades.csv" in found:
-            # a student grading their own copy again: the last report, made by this
-            # command and holding nothing else, is replaced rather than piled up
-            shutil.rmtree(out)
+        if found and found <= REPORT:
+            # a student grading their own copy again: the last report (made by this
+            # command, holding nothing else) is replaced rather than piled up; it is
+            # kept aside until this run has written its own
+            last = out.with_name(f".{out.name}.last")
+            shutil.rmtree(last, ignore_errors=True)
+            out.rename(last)
         # an earlier grading is never overwritten (jobs/runfolder.py)
         claim_folder(args.out, args.overwrite, "grading report")
         results = grade(
@@ -317,7 +327,12 @@ def main(argv=None, prog="python -m minidarts grade"):
             jobs=args.jobs,
             exitfirst=args.exitfirst,
         )
-    except (ValueError, OSError, RuntimeError) as e:
+    except BaseException as e:  # Ctrl-C too: no new report, so the last one comes back
+        if last is not None:
+            shutil.rmtree(out, ignore_errors=True)
+            last.rename(out)
+        if not isinstance(e, (ValueError, OSError, RuntimeError)):
+            raise
         print(f"error: {describe_error(e)}", file=sys.stderr)
         return 1
     for student in dict.fromkeys(r.student for r in results):
@@ -325,6 +340,8 @@ def main(argv=None, prog="python -m minidarts grade"):
         score = sum(r.score for r in mine)
         print(f"{student}: total {score:g}/{len(mine)} tasks")
     csv_path, xml_path = write_reports(results, args.out)
+    if last is not None:
+        shutil.rmtree(last)
     print(f"wrote {csv_path} and {xml_path}")
     return 0 if results and all(r.passed for r in results) else 1
 

@@ -85,10 +85,12 @@ def student_guide(tasks, held=(), hinted=()):
         if hinted
         else ""
     )
+    # of the tasks a lesson needs, those stubbed in this copy (the others are solved)
+    stubbed = {name: [t for t in LESSON_NEEDS.get(name, ()) if t in tasks] for name in READ_FIRST}
     needs = "".join(
-        f" ({name} needs {' and '.join(f'`{t}`' for t in LESSON_NEEDS[name])})"
-        for name in READ_FIRST
-        if name in LESSON_NEEDS and set(LESSON_NEEDS[name]) & set(tasks)
+        f" ({name} needs {' and '.join(f'`{t}`' for t in ts)})"
+        for name, ts in stubbed.items()
+        if ts
     )
     held_line = (
         f"Held back from this copy until your teacher releases them: {', '.join(held)}."

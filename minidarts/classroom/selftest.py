@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .assign import MANIFEST, TASKS, find_student_regions
+from .assign import TASK_FILES, TASKS, find_student_regions, is_student_copy
 from .guide import enclosing_function
 
 TASK_IDS = tuple(t for t, _, _ in TASKS)
@@ -31,13 +31,13 @@ NEEDS = "needs task"
 
 
 def in_student_copy(config):
-    return (Path(config.rootpath) / MANIFEST).is_file()
+    return is_student_copy(config.rootpath)
 
 
 @cache
 def where(root, task):
     """'function in minidarts/file' of a task's region in the copy at `root`."""
-    file = "minidarts/" + dict((t, w) for t, w, _ in TASKS)[task]
+    file = TASK_FILES[task]
     try:
         text = (Path(root) / file).read_text()
         begin = [b for t, b, _ in find_student_regions(text, file) if t == task][0]
@@ -109,13 +109,17 @@ def pytest_terminal_summary(terminalreporter, config):
                     row[2][needed] = row[2].get(needed, 0) + 1
     terminalreporter.section("classroom tasks")
     root = str(config.rootpath)
+    # -x / --maxfail N: did the run stop before the end? Then the tests after the stop
+    # are counted nowhere, and a task with no failure yet is not a pass
+    bad = sum(len(terminalreporter.stats.get(k, [])) for k in ("failed", "error"))
+    stopped = bool(config.option.maxfail) and bad >= config.option.maxfail
     for task, (passed, run, needs) in rows.items():
         if not run:
             continue
-        verdict = "pass" if passed == run else "FAIL"
+        verdict = "FAIL" if passed < run else "stop" if stopped else "pass"
         line = f"{task or 'tests of no task':<24} {verdict}  {passed}/{run} tests"
-        if config.option.maxfail:
-            line += " run"  # -x / --maxfail: the tests after the stop are not counted
+        if stopped:
+            line += " run before the stop"
         if needs:
             line += "; " + ", ".join(
                 f"{n} {'needs' if n == 1 else 'need'} task {u} first ({where(root, u)})"

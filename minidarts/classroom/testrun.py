@@ -199,8 +199,13 @@ def run_task(tree, task, files, timeout, log_dir=None, exitfirst=False):
         # pytest writes its report at the end: something ended the process first (the
         # code under test calling os._exit, a crash) or pytest stopped before any test
         last = message  # the last line it printed, if any
+        how = (
+            f"killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exit status {proc.returncode}"
+        )
         message = (
-            f"pytest ended before writing its report (exit status {proc.returncode}; "
+            f"pytest ended before writing its report ({how}; "
             f"{_passed_so_far(output)} tests had passed)"
         )
         if last and not _PROGRESS.match(last.strip()):

@@ -150,7 +150,7 @@ class Tensor:
         if not backend.is_array(data):
             data = backend.asarray(data)
         if data.dtype.kind not in "biufc":  # text, objects, None: no arithmetic works on them
-            raise TypeError(f"a tensor holds numbers, got dtype {data.dtype} ({data!r:.60})")
+            raise TypeError(f"a tensor holds numbers, got data of dtype {data.dtype}")
         if requires_grad and not backend.is_floating(data):
             raise TypeError(
                 f"only floating-point tensors can require gradients (got dtype {data.dtype})"

@@ -134,6 +134,13 @@ def _check_same_search(cfg, state, folder):
     """A search found in the experiment's folder is kept or continued only if it is the
     one planned: the folder is named by the scale alone (or by --name), so another seed
     or scale would otherwise be reported as this one's."""
+    from .checkpoint import check_format
+    from .search import FORMAT
+
+    try:
+        check_format(state, FORMAT, "search")
+    except ValueError as e:
+        raise ValueError(f"experiment: {folder} holds no search of this version: {e}") from None
     # through make_config, as Search.resume reads it: a key an older version did not
     # save takes its default there too
     saved = _json_like(make_config(None, dict(state["config"]), source=folder).to_dict())

@@ -12,7 +12,6 @@ exactly as if it had never stopped.
 """
 
 import math
-import numbers
 
 from ...engine import backend
 from ...engine.autograd import Tensor
@@ -283,9 +282,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
         if total > max_norm:  g_i <- g_i * max_norm / (total + 1e-6)
 
     Returns `total` (before clipping) as a float. norm_type: 2 or float('inf')."""
-    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not max_norm >= 0:
-        # a negative bound would flip the gradients' sign, NaN would clip nothing
-        raise ValueError(f"clip_grad_norm_: max_norm must be a number >= 0, got {max_norm!r}")
+    if isinstance(max_norm, (bool, str, bytes)) or not backend.is_scalar(max_norm):
+        raise TypeError(f"clip_grad_norm_: max_norm must be a number, got {max_norm!r}")
+    if not float(max_norm) >= 0:  # a negative bound would flip the signs, NaN clip nothing
+        raise ValueError(f"clip_grad_norm_: max_norm must be >= 0, got {max_norm!r}")
     params = _params_list(parameters, "clip_grad_norm_")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
