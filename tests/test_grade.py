@@ -340,34 +340,33 @@ def test_a_run_that_ends_pytest_early_says_so(tmp_path):
 def test_grading_oneself_says_where_the_teachers_grading_differs(tmp_path):
     """`grade .` in a copy runs the copy as it is, where the teacher's grading reads only
     the lines between the markers: a task whose markers are damaged fails as not
-    readable there, a pass beside edits outside the markers of its file carries that
-    caveat, and grading oneself again replaces the last report instead of refusing."""
+    readable there, a pass beside edits outside the markers carries that caveat, and
+    grading oneself again replaces the last report (kept by a run refused before it
+    graded) instead of refusing or piling them up."""
     copy = _copy(tmp_path, "self", ["genotype", "complexity"], tasks=["genotype", "complexity"])
     genotype = copy / "minidarts" / "darts" / "genotype.py"
     genotype.write_text("# my notes\n" + genotype.read_text())
     complexity = copy / "minidarts" / "darts" / "complexity.py"
     complexity.write_text(complexity.read_text().replace("# END YOUR SOLUTION", "# END"))
     cmd = [sys.executable, "-m", "minidarts", "grade", "."]
-    runs = [
-        subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=600) for _ in range(2)
-    ]
-    for proc in runs:
-        assert proc.returncode == 1, proc.stderr
-        lines = {s.split()[0]: s for s in proc.stdout.splitlines() if s.startswith("  ")}
-        assert "FAIL" in lines["complexity"]
-        assert "your teacher's grading cannot read this task" in lines["complexity"]
-        assert " pass " in lines["genotype"]
-        assert "leaves out your edits outside the markers" in lines["genotype"]
-        assert "(your teacher's grading leaves them out)" in proc.stdout
+    proc = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    lines = {s.split()[0]: s for s in proc.stdout.splitlines() if s.startswith("  ")}
+    assert "FAIL" in lines["complexity"]
+    assert "your teacher's grading cannot read this task" in lines["complexity"]
+    assert " pass " in lines["genotype"]
+    assert "leaves out your edits outside the markers" in lines["genotype"]
+    assert "(your teacher's grading leaves them out)" in proc.stdout
     assert {p.name for p in (copy / "grades").iterdir()} == {"grades.csv", "grades.xml", "logs"}
-    assert not list(copy.glob("grades.old-*"))
     # a run refused before grading keeps the last report
     proc = subprocess.run(cmd + ["--tasks", "nosuch"], cwd=copy, capture_output=True, text=True)
     assert proc.returncode == 1 and "unknown tasks" in proc.stderr
     assert (copy / "grades" / "grades.csv").is_file()
-    # one interrupted before its report (only logs/ left) is replaced too
+    # grading again replaces the last report, and one a run interrupted before writing
+    # its own left (only logs/) too
     for name in ("grades.csv", "grades.xml"):
         (copy / "grades" / name).unlink()
     proc = subprocess.run(cmd + ["--tasks", "genotype"], cwd=copy, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (copy / "grades" / "grades.csv").is_file() and not list(copy.glob(".grades.last"))
+    assert (copy / "grades" / "grades.csv").is_file()
+    assert not list(copy.glob("grades.old-*")) and not list(copy.glob(".grades.last"))

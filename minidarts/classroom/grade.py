@@ -147,13 +147,15 @@ def _name_apart(copies):
         for copy in copies
     ]
     depth = [1] * len(copies)
-    for _ in range(max(map(len, parts))):
+    for _ in range(max(map(len, parts), default=0)):
         names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
         clash = [i for i, n in enumerate(names) if names.count(n) > 1]
         if not clash:
             break
         for i in clash:
             depth[i] += 1
+    else:
+        names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
     # paths that differ only in how their anchor reads as a name: numbered
     names = [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
     for copy, name in zip(copies, names):
