@@ -211,29 +211,38 @@ def test_student_copy_collects_every_test(student_copy):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
-    """A plain pytest run in a student copy closes with each task's tests passed / run."""
+def _task_summary(copy, *args):
+    """The "classroom tasks" section that `pytest ARGS` in a student copy ends with."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_genotype.py"]
-        + ["tests/test_hypernet.py", "-k", "known_answer or linear_hypernet_shapes"],
-        cwd=student_copy,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=copy,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    summary = proc.stdout[proc.stdout.index("classroom tasks") :]
+    return proc.stdout[proc.stdout.index("classroom tasks") :]
+
+
+def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
+    """A plain pytest run in a student copy closes with each task's tests passed / run."""
+    summary = _task_summary(
+        student_copy,
+        "tests/test_genotype.py",
+        "tests/test_hypernet.py",
+        "-k",
+        "known_answer or linear_hypernet_shapes",
+    )
     assert re.search(r"\nhypernet +FAIL  0/3 tests\n", summary), summary
     assert re.search(r"\ngenotype +FAIL  0/2 tests\n", summary), summary
     # with -x the count is of the tests that ran before the stop, and says so
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
-        + ["tests/test_config.py", "tests/test_genotype.py", "-k", "test_presets or known_answer"],
-        cwd=student_copy,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    summary = _task_summary(
+        student_copy,
+        "-x",
+        "tests/test_config.py",
+        "tests/test_genotype.py",
+        "-k",
+        "test_presets or known_answer",
     )
-    summary = proc.stdout[proc.stdout.index("classroom tasks") :]
     assert re.search(r"\ngenotype +FAIL  0/1 tests run before the stop\n", summary), summary
     # tests that passed before the stop are not a pass: the rest never ran
     assert re.search(r"\ntests of no task +stop  1/1 tests run before the stop\n", summary)

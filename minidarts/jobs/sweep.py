@@ -281,8 +281,8 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=Fals
         if not text.startswith(prefix):
             raise
         raise type(e)(f"sweep {folder}: {text[len(prefix) :]}") from None
-    if eval_batches is not None:  # 0: the whole validation split
-        search.cfg.eval_batches = eval_batches or None
+    if eval_batches is not None:  # 0: the whole validation split (Search.eval_limit)
+        search.cfg.eval_batches = eval_batches
     if lambdas is None:
         lambdas = log_spaced(search.cfg.lambda_min, search.cfg.lambda_max, 9)
     log(f"sweep: {folder} | {len(lambdas)} lambdas from {min(lambdas):g} to {max(lambdas):g}")

@@ -282,7 +282,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
         if total > max_norm:  g_i <- g_i * max_norm / (total + 1e-6)
 
     Returns `total` (before clipping) as a float. norm_type: 2 or float('inf')."""
-    if isinstance(max_norm, (bool, str, bytes)) or not backend.is_scalar(max_norm):
+    if not backend.is_scalar(max_norm):  # a Python or NumPy number, or a 0-d array
         raise TypeError(f"clip_grad_norm_: max_norm must be a number, got {max_norm!r}")
     if not float(max_norm) >= 0:  # a negative bound would flip the signs, NaN clip nothing
         raise ValueError(f"clip_grad_norm_: max_norm must be >= 0, got {max_norm!r}")
