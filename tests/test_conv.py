@@ -14,6 +14,7 @@ import scipy.signal
 
 import minidarts as md
 import minidarts.nn.functional as F
+from minidarts.engine.autograd import Function
 from minidarts.nn import conv as conv_module
 from minidarts.nn.conv import conv2d
 
@@ -173,6 +174,37 @@ def test_depthwise_relu_mask_is_relu_then_conv_to_the_bit(case):
     assert np.array_equal(y_fused, y.numpy())
     assert np.array_equal(gx, xt.grad) and np.array_equal(gw, wt.grad)
     assert (gx[x <= 0] == 0).all()  # the mask reached the gradient
+
+
+@pytest.mark.parametrize("case", _random_depthwise_cases(12, seed=13))
+def test_depthwise_with_several_filters_per_channel(case):
+    """_Depthwise with a weight (C, E, kh, kw) (the search's E edges reading one state,
+    darts/fast_ops.py): output channel e*C + c is channel c convolved with filter e, by
+    the scipy reference; the input's gradient sums the E filters' (against central
+    differences, through the fused ReLU), and each filter gets its own."""
+    x, _, _, opts = make_inputs(case, seed=6)
+    e, (kh, kw) = 3, case[5]
+    c = x.shape[1]
+    w = np.random.default_rng(8).standard_normal((c, e, kh, kw))
+    geometry = (opts["stride"], opts["padding"], opts["dilation"])
+    kernel = conv_module._Depthwise(*geometry)
+    y = kernel.forward(x, w, relu_mask=x > 0)
+    relu_x = np.maximum(x, 0)
+    for f in range(e):
+        opts_dw = dict(opts, groups=c)
+        expected = reference_conv2d(relu_x, w[:, f : f + 1], None, **opts_dw)
+        np.testing.assert_allclose(y[:, f * c : (f + 1) * c], expected, atol=1e-12)
+
+    class Multi(Function):
+        def forward(self, x, w):
+            self.k = conv_module._Depthwise(*geometry)
+            return self.k.forward(x, w, relu_mask=x > 0)
+
+        def backward(self, gy):
+            return self.k.backward(gy, True, True)
+
+    xt, wt = md.tensor(x + 0.05 * np.sign(x), requires_grad=True), md.tensor(w, requires_grad=True)
+    assert md.gradcheck(lambda a, b: Multi.apply(a, b) ** 2, xt, wt).max_rel_error <= 1e-6
 
 
 @pytest.mark.im2col

@@ -1,213 +1,200 @@
-"""Tests of darts/fast_ops.py: DARTS's ReLU - depthwise - 1x1 - BN stages as one
-Function on the fast path. The stage must give what the four modules give, to the bit
-(forward, every gradient, the BN statistics), in training and in evaluation, and its
-gradients must match central differences in float64. That the whole fast path equals
-the readable one is tested in test_fast_cell.py."""
+"""Tests of darts/fast_ops.py: one candidate operation of the E edges that read a state,
+as one call (group_op). Each kind of group must give what the edges' own modules give
+(the output, the input's and every weight's gradient, every BN buffer), in training and
+in evaluation, to rounding in float64; its Functions' gradients must match central
+differences; and a group whose modules are not DARTS's as built must call them, to the
+bit. That the whole fast cell equals the readable one is tested in test_fast_cell.py."""
 
 import numpy as np
 import pytest
 
 import minidarts as md
+from minidarts import nn
 from minidarts.darts import fast_ops, operations
 from minidarts.engine import random
+from minidarts.engine.ops import cat
 from minidarts.nn import batchnorm
-from minidarts.nn import functional as F
 
-# (operation, stride): DARTS's conv operations, on a normal and a reduction edge
-CONV_OPS = [
-    (name, s)
-    for name in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
-    for s in (1, 2)
-]
+EDGES = 3
 
 
-def _op(name, stride, affine, dtype):
-    with random.seeded(len(name) + stride):
-        op = operations.build_operation(name, 4, stride, affine)
-    for p in op.parameters():
-        p.data = p.data.astype(dtype)
-    return op
+def _edges(name, stride, affine=False, dtype=np.float64, C=4):
+    """The operation `name` of EDGES edges (different weights), as MixedOp builds it."""
+    mods = []
+    for e in range(EDGES):
+        with random.seeded(10 * e + len(name) + stride):
+            op = operations.build_operation(name, C, stride, affine)
+        if "pool" in name:
+            op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+        for t in list(op.parameters()) + list(op.buffers()):
+            if np.issubdtype(t.data.dtype, np.floating):
+                t.data = t.data.astype(dtype)
+        mods.append(op)
+    return mods
 
 
-def _run(op, x, gy, fused):
-    """Output, the input's and every parameter's gradient, and the state after it."""
+def _call(mods, x, gy, grouped):
+    """Output (N, E*C, ...), the gradients of x and of every weight, and every buffer."""
     xt = md.tensor(x, requires_grad=True)
-    y = fast_ops.run(op, xt) if fused else op(xt)
-    y.backward(gy)
-    grads = [xt.grad] + [p.grad for p in op.parameters()]
-    for p in op.parameters():
+    if grouped:
+        y, shared = fast_ops.group_op(mods, xt, x > 0)
+        if shared:  # the same output for every edge
+            y = cat([y] * len(mods), dim=1)
+    else:
+        y = cat([m(xt) for m in mods], dim=1)
+    if gy is not None:
+        y.backward(gy)
+    params = [p for m in mods for p in m.parameters()]
+    grads = [xt.grad] + [p.grad for p in params]
+    for p in params:
         p.grad = None
-    return y, grads, [v.copy() for v in op.state_dict().values()]
+    return y.data, grads, [v.copy() for m in mods for v in m.state_dict().values()]
 
 
-@pytest.mark.parametrize("name, stride", CONV_OPS)
-@pytest.mark.parametrize(
-    "affine, dtype", [(False, np.float32), (True, np.float32), (False, np.float64)]
-)
-def test_fused_stages_equal_the_modules_to_the_bit(name, stride, affine, dtype):
-    """Three calls, in training, evaluation and training again (batch statistics, the
-    running ones, then the running ones moved twice): fused and not, every output,
-    gradient and BN buffer is the same array."""
-    rng = np.random.default_rng(stride)
-    calls = []
-    for mode in ("train", "eval", "train"):
-        x = rng.standard_normal((3, 4, 9, 9)).astype(dtype)
-        size = -(-9 // stride)
-        calls.append((mode, x, rng.standard_normal((3, 4, size, size)).astype(dtype)))
+def _compare(name, stride, shape, affine=False, dtype=np.float64, rtol=1e-11):
+    """Train, eval, train (batch statistics, the running ones, then those moved twice):
+    the group and the edges' own modules, each from the same initial state."""
     runs = {}
-    for fused in (False, True):
-        op = _op(name, stride, affine, dtype)
-        runs[fused] = []
-        for mode, x, gy in calls:
-            op.train(mode == "train")
-            runs[fused].append(_run(op, x, gy, fused))
-    for (mode, _, _), plain, fused in zip(calls, runs[False], runs[True]):
-        assert type(fused[0]._ctx) is fast_ops.ReluConvBN  # it did run fused
-        assert np.array_equal(plain[0].data, fused[0].data), mode
-        for a, b in zip(plain[1] + plain[2], fused[1] + fused[2]):
-            assert a is not None and np.array_equal(a, b), mode
+    for grouped in (False, True):
+        mods = _edges(name, stride, affine, dtype)
+        rng = np.random.default_rng(stride)
+        out = []
+        for mode in ("train", "eval", "train"):
+            for m in mods:
+                m.train(mode == "train")
+            x = rng.standard_normal(shape).astype(dtype)
+            side = (-(-shape[2] // stride), -(-shape[3] // stride))
+            gy = rng.standard_normal((shape[0], EDGES * shape[1]) + side).astype(dtype)
+            out.append(_call(mods, x, gy, grouped))
+        runs[grouped] = out
+    for (y1, g1, s1), (y2, g2, s2) in zip(runs[False], runs[True]):
+        np.testing.assert_allclose(y2, y1, rtol=rtol, atol=rtol)
+        assert len(g1) == len(g2)
+        for a, b in zip(g1, g2):
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol * np.abs(a).max())
+        for a, b in zip(s1, s2):
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol)
 
 
-@pytest.mark.parametrize("affine", [False, True])
-@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 2)])
-def test_relu_conv_bn_gradients_against_central_differences(affine, stride, dilation):
-    """ReluConvBN's gradients (the input through the fused ReLU, both convolutions'
-    weights, BN's weight and bias when affine), float64, batch statistics. The input
-    is kept away from ReLU's kink at 0, where the two one-sided slopes differ."""
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 4, 6, 6))
-    x += 0.1 * np.sign(x)
-    weights = [rng.standard_normal((4, 1, 3, 3)), rng.standard_normal((5, 4, 1, 1))]
-    if affine:
-        weights += [1 + 0.1 * rng.standard_normal(5), rng.standard_normal(5)]
-    affine_args = [md.tensor(w) for w in weights[2:]] if affine else [None, None]
-    fn, _, options = batchnorm.prepare(
-        np.empty((2, 5, 3, 3)), None, None, *affine_args, True, 0.1, 1e-5
-    )
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_groups_equal_the_edges_modules(name, stride):
+    _compare(name, stride, (3, 4, 9, 9))
 
-    def stage(x, *ws):
-        geometry = dict(
-            stride=(stride, stride), padding=(dilation, dilation), dilation=(dilation, dilation)
+
+@pytest.mark.parametrize("name", ["max_pool_3x3", "avg_pool_3x3", "skip_connect"])
+@pytest.mark.parametrize("stride, side", [(1, 8), (2, 8), (2, 7)])
+def test_pool_and_skip_groups_equal_the_edges_modules(name, stride, side):
+    """Pools run once for all edges (each edge's BN counts the batch and moves its
+    statistics); skip_connect is the state itself, or FactorizedReduce at stride 2
+    (an odd side pads its shifted half)."""
+    _compare(name, stride, (3, 4, side, side))
+
+
+def test_float32_groups_are_close():
+    _compare("sep_conv_5x5", 2, (4, 4, 10, 10), dtype=np.float32, rtol=2e-5)
+
+
+def test_the_groups_run_as_one_call_each():
+    x = md.tensor(np.random.default_rng(0).standard_normal((2, 4, 8, 8)), requires_grad=True)
+    kinds = {
+        "sep_conv_3x3": fast_ops.EdgeStage,
+        "dil_conv_5x5": fast_ops.EdgeStage,
+        "skip_connect": fast_ops.EdgesFactorizedReduce,
+        "max_pool_3x3": batchnorm.BatchNormTrain,
+    }
+    for name, fn in kinds.items():
+        y, shared = fast_ops.group_op(_edges(name, 2), x, x.data > 0)
+        assert type(y._ctx) is fn and shared == ("pool" in name)
+        assert y.shape == ((2, 4, 4, 4) if shared else (2, 4 * EDGES, 4, 4))
+    y, shared = fast_ops.group_op(_edges("skip_connect", 1), x, x.data > 0)
+    assert y is x and shared
+
+
+def test_groups_not_as_darts_builds_them_call_their_modules_to_the_bit():
+    """An affine BN, a patched layer, BN settings that differ, pools whose running
+    statistics differ in evaluation: each edge runs its own modules."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 8, 8))
+    cases = [_edges("sep_conv_3x3", 1, affine=True), _edges("dil_conv_3x3", 2)]
+    dw = cases[1][1].op[1]
+    dw.forward = lambda t: type(dw).forward(dw, t) * 2.0
+    differ = _edges("dil_conv_5x5", 1)
+    differ[2].op[3].eps = 1e-3
+    pools = _edges("avg_pool_3x3", 1)
+    for m in pools:
+        m.eval()
+    pools[0][1].running_var.data[...] = 2.0
+    reduce = _edges("skip_connect", 2)
+    relu = reduce[1].relu
+    relu.forward = lambda t: type(relu).forward(relu, t) + 1.0
+    for mods in cases + [differ, pools, reduce]:
+        state = [[v.copy() for v in m.state_dict().values()] for m in mods]
+        y, shared = fast_ops.group_op(mods, md.tensor(x), x > 0)
+        assert not shared and type(y._ctx) is not fast_ops.EdgeStage
+        for m, s in zip(mods, state):  # back to the state before, for the modules' own run
+            for v, old in zip(m.state_dict().values(), s):
+                v[...] = old
+        expected = cat([m(md.tensor(x)) for m in mods], dim=1)
+        assert np.array_equal(y.data, expected.data)
+
+
+def _stage_inputs(shared, e=2, c=3, c_out=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, c if shared else e * c, 7, 7))
+    dws = [rng.standard_normal((c, 1, k, k)) for _ in range(e)]
+    pws = [rng.standard_normal((c_out, c, 1, 1)) for _ in range(e)]
+    return [md.tensor(a, requires_grad=True) for a in [x] + dws + pws]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_edge_stage_gradients_against_central_differences(shared, training):
+    """EdgeStage, float64: the input through the fused ReLU (summed over the E filters
+    of a shared input), each edge's depthwise and 1x1 weights; dilation 2, stride 2."""
+    tensors = _stage_inputs(shared)
+    channels = 2 * 4
+    rm, rv = np.zeros(channels), np.ones(channels)
+    if training:
+        fn, options = (
+            batchnorm.BatchNormTrain,
+            dict(running_mean=None, running_var=None, momentum=0.1),
         )
-        return fast_ops.ReluConvBN.apply(x, *ws, **geometry, bn=(fn, options))
+    else:
+        fn, options = batchnorm.BatchNormEval, dict(running_mean=rm + 0.3, running_var=rv * 2)
+    options.update(has_weight=False, has_bias=False, eps=1e-5)
 
-    tensors = [md.tensor(a, requires_grad=True) for a in [x] + weights]
-    assert md.gradcheck(stage, *tensors).max_rel_error <= 1e-6
+    def stage(x, *w):
+        return fast_ops.EdgeStage.apply(
+            x, *w, shared=shared, stride=(2, 2), padding=(2, 2), dilation=(2, 2), bn=(fn, options)
+        )
 
-
-def test_other_operations_run_as_they_are():
-    """Pools, skip_connect and an operation of the user's: fast_ops.run calls them."""
-    x = md.tensor(np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype(np.float32))
-    for name, stride in (("max_pool_3x3", 1), ("avg_pool_3x3", 2), ("skip_connect", 2)):
-        op = _op(name, stride, False, np.float32)
-        assert np.array_equal(fast_ops.run(op, x).data, op(x).data)
-    identity = _op("skip_connect", 1, False, np.float32)
-    assert fast_ops.run(identity, x) is x
-    changed = _op("dil_conv_3x3", 1, False, np.float32)
-    changed.op = md.nn.Sequential(md.nn.Identity(), *list(changed.op)[1:])  # no ReLU: not fused
-    y = fast_ops.run(changed, x)
-    assert type(y._ctx) is not fast_ops.ReluConvBN
-    assert np.array_equal(y.data, changed(x).data)
+    assert md.gradcheck(lambda *t: stage(*t) ** 2, *tensors).max_rel_error <= 1e-6
 
 
-def test_a_patched_layer_is_not_fused(monkeypatch):
-    """A layer whose forward is no longer the library's (the second-order tests swap
-    ReLU for x * sigmoid(x)) leaves its stage to the modules, so the fast path still
-    computes what the network's modules say."""
-    x = md.tensor(np.random.default_rng(1).standard_normal((2, 4, 6, 6)).astype(np.float32))
-    op = _op("sep_conv_3x3", 1, False, np.float32)
-    monkeypatch.setattr(md.nn.ReLU, "forward", lambda self, t: t * F.sigmoid(t))
-    y = fast_ops.run(op, x)
-    assert type(y._ctx) is not fast_ops.ReluConvBN
-    assert np.array_equal(y.data, op(x).data)
-    monkeypatch.undo()
-    op.op[0].op[1].forward = lambda t: t  # one instance patched: that stage alone
-    y = fast_ops.run(op, x)
-    assert type(y._ctx) is fast_ops.ReluConvBN  # the second stage still fused
-    assert type(y._ctx.inputs[0]._ctx) is not fast_ops.ReluConvBN
+def test_edges_factorized_reduce_gradients_against_central_differences():
+    rng = np.random.default_rng(4)
+    x = md.tensor(rng.standard_normal((2, 3, 7, 7)), requires_grad=True)
+    ws = [md.tensor(rng.standard_normal((2, 3, 1, 1)), requires_grad=True) for _ in range(4)]
+    options = dict(running_mean=None, running_var=None, momentum=0.1, has_weight=False)
+    options.update(has_bias=False, eps=1e-5)
+
+    def reduce(x, *w):
+        bn = (batchnorm.BatchNormTrain, options)
+        return fast_ops.EdgesFactorizedReduce.apply(x, *w, bn=bn) ** 2
+
+    assert md.gradcheck(reduce, x, *ws).max_rel_error <= 1e-6
 
 
-def test_only_the_batch_norm_weights_need_a_gradient():
-    """Input and convolutions frozen, an affine BN's weight and bias trained: the
-    stage gives those two gradients, as the modules do, and nothing else."""
-    x = md.tensor(np.random.default_rng(2).standard_normal((2, 4, 6, 6)))
-    grads = []
-    for fused in (False, True):
-        op = _op("dil_conv_3x3", 1, True, np.float64)
-        for conv in op.op[1:3]:
-            conv.weight.requires_grad = False
-        y = fast_ops.run(op, x) if fused else op(x)
-        assert fused == (type(y._ctx) is fast_ops.ReluConvBN)
-        y.backward(np.ones(y.shape))
-        grads.append([op.op[3].weight.grad, op.op[3].bias.grad, op.op[1].weight.grad])
-    assert grads[1][2] is None and grads[0][2] is None
-    assert np.array_equal(grads[0][0], grads[1][0]) and np.array_equal(grads[0][1], grads[1][1])
+def test_the_comparison_above_can_fail():
+    """A group that gave each edge its neighbour's 1x1 weights (a plausible slip in the
+    batched product) differs beyond the tolerance."""
+    mods = _edges("dil_conv_3x3", 1)
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 6))
+    good = _call(mods, x, None, False)[0]
+    weights = [m.op[2].weight.data.copy() for m in mods]
+    for m, w in zip(mods, weights[1:] + weights[:1]):
+        m.op[2].weight.data = w
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(_call(mods, x, None, True)[0], good, rtol=1e-11)
 
-
-def test_frozen_parts_keep_nothing_for_the_backward():
-    """Weights frozen (the architecture step), the input trained: the stage drops the
-    arrays only a weight gradient reads, and the input's gradient is the modules'.
-    Under no_grad it records nothing and computes the same output."""
-    x = np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32)
-    results = []
-    for fused in (False, True):
-        op = _op("dil_conv_5x5", 1, False, np.float32)
-        for p in op.parameters():
-            p.requires_grad = False
-        xt = md.tensor(x, requires_grad=True)
-        y = fast_ops.run(op, xt) if fused else op(xt)
-        if fused:
-            stage = y._ctx
-            assert stage.depthwise.x is None and stage.pointwise.x2 is None
-            assert stage.depthwise.mask is not None  # the input's gradient needs it
-        y.backward(np.ones(y.shape, np.float32))
-        with md.no_grad():
-            quiet = fast_ops.run(op, md.tensor(x, requires_grad=True))
-        assert quiet._ctx is None
-        results.append((y.data, xt.grad, quiet.data))
-    assert all(np.array_equal(a, b) for a, b in zip(*results))
-
-
-def test_calls_the_kernels_would_not_take_go_to_the_modules():
-    """Mixed dtypes and a wrong channel count: the modules run and raise their own
-    clear errors (conv2d's), before any BN counts the batch."""
-    op = _op("dil_conv_3x3", 1, False, np.float32)
-    bn = op.op[3]
-    with pytest.raises(TypeError, match="conv2d"):
-        fast_ops.run(op, md.tensor(np.ones((2, 4, 6, 6))))  # float64 input, float32 weights
-    with pytest.raises(ValueError, match="conv2d"):
-        fast_ops.run(op, md.tensor(np.ones((2, 3, 6, 6), np.float32)))
-    assert int(bn.num_batches_tracked.data) == 0
-
-
-def test_stages_reading_the_same_input_share_one_relu_mask():
-    """On a mixed op's edge, the four operations that start with relu(x) keep one mask
-    x > 0 between them (SharedMask), while a SepConv's second stage, which reads
-    another tensor, makes its own; the outputs and gradients stay the modules'."""
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
-    gy = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
-    names = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
-    ops = [_op(name, 1, False, np.float32) for name in names]
-    xt = md.tensor(x, requires_grad=True)
-    shared = fast_ops.SharedMask(xt)
-    outs = [fast_ops.run(op, xt, shared) for op in ops]
-    # the first stage of each operation: the output's own Function for a DilConv, the
-    # Function that made the second stage's input for a SepConv
-    firsts = [out._ctx.inputs[0]._ctx if "sep" in n else out._ctx for n, out in zip(names, outs)]
-    masks = [f.depthwise.mask for f in firsts]
-    assert all(m is masks[0] for m in masks) and np.array_equal(masks[0], x > 0)
-    for out in outs[:2]:  # the second stages' masks: of their own input
-        assert out._ctx.depthwise.mask is not masks[0]
-    # another tensor gets no mask from it
-    assert shared.of(md.tensor(x)) is None
-    for name, op, out in zip(names, ops, outs):
-        out.backward(gy)
-        fused = [xt.grad] + [p.grad for p in op.parameters()]
-        xt.grad = None
-        for p in op.parameters():
-            p.grad = None
-        plain = _run(_op(name, 1, False, np.float32), x, gy, fused=False)
-        assert np.array_equal(plain[0].data, out.data), name
-        for a, b in zip(plain[1], fused):
-            assert np.array_equal(a, b), name

@@ -132,16 +132,18 @@ def test_a_wrong_gradient_shape_is_named_on_threads_too(threads):
         (Wrong.apply(x) * 2.0).sum().backward()
 
 
-def test_search_network_gradients_to_the_bit(threads):
+@pytest.mark.parametrize("fast", [False, True])
+def test_search_network_gradients_to_the_bit(threads, fast):
     """A search network's weights, alpha and BN statistics after a backward: the same on 1,
-    2 and 4 threads."""
+    2 and 4 threads, on the readable path (the serial loop its reference) and on the fast
+    path (darts/fast_cell.py)."""
     rng = np.random.default_rng(3)
     x = Tensor(rng.standard_normal((6, 1, 12, 12)).astype(np.float32))
     y = rng.integers(0, 10, 6)
     results = []
     for n in (1, 2, 4):
         threads(n)
-        net = Network(C=4, layers=3, steps=3, multiplier=2, seed=1)
+        net = Network(C=4, layers=3, steps=3, multiplier=2, seed=1, fast=fast)
         F.cross_entropy(net(x), y).backward()
         grads = [p.grad for p in net.parameters()] + [a.grad for a in net.arch_parameters()]
         results.append((grads, net.state_dict()))

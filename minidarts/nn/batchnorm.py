@@ -75,7 +75,12 @@ class BatchNormTrain(_BatchNormBase):
     (the compact formula: x_hat depends on x directly and through mu and var),
     gw = sum gy * x_hat, gb = sum gy."""
 
-    def forward(self, x, *params, has_weight, has_bias, running_mean, running_var, momentum, eps):
+    def forward(
+        self, x, *params, has_weight, has_bias, running_mean, running_var, momentum, eps, more=()
+    ):
+        """more: (running_mean, running_var) pairs of other layers that normalise this
+        same x (the search's pools that read one state, darts/fast_edges.py): each is
+        updated as running_mean and running_var are."""
         xp = _xp(x)
         weight, bias = self._setup(x, params, has_weight, has_bias)
         n = x.size // x.shape[1]
@@ -88,13 +93,14 @@ class BatchNormTrain(_BatchNormBase):
         xc *= self.invstd
         self.x_hat = xc
         self.weight, self.n = weight, n
-        if running_mean is not None:
-            running_mean *= 1.0 - momentum
-            running_mean += momentum * mean.reshape(-1).astype(running_mean.dtype)
-        if running_var is not None:
-            unbiased = var.reshape(-1) * (n / (n - 1))
-            running_var *= 1.0 - momentum
-            running_var += momentum * unbiased.astype(running_var.dtype)
+        for rm, rv in ((running_mean, running_var),) + tuple(more):
+            if rm is not None:
+                rm *= 1.0 - momentum
+                rm += momentum * mean.reshape(-1).astype(rm.dtype)
+            if rv is not None:
+                unbiased = var.reshape(-1) * (n / (n - 1))
+                rv *= 1.0 - momentum
+                rv += momentum * unbiased.astype(rv.dtype)
         if weight is None:
             # The output may share its array with the saved x_hat: no op writes
             # into its inputs, so this saves a copy in DARTS' affine=False search.

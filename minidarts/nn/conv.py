@@ -235,14 +235,15 @@ def _band(xp, device, *geometry):
 
 class _Depthwise:
     """Depthwise convolution (weight (C, 1, kh, kw)) as batched products with the banded
-    matrices T[i, c] of the module docstring, over the channel-first row stack
+    matrices T[i, c] of the module docstring, over the channel-first row stack. Weight
+    (C, E, kh, kw): E filters per channel, output channel e*C + c (the E search edges
+    reading one state, darts/fast_ops.py), T[i, c] the E matrices side by side.
 
         buf (C, N*Hq + tail, W):  rows n*Hq + p .. n*Hq + p + H - 1 hold x[n, c], the
                                   rest are zero.
 
-    The zero rows between two images are the bottom padding of one and the top padding
-    of the next: Hq = H + p (not H + 2p), rounded up to a multiple of the stride s, at
-    least Ho*s: 6-18% fewer rows to multiply (dil_conv_5x5 at 14 rows: 18, not 22).
+    Between two images, one's bottom padding is the next's top: Hq = H + p (not H + 2p),
+    rounded up to a multiple of s, at least Ho*s: 6-18% fewer rows to multiply.
 
     Output slot r = n*Hq/s + h reads buf rows r*s + i*d = n*Hq + h*s + i*d, exactly the
     rows of image n and its padding; slots h >= Ho are computed and dropped (forward)
@@ -276,8 +277,7 @@ class _Depthwise:
         xp = self.xp = _xp(x)
         self.mask = relu_mask
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        n, c, h, wd = x.shape
-        kh, kw = w.shape[2], w.shape[3]
+        (n, c, h, wd), (kh, kw) = x.shape, w.shape[2:]
         ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
         hq = -(-max(h + ph, ho * sh) // sh) * sh
         slots = n * hq // sh
@@ -286,51 +286,51 @@ class _Depthwise:
         # keeping the stack cost a step 961 against 802 MB at batch 64, at the same speed.
         self.x = x
         self.band = _band(xp, backend.device_of(x), wd, wo, kw, sw, pw, dw)
-        # every tap's weight at each place it sits in T: (kh, C, band entries)
-        self.w_band = w[:, 0].transpose(1, 0, 2)[:, :, self.band.tap]
-        t = xp.zeros((kh, c, wd * wo), dtype=w.dtype)
-        t[:, :, self.band.flat] = self.w_band
-        t = t.reshape(kh, c, wd, wo)
+        e = w.shape[1]
+        # every tap's weight at each place it sits in T: (kh, C, E, band entries)
+        self.w_band = w.transpose(2, 0, 1, 3)[..., self.band.tap]
+        t = xp.zeros((kh, c, e, wd * wo), dtype=w.dtype)
+        t[..., self.band.flat] = self.w_band
+        t = t.reshape(kh, c, e, wd, wo).transpose(0, 1, 3, 2, 4).reshape(kh, c, wd, e * wo)
         # y = sum_i rows_i @ T[i], one C-batched product per kernel row, added as it comes
         # (6-15% faster than one (kh, C)-batched product and a sum of kh times its size)
-        y = xp.matmul(self._rows(buf, 0, slots), t[0])  # (C, slots, Wo)
+        y = xp.matmul(self._rows(buf, 0, slots), t[0])  # (C, slots, E*Wo)
         for i in range(1, kh):
             y += xp.matmul(self._rows(buf, i, slots), t[i])
         self.shapes = x.shape, w.shape, (hq, slots, ho, wo)
-        y = y.reshape(c, n, hq // sh, wo)[:, :, :ho].transpose(1, 0, 2, 3)
-        return xp.ascontiguousarray(y)
+        y = y.reshape(c, n, hq // sh, e, wo)[:, :, :ho].transpose(1, 3, 0, 2, 4)
+        return xp.ascontiguousarray(y).reshape(n, e * c, ho, wo)
 
     def backward(self, gy, need_x, need_w):
         xp = self.xp
         (n, c, h, wd), wshape, (hq, slots, ho, wo) = self.shapes
         (sh, _), (ph, _), (dh, _) = self.stride, self.padding, self.dilation
-        kh = wshape[2]
-        # gy in the slot layout, zero in the dropped slots so they contribute nothing.
-        gys = xp.zeros((c, n, hq // sh, wo), dtype=gy.dtype)
-        gys[:, :, :ho] = gy.transpose(1, 0, 2, 3)
-        gys = gys.reshape(c, slots, wo)
+        e, kh = wshape[1], wshape[2]  # gy in the slot layout, 0 in the dropped slots:
+        gys = xp.zeros((c, n, hq // sh, e, wo), dtype=gy.dtype)
+        gys[:, :, :ho] = gy.reshape(n, e, c, ho, wo).transpose(2, 0, 3, 1, 4)
+        gys = gys.reshape(c, slots, e * wo)
         gx = gw = None
         if need_w:
-            # dT[i, c] = rows_i[c]^T @ gy for all i in one call (rows_i^T of every i as one
-            # view of the stack: a thread of the fast path then waits for the GIL once, not
-            # kh times; batch 32 3-9% faster). A tap's gradient is the sum of dT over the
-            # places where T holds that tap: dT gathered on the band, summed per tap.
+            # dT[i, c] = rows_i[c]^T @ gy for all i in one call (one view of the stack: a
+            # thread waits for the GIL once, not kh times). A tap's gradient is the sum of
+            # dT where T holds that tap: dT gathered on the band, summed per tap.
             buf = self._stack(self.x, kh, hq)
             s0, s1, s2 = buf.strides
             rows_t = _as_strided(buf, (kh, c, wd, slots), (dh * s1, s0, s2, sh * s1))
-            gt = xp.matmul(rows_t, gys)  # (kh, C, W, Wo)
-            on_band = gt.reshape(kh, c, wd * wo)[:, :, self.band.flat]  # (kh, C, band)
-            gw = xp.matmul(on_band, self.band.per_tap(gy.dtype))  # (kh, C, kw)
-            gw = gw.transpose(1, 0, 2).reshape(wshape)
+            gt = xp.matmul(rows_t, gys).reshape(kh, c, wd, e, wo)  # (kh, C, W, E*Wo)
+            gt = gt.transpose(0, 1, 3, 2, 4).reshape(kh, c, e, wd * wo)
+            on_band = gt[..., self.band.flat]  # (kh, C, E, band)
+            gw = xp.matmul(on_band, self.band.per_tap(gy.dtype))  # (kh, C, E, kw)
+            gw = xp.ascontiguousarray(gw.transpose(1, 2, 0, 3))
         if need_x:
-            # T^T built contiguous: OpenBLAS is 1.7x slower with the transposed view.
-            t_t = xp.zeros((kh, c, wo * wd), dtype=gy.dtype)
-            t_t[:, :, self.band.flat_t] = self.w_band
-            t_t = t_t.reshape(kh, c, wo, wd)
+            # T^T built contiguous (OpenBLAS is 1.7x slower with the transposed view); the
+            # E filters' T^T stacked, so that the product sums their gradients
+            t_t = xp.zeros((kh, c, e, wo * wd), dtype=gy.dtype)
+            t_t[..., self.band.flat_t] = self.w_band
+            t_t = t_t.reshape(kh, c, e * wo, wd)
             # Kernel row i sends gys @ T[i]^T (C, slots, W) back to stack rows q = r*s + i*d.
-            # Split the stack rows by phase m = q mod s, as phases[m, c, q // s]: then every
-            # kernel row's block is contiguous, which adds 8x faster than a strided one at
-            # stride 2.
+            # Split the stack rows by phase m = q mod s, as phases[m, c, q // s]: each kernel
+            # row's block is then contiguous (adds 8x faster than a strided one at stride 2).
             phases = xp.zeros((sh, c, slots + (kh - 1) * dh // sh, wd), dtype=gy.dtype)
             for i in range(kh):
                 start, m = divmod(i * dh, sh)
