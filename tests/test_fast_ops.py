@@ -197,4 +197,3 @@ def test_the_comparison_above_can_fail():
         m.op[2].weight.data = w
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(_call(mods, x, None, True)[0], good, rtol=1e-11)
-

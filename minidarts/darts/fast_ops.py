@@ -159,6 +159,7 @@ def _run_bn(fn, options, y):
 
 # --- one conv stage of E edges ----------------------------------------------------------------
 
+
 class EdgeStage(Function):
     """One DilConv stage (ReLU - depthwise - 1x1 - BN) on E edges at once:
 
