@@ -319,8 +319,8 @@ class _Depthwise:
             rows_t = _as_strided(buf, (kh, c, wd, slots), (dh * s1, s0, s2, sh * s1))
             gt = xp.matmul(rows_t, gys).reshape(kh, c, wd, e, wo)  # (kh, C, W, E*Wo)
             gt = gt.transpose(0, 1, 3, 2, 4).reshape(kh, c, e, wd * wo)
-            on_band = gt[..., self.band.flat]  # (kh, C, E, band)
-            gw = xp.matmul(on_band, self.band.per_tap(gy.dtype))  # (kh, C, E, kw)
+            on_band = gt[..., self.band.flat].reshape(kh, c * e, -1)  # (kh, C*E, band)
+            gw = xp.matmul(on_band, self.band.per_tap(gy.dtype)).reshape(kh, c, e, -1)
             gw = xp.ascontiguousarray(gw.transpose(1, 2, 0, 3))
         if need_x:
             # T^T built contiguous (OpenBLAS is 1.7x slower with the transposed view); the
