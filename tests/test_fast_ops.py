@@ -197,3 +197,12 @@ def test_the_comparison_above_can_fail():
         m.op[2].weight.data = w
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(_call(mods, x, None, True)[0], good, rtol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3"])
+def test_depthwise_in_chunks_of_images_equals_the_modules(name, monkeypatch):
+    """A large batch runs the depthwise kernel a chunk of images at a time (its arrays
+    stay in the cache): here one image a call, then two."""
+    for elements in (1, 2 * 4 * EDGES * 5 * 5):
+        monkeypatch.setattr(fast_ops, "CHUNK_ELEMENTS", elements)
+        _compare(name, 2, (3, 4, 9, 9))

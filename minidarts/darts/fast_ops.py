@@ -20,12 +20,14 @@ state is one call (`group_op`):
   the identity at stride 1 is the state itself.
 
 Each keeps only what its backward reads (in the architecture step, whose weights are
-frozen, the ReLU mask). The numbers are the edge-by-edge modules' up to rounding:
-products and sums over the edges run in another order (a pool's gradient is summed
-over the edges before its backward, not after). Where the modules of a group are not
-DARTS's as built (an affine batch norm, different settings, a layer patched or
-replaced), each edge calls its own modules. tests/test_fast_ops.py checks each
-Function against central differences and each kind of group against its modules.
+frozen, the ReLU mask), and a large batch runs the depthwise kernel a chunk of images
+at a time (CHUNK_ELEMENTS), which keeps its arrays in the cache. The numbers are the
+edge-by-edge modules' up to rounding: products and sums over the edges run in another
+order (a pool's gradient is summed over the edges before its backward, not after).
+Where the modules of a group are not DARTS's as built (fast_checks.py: an affine batch
+norm, different settings, a layer patched or replaced), each edge calls its own
+modules. tests/test_fast_ops.py checks each Function against central differences and
+each kind of group against its modules.
 """
 
 from ..engine import backend
@@ -33,68 +35,9 @@ from ..engine.autograd import Function, Tensor
 from ..engine.ops import cat
 from ..nn import batchnorm
 from ..nn.conv import _Depthwise, _Pointwise, out_size
-from ..nn.layers import BatchNorm2d, Conv2d, Identity, ReLU, Sequential
-from .operations import DilConv, FactorizedReduce, Pool, SepConv
-
-# The modules' own forward methods, as defined: a group runs as one call only while its
-# layers still compute what that call computes (a test that swaps ReLU for a smooth
-# function, or a user who patches a layer, gets the modules).
-_FORWARD = {
-    cls: cls.forward
-    for cls in (ReLU, Conv2d, BatchNorm2d, Sequential, DilConv, SepConv, Identity, Pool)
-    + (FactorizedReduce,)
-}
-
-
-def _unchanged(module):
-    """Whether the module is one of _FORWARD's classes and computes what it defines."""
-    cls = type(module)
-    return cls in _FORWARD and cls.forward is _FORWARD[cls] and "forward" not in vars(module)
-
-
-def _is_stage(block):
-    """Whether a DilConv is the four modules EdgeStage computes (as DARTS builds it)."""
-    layers = list(block.op)
-    if len(layers) != 4 or not all(_unchanged(m) for m in [block, block.op] + layers):
-        return False
-    relu, dw, pw, bn = layers
-    return (
-        type(relu) is ReLU
-        and type(dw) is Conv2d
-        and dw.bias is None
-        and dw.groups == dw.in_channels == dw.out_channels
-        and type(pw) is Conv2d
-        and pw.bias is None
-        and pw.groups == 1
-        and pw.in_channels == dw.out_channels
-        and pw.kernel_size == (1, 1)
-        and pw.stride == (1, 1)
-        and pw.padding == (0, 0)
-        and type(bn) is BatchNorm2d
-    )
-
-
-def _bn_input_shape(block, x):
-    """The shape of the BN's input (the 1x1's output) when the kernels take this call as
-    the modules would (x a 4-D CPU float tensor with the block's channels and its
-    weights' dtype, a kernel that fits the padded input); None otherwise. Off the CPU
-    Conv2d picks im2col, not the depthwise kernel; for the rest the modules raise
-    their own clear errors."""
-    _, dw, pw, _ = block.op
-    weights = (dw.weight, pw.weight)
-    if not (
-        isinstance(x, Tensor)
-        and x.ndim == 4
-        and x.shape[1] == dw.in_channels
-        and backend.is_floating(x.data)
-        and all(w.dtype == x.dtype for w in weights)
-        and all(t.device == "cpu" for t in (x, *weights))
-    ):
-        return None
-    n, _, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw_), (dh, dw_) = dw.kernel_size, dw.stride, dw.padding, dw.dilation
-    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw_, dw_)
-    return (n, pw.out_channels, ho, wo) if min(ho, wo) >= 1 else None
+from ..nn.layers import Identity, Sequential
+from .fast_checks import pools_ok, reduces_ok, stages_ok, unchanged
+from .operations import DilConv, FactorizedReduce, SepConv
 
 
 def _data(t):
@@ -102,26 +45,6 @@ def _data(t):
 
 
 # --- the batch norms of E edges as one -----------------------------------------------------
-
-
-def _bns_agree(bns):
-    """Whether the batch norms `bns` (one per edge) can run as one over their channels
-    side by side: DARTS's search layers (no weight or bias), unchanged, all set alike."""
-    a = bns[0]
-    return all(
-        type(bn) is BatchNorm2d
-        and _unchanged(bn)
-        and bn.weight is None
-        and bn.bias is None
-        and (bn.training, bn.momentum, bn.eps) == (a.training, a.momentum, a.eps)
-        and (bn.running_mean is None) == (a.running_mean is None)
-        # a cumulative average (momentum None) weighs by each layer's own count
-        and (
-            a.momentum is not None
-            or int(bn.num_batches_tracked.data) == int(a.num_batches_tracked.data)
-        )
-        for bn in bns
-    )
 
 
 def _bn_call(bns, x):
@@ -159,6 +82,54 @@ def _run_bn(fn, options, y):
 
 # --- one conv stage of E edges ----------------------------------------------------------------
 
+# Output elements per depthwise call (EdgeStage): a chunk of images at a time keeps the
+# kernel's row stack and products in the cache the two threads share (whole, they are
+# 14 MB each for an input state's 4 edges at batch 256). Measured on 2 threads, the
+# conv stages of two input states, forward and backward, ms an image at batch 32 / 64 /
+# 256: whole 2.52 / 2.43 / 2.68, 1 << 18 elements 2.50 / 2.45 / 2.36, 1 << 19 2.54 /
+# 2.37 / 2.30 (7 interleaved rounds); 1 << 16 was slower at every batch.
+CHUNK_ELEMENTS = 1 << 19
+
+
+class _DepthwiseChunks:
+    """nn/conv.py's _Depthwise, a chunk of images at a time (each image's convolution is
+    its own; the weight gradient is summed over the chunks)."""
+
+    def __init__(self, stride, padding, dilation):
+        self.geometry, self.parts = (stride, padding, dilation), []
+
+    def forward(self, x, w, relu_mask):
+        xp = backend.get_array_module(x)
+        (n, c, h, wd), (e, kh, kw) = x.shape, w.shape[1:]
+        (sh, sw), (ph, pw), (dh, dw) = self.geometry
+        ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+        step = max(1, CHUNK_ELEMENTS // (e * c * ho * wo))
+        self.x_shape = x.shape
+        out = xp.empty((n, e * c, ho, wo), dtype=x.dtype)
+        for i in range(0, n, step):
+            part = _Depthwise(*self.geometry)
+            part.forward(x[i : i + step], w, relu_mask[i : i + step], out=out[i : i + step])
+            self.parts.append((i, min(n, i + step), part))
+        return out
+
+    def forget(self, x, mask):
+        """Let go of the input (no weight gradient) or the mask (no gradient at all)."""
+        for _, _, part in self.parts:
+            part.x = None if x else part.x
+            part.mask = None if mask else part.mask
+
+    def backward(self, gy, need_x, need_w):
+        xp = backend.get_array_module(gy)
+        gx = xp.empty(self.x_shape, dtype=gy.dtype) if need_x else None
+        gw = None
+        for i, j, part in self.parts:
+            gx_part, gw_part = part.backward(gy[i:j], need_x, need_w)
+            if need_x:
+                gx[i:j] = gx_part
+            if need_w:
+                gw = gw_part if gw is None else gw + gw_part
+        return gx, gw
+
 
 class EdgeStage(Function):
     """One DilConv stage (ReLU - depthwise - 1x1 - BN) on E edges at once:
@@ -184,7 +155,7 @@ class EdgeStage(Function):
         dws, pws = weights[:e], weights[e:]
         w_dw = xp.concatenate(dws, axis=1 if shared else 0)
         self.shared, self.dw_shape, self.pw_shape = shared, dws[0].shape, pws[0].shape
-        self.depthwise = _Depthwise(stride, padding, dilation)
+        self.depthwise = _DepthwiseChunks(stride, padding, dilation)
         mask = x > 0 if relu_mask is None else relu_mask
         a = self.depthwise.forward(x, w_dw, relu_mask=mask)  # (N, E*C, Ho, Wo)
         n, ec, ho, wo = a.shape
@@ -195,10 +166,7 @@ class EdgeStage(Function):
         # keep what the backward reads (the architecture step, its weights
         # frozen, keeps only the mask)
         self.a = a if self.need_pw else None
-        if not self.need_dw:
-            self.depthwise.x = None
-        if not (self.need_x or self.need_dw):
-            self.depthwise.mask = None
+        self.depthwise.forget(x=not self.need_dw, mask=not (self.need_x or self.need_dw))
         fn, options = bn
         self.bn, y = _run_bn(fn, options, b)
         self.bn.needs_input_grad = (True,)
@@ -282,30 +250,6 @@ class EdgesFactorizedReduce(Function):
         return (gx, *g1, *g2)
 
 
-def _values_per_channel_ok(bn, n, h, w):
-    """A training batch norm needs more than one value per channel (the readable path
-    raises its own clear error there: such a call takes it)."""
-    return not (bn.training or bn.running_mean is None) or n * h * w > 1
-
-
-def _stages_ok(blocks, x):
-    """The shape of the output if the DilConv blocks (one per edge) can run as one
-    EdgeStage on x (a tensor of the shape of each edge's input), else None."""
-    if not all(_is_stage(b) for b in blocks):
-        return None
-    geometry = {
-        (dw.kernel_size, dw.stride, dw.padding, dw.dilation, dw.in_channels, pw.out_channels)
-        for _, dw, pw, _ in (b.op for b in blocks)
-    }
-    if len(geometry) != 1 or not _bns_agree([b.op[3] for b in blocks]):
-        return None
-    shapes = {_bn_input_shape(b, x) for b in blocks}
-    shape = shapes.pop()
-    if shapes or shape is None or not _values_per_channel_ok(blocks[0].op[3], shape[0], *shape[2:]):
-        return None
-    return shape
-
-
 def _stage(blocks, x, shared, mask=None):
     """The blocks' stage on x as one EdgeStage (shared: x is the state all read)."""
     _, dw, _, _ = blocks[0].op
@@ -325,28 +269,6 @@ def _stage(blocks, x, shared, mask=None):
     return y
 
 
-def _pools_ok(mods):
-    """Whether the Sequential(Pool, BatchNorm2d) of each edge computes one output for all
-    (in evaluation, only where their running statistics are equal)."""
-    if not all(type(m) is Sequential and _unchanged(m) and len(list(m)) == 2 for m in mods):
-        return False
-    pools, bns = [list(m)[0] for m in mods], [list(m)[1] for m in mods]
-    key = (pools[0].kind, pools[0].stride)
-    if not all(type(p) is Pool and _unchanged(p) and (p.kind, p.stride) == key for p in pools):
-        return False
-    if not _bns_agree(bns):
-        return False
-    first = bns[0]
-    if first.training or first.running_mean is None:
-        return True
-    xp = backend.get_array_module(first.running_mean.data)
-    return all(
-        xp.array_equal(bn.running_mean.data, first.running_mean.data)
-        and xp.array_equal(bn.running_var.data, first.running_var.data)
-        for bn in bns
-    )
-
-
 def _pools(mods, h):
     """One pool and one batch norm for all edges; each edge's layer counts the batch and
     updates its running statistics as its own call would (BatchNormTrain's `more`)."""
@@ -359,40 +281,6 @@ def _pools(mods, h):
             (_data(a["running_mean"]), _data(a["running_var"])) for a in args[1:]
         )
     return fn.apply(y, *params, **options)
-
-
-def _reduces_ok(mods, x):
-    """Whether the FactorizedReduce of each edge can run as one EdgesFactorizedReduce."""
-    first = mods[0]
-
-    def conv_ok(c):
-        return (
-            type(c) is Conv2d
-            and _unchanged(c)
-            and c.bias is None
-            and (c.kernel_size, c.stride, c.padding, c.dilation, c.groups)
-            == ((1, 1), (2, 2), (0, 0), (1, 1), 1)
-            and (c.in_channels, c.out_channels)
-            == (first.conv_1.in_channels, first.conv_1.out_channels)
-            and c.weight.dtype == x.dtype
-            and c.weight.device == "cpu"
-        )
-
-    if not all(
-        type(m) is FactorizedReduce
-        and _unchanged(m)
-        and type(m.relu) is ReLU
-        and _unchanged(m.relu)
-        and conv_ok(m.conv_1)
-        and conv_ok(m.conv_2)
-        for m in mods
-    ):
-        return False
-    if not (x.ndim == 4 and x.shape[1] == first.conv_1.in_channels and x.device == "cpu"):
-        return False
-    n, _, h, w = x.shape
-    bns = [m.bn for m in mods]
-    return _bns_agree(bns) and _values_per_channel_ok(bns[0], n, (h + 1) // 2, (w + 1) // 2)
 
 
 def _reduces(mods, x, mask):
@@ -416,24 +304,24 @@ def group_op(mods, h, mask):
     DARTS's as built, each edge calls its own (the readable numbers exactly)."""
     first = mods[0]
     if type(first) is SepConv and all(
-        type(m) is SepConv and _unchanged(m) and _unchanged(m.op) for m in mods
+        type(m) is SepConv and unchanged(m) and unchanged(m.op) for m in mods
     ):
         if all(len(list(m.op)) == 2 for m in mods):
             blocks1, blocks2 = zip(*[list(m.op) for m in mods])
-            shape = _stages_ok(blocks1, h)
+            shape = stages_ok(blocks1, h)
             # the second stage's input: one edge's first-stage output (its shape only)
             xp = backend.get_array_module(h.data)
             like = shape and Tensor(xp.broadcast_to(xp.zeros((), h.dtype), shape))
-            if shape and _stages_ok(blocks2, like):
+            if shape and stages_ok(blocks2, like):
                 y = _stage(blocks1, h, True, mask)
                 return _stage(blocks2, y, False), False
-    elif type(first) is DilConv and _stages_ok(mods, h):
+    elif type(first) is DilConv and stages_ok(mods, h):
         return _stage(mods, h, True, mask), False
-    elif type(first) is Sequential and _pools_ok(mods):
+    elif type(first) is Sequential and pools_ok(mods):
         return _pools(mods, h), True
-    elif all(type(m) is Identity and _unchanged(m) for m in mods):
+    elif all(type(m) is Identity and unchanged(m) for m in mods):
         return h, True
-    elif type(first) is FactorizedReduce and _reduces_ok(mods, h):
+    elif type(first) is FactorizedReduce and reduces_ok(mods, h):
         return _reduces(mods, h, mask), False
     outs = [m(h) for m in mods]
     return (cat(outs, dim=1) if len(outs) > 1 else outs[0]), False

@@ -63,7 +63,9 @@ class Network(nn.Module):
     nodes per cell; multiplier: how many of them the cell output concatenates;
     in_channels: 1 for MNIST, 3 for CIFAR; seed: the initial weights and alpha come
     from generators seeded with it (the global one is left alone), or with None from
-    the global generator of minidarts.manual_seed."""
+    the global generator of minidarts.manual_seed. fast: on the CPU, run each cell's
+    edges batched and on threads (darts/fast_cell.py: the same numbers up to rounding);
+    False keeps to the readable Cell.forward."""
 
     def __init__(
         self,

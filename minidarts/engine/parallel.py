@@ -86,8 +86,8 @@ def num_threads():
 
 def set_num_threads(n):
     """Use `n` threads for CPU backward passes and the search cell's fast forward (1:
-    the serial loop and the readable cell). Returns the old value. The numbers are the
-    same to the bit for every n."""
+    the serial loop, and the fast cell's jobs in order). Returns the old value. The
+    numbers are the same to the bit for every n."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     old = num_threads()

@@ -58,10 +58,9 @@ Three kernels compute it, all vectorised (Python loops run over kernel taps only
    i*d, step s), so y = sum_i rows_i @ T[i] is kh channel-batched BLAS products: W/kw
    times the useful work, but BLAS is faster than that on short rows.
 
-   Measured on 2 CPU cores, batch 64, 16 channels, 14x14, 5x5 (forward, ms): per-tap
-   shift-and-add 4.6, windows + einsum 9.0 (2.8 with optimize=True), one full 2-D
-   Toeplitz matrix per channel 1.0, im2col 7.4, banded rows 0.7. On a GPU im2col is the
-   fastest, so there depthwise convolutions take kernel 1.
+   Measured (2 CPU cores, batch 64, 16 channels, 14x14, 5x5, forward, ms): per-tap shift
+   and add 4.6, windows + einsum 9.0 (2.8 optimized), one 2-D Toeplitz matrix per channel
+   1.0, im2col 7.4, banded rows 0.7. On a GPU im2col is fastest: kernel 1 takes them there.
 """
 
 from ..engine import backend
@@ -239,15 +238,14 @@ class _Depthwise:
     (C, E, kh, kw): E filters per channel, output channel e*C + c (the E search edges
     reading one state, darts/fast_ops.py), T[i, c] the E matrices side by side.
 
-        buf (C, N*Hq + tail, W):  rows n*Hq + p .. n*Hq + p + H - 1 hold x[n, c], the
-                                  rest are zero.
+        buf (C, N*Hq + tail, W): rows n*Hq + p .. n*Hq + p + H - 1 hold x[n, c], zeros else
 
     Between two images, one's bottom padding is the next's top: Hq = H + p (not H + 2p),
     rounded up to a multiple of s, at least Ho*s: 6-18% fewer rows to multiply.
 
     Output slot r = n*Hq/s + h reads buf rows r*s + i*d = n*Hq + h*s + i*d, exactly the
-    rows of image n and its padding; slots h >= Ho are computed and dropped (forward)
-    or fed zeros (backward)."""
+    rows of image n and its padding; slots h >= Ho are computed and dropped (forward) or
+    fed zeros (backward)."""
 
     def __init__(self, stride, padding, dilation):
         self.stride, self.padding, self.dilation, self.mask = stride, padding, dilation, None
@@ -271,22 +269,21 @@ class _Depthwise:
         sh, dh = self.stride[0], self.dilation[0]
         return buf[:, i * dh : i * dh + sh * slots : sh]
 
-    def forward(self, x, w, relu_mask=None):
+    def forward(self, x, w, relu_mask=None, out=None):
         """conv(x, w); conv(relu(x), w) given relu_mask = x > 0, the ReLU fused into the
-        stack copy and the gradient's gather (the same x * mask and gx * mask)."""
+        stack copy and the gradient's gather (the same x * mask and gx * mask); into
+        `out` where given."""
         xp = self.xp = _xp(x)
         self.mask = relu_mask
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        (n, c, h, wd), (kh, kw) = x.shape, w.shape[2:]
+        (n, c, h, wd), (e, kh, kw) = x.shape, w.shape[1:]
         ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
         hq = -(-max(h + ph, ho * sh) // sh) * sh
         slots = n * hq // sh
         buf = self._stack(x, kh, hq)
-        # Backward rebuilds the stack from x (kept anyway) for the weight gradient:
-        # keeping the stack cost a step 961 against 802 MB at batch 64, at the same speed.
-        self.x = x
+        # Backward rebuilds the stack from x (kept anyway) for the weight gradient: keeping
+        self.x = x  # the stack cost a step 961 against 802 MB at batch 64, at the same speed
         self.band = _band(xp, backend.device_of(x), wd, wo, kw, sw, pw, dw)
-        e = w.shape[1]
         # every tap's weight at each place it sits in T: (kh, C, E, band entries)
         self.w_band = w.transpose(2, 0, 1, 3)[..., self.band.tap]
         t = xp.zeros((kh, c, e, wd * wo), dtype=w.dtype)
@@ -299,7 +296,10 @@ class _Depthwise:
             y += xp.matmul(self._rows(buf, i, slots), t[i])
         self.shapes = x.shape, w.shape, (hq, slots, ho, wo)
         y = y.reshape(c, n, hq // sh, e, wo)[:, :, :ho].transpose(1, 3, 0, 2, 4)
-        return xp.ascontiguousarray(y).reshape(n, e * c, ho, wo)
+        if out is None:
+            return xp.ascontiguousarray(y).reshape(n, e * c, ho, wo)
+        out.reshape(y.shape)[...] = y
+        return out
 
     def backward(self, gy, need_x, need_w):
         xp = self.xp
