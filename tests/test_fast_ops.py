@@ -206,3 +206,45 @@ def test_depthwise_in_chunks_of_images_equals_the_modules(name, monkeypatch):
     for elements in (1, 2 * 4 * EDGES * 5 * 5):
         monkeypatch.setattr(fast_ops, "CHUNK_ELEMENTS", elements)
         _compare(name, 2, (3, 4, 9, 9))
+
+
+def test_the_checks_are_answered_once_until_a_module_changes(monkeypatch):
+    """fast_checks answers whether a group may run as one call once, and asks again
+    after any change made through the Module API (an instance's forward, a setting, a
+    layer replaced), a class's forward replaced, or a weight's dtype changed behind the
+    Module's back: each then runs the edges' own modules."""
+    from minidarts.darts import fast_checks
+
+    checked = []
+    real = fast_checks._check_stages
+    monkeypatch.setattr(fast_checks, "_check_stages", lambda *a: checked.append(1) or real(*a))
+    rng = np.random.default_rng(5)
+    x = md.tensor(rng.standard_normal((2, 4, 8, 8)))
+
+    def grouped(mods):
+        y, _ = fast_ops.group_op(mods, x, x.data > 0)
+        return type(y._ctx) is fast_ops.EdgeStage if y._ctx is not None else None
+
+    mods = _edges("dil_conv_3x3", 1)
+    for m in mods:
+        for p in m.parameters():
+            p.requires_grad = True
+    assert grouped(mods) and grouped(mods) and len(checked) == 1  # answered once
+    dw = mods[1].op[1]
+    dw.forward = lambda t: type(dw).forward(dw, t) * 2.0  # an instance's forward
+    assert grouped(mods) is False and len(checked) == 2
+    del dw.forward
+    assert grouped(mods) and len(checked) == 3
+    mods[2].op[3].eps = 1e-3  # a setting that differs between edges
+    assert grouped(mods) is False
+    mods[2].op[3].eps = mods[0].op[3].eps
+    assert grouped(mods)
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, t: t * 1.0)  # a class's forward
+    assert grouped(mods) is False
+    monkeypatch.undo()
+    monkeypatch.setattr(fast_checks, "_check_stages", lambda *a: checked.append(1) or real(*a))
+    assert grouped(mods)
+    pw = mods[0].op[2].weight
+    pw.data = pw.data.astype(np.float32)  # behind the Module's back: no change counted
+    with pytest.raises((TypeError, ValueError)):  # the modules' own clear error
+        fast_ops.group_op(mods, x, x.data > 0)

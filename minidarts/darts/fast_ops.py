@@ -250,14 +250,21 @@ class EdgesFactorizedReduce(Function):
         return (gx, *g1, *g2)
 
 
-def _stage(blocks, x, shared, mask=None):
+def _stage_weights(blocks, dtype):
+    """The blocks' depthwise and 1x1 weights, or None where one is not of `dtype` (a
+    Tensor's data can be replaced after fast_checks answered for these blocks)."""
+    dws, pws = [b.op[1].weight for b in blocks], [b.op[2].weight for b in blocks]
+    return (dws, pws) if all(w.dtype == dtype for w in dws + pws) else None
+
+
+def _stage(blocks, weights, x, shared, mask=None):
     """The blocks' stage on x as one EdgeStage (shared: x is the state all read)."""
     _, dw, _, _ = blocks[0].op
     fn, options, write_back = _bn_call([b.op[3] for b in blocks], x)
     y = EdgeStage.apply(
         x,
-        *[b.op[1].weight for b in blocks],
-        *[b.op[2].weight for b in blocks],
+        *weights[0],
+        *weights[1],
         shared=shared,
         stride=dw.stride,
         padding=dw.padding,
@@ -313,10 +320,14 @@ def group_op(mods, h, mask):
             xp = backend.get_array_module(h.data)
             like = shape and Tensor(xp.broadcast_to(xp.zeros((), h.dtype), shape))
             if shape and stages_ok(blocks2, like):
-                y = _stage(blocks1, h, True, mask)
-                return _stage(blocks2, y, False), False
+                w1, w2 = _stage_weights(blocks1, h.dtype), _stage_weights(blocks2, h.dtype)
+                if w1 and w2:
+                    y = _stage(blocks1, w1, h, True, mask)
+                    return _stage(blocks2, w2, y, False), False
     elif type(first) is DilConv and stages_ok(mods, h):
-        return _stage(mods, h, True, mask), False
+        weights = _stage_weights(mods, h.dtype)
+        if weights:
+            return _stage(mods, weights, h, True, mask), False
     elif type(first) is Sequential and pools_ok(mods):
         return _pools(mods, h), True
     elif all(type(m) is Identity and unchanged(m) for m in mods):

@@ -10,7 +10,7 @@ from ..engine.autograd import Tensor
 from . import functional as F
 from . import init
 from .arguments import pair
-from .module import Module, Parameter, _empty
+from .module import Module, Parameter, _empty, note_change
 
 # --- layers with weights ---------------------------------------------------------------
 
@@ -372,6 +372,7 @@ class ModuleList(Module):
         if not isinstance(module, Module):
             raise TypeError(f"ModuleList: expected a Module, got {type(module).__name__}")
         self._modules[list(self._modules)[index]] = module  # same key, same place
+        note_change()
 
     def append(self, module):
         """Add `module` at the end; returns self."""

@@ -39,6 +39,22 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+# Moves whenever any module is changed through its own methods (an attribute, a
+# parameter, buffer or sub-module set or removed, train/eval, to()): a cache of checks
+# on modules (darts/fast_checks.py) is valid while it stays the same.
+_changes = [0]
+
+
+def changes():
+    """A number that moves whenever any Module is changed through the Module API."""
+    return _changes[0]
+
+
+def note_change():
+    """Move changes(): for a container that changes its registry directly."""
+    _changes[0] += 1
+
+
 def _empty(shape, device=None):
     """A float32 array of zeros on `device` (default: the default device), to be filled
     by an initialiser."""
@@ -63,6 +79,7 @@ class Module:
 
     # --- registration --------------------------------------------------------------
     def __setattr__(self, name, value):
+        _changes[0] += 1
         if "_parameters" not in self.__dict__:
             raise AttributeError(
                 f"cannot assign {name!r} before Module.__init__() is called: call "
@@ -102,6 +119,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
+        _changes[0] += 1
         if not self._forget(name):
             object.__delattr__(self, name)
 
@@ -122,12 +140,14 @@ class Module:
                 f"register_parameter({name!r}): expected an nn.Parameter or None, got "
                 f"{type(param).__name__}"
             )
+        _changes[0] += 1
         self._forget(name)
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
         """Register a state tensor that is not learned (e.g. running statistics): it
         moves with to(), and is saved in state_dict() unless persistent=False."""
+        _changes[0] += 1
         self._forget(name)
         self._buffers[name] = _as_buffer(tensor, name)
         if not persistent:
@@ -137,6 +157,7 @@ class Module:
         """Register a sub-module under `name` (what attribute assignment does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module({name!r}): expected a Module, got {type(module).__name__}")
+        _changes[0] += 1
         self._forget(name)
         self._modules[name] = module
 
@@ -211,6 +232,7 @@ class Module:
     # --- modes, gradients, calling ---------------------------------------------------
     def train(self, mode=True):
         """Set training mode (BatchNorm uses batch statistics) on the whole tree."""
+        _changes[0] += 1
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
@@ -311,6 +333,7 @@ class Module:
         place (the Parameter objects stay the same); returns self. Build optimisers
         after moving, as in PyTorch."""
         device = backend.check_device(device)
+        _changes[0] += 1
         for t in list(self.parameters()) + list(self.buffers()):
             t.data = backend.to_device(t.data, device)
             if t.grad is not None:
