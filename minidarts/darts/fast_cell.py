@@ -1,11 +1,13 @@
 """The fast path of the search cell: eq. (1) and (2) with the edges batched and run side by side.
 
 cell.py's Cell.forward is eq. (1) as a reader should meet it, one edge after another,
-each edge a MixedOp (eq. 2) of 7 candidate operations: about 250 Functions a cell, and
-one core idle. This computes the same numbers up to rounding:
+each edge a MixedOp (eq. 2) of 7 candidate operations: about 760 Functions in the
+paper's network, each paying its Python time whatever the batch, and one core idle.
+This computes the same numbers up to rounding:
 
 - the E edges that read one state run each operation as one call (fast_ops.py,
-  `group_op`): 78 Functions for the paper's cell, not 249;
+  `group_op`): 78 Functions for the paper's network (249 with the edges one at a
+  time, each conv stage already one Function);
 - eq. (2) for those E edges is one Function, MixedSumEdges, and each node's sum over
   its incoming edges (eq. 1) one more, NodeSum, in Cell.forward's order;
 - the calls run on engine/parallel.py's threads as soon as the state they read is
@@ -13,7 +15,7 @@ one core idle. This computes the same numbers up to rounding:
   node 0 is summed, and so on); the backward runs on the threads too.
 
 The forward, every gradient and the BN statistics equal the readable path's up to
-rounding (tests/test_fast_cell.py: float64, relative 1e-12): the sums over edges run
+rounding (tests/test_fast_cell.py: float64, relative 1e-11): the sums over edges run
 in another order, so the last bits differ, and a search drifts from the readable
 path's by float32 rounding (set MINIDARTS_FAST_CELL=0 to run the readable path, whose
 numbers the records of earlier versions reproduce).
@@ -25,8 +27,8 @@ small for the threads to pay (pays below: under about batch 12 in the search net
 `Network(..., fast=False)` or `network.fast = False` takes the readable path, and so
 does every network while the environment variable MINIDARTS_FAST_CELL is 0: the tests
 of the classroom tasks set it (tests/conftest.py), as they must exercise the student's
-Cell.forward. The student copy leaves this file and fast_ops.py out
-(classroom/assign.py, TEACHER_ONLY): they compute eq. (1) and eq. (2).
+Cell.forward. The student copy leaves this file out (classroom/assign.py,
+TEACHER_ONLY): it computes eq. (1) and eq. (2).
 """
 
 import functools
