@@ -250,11 +250,13 @@ class EdgesFactorizedReduce(Function):
         return (gx, *g1, *g2)
 
 
-def _stage_weights(blocks, dtype):
-    """The blocks' depthwise and 1x1 weights, or None where one is not of `dtype` (a
-    Tensor's data can be replaced after fast_checks answered for these blocks)."""
+def _stage_weights(blocks, x):
+    """The blocks' depthwise and 1x1 weights, or None where one is not of x's dtype or
+    kind of array (a Tensor's data can be replaced after fast_checks answered for these
+    blocks, without the Module knowing)."""
     dws, pws = [b.op[1].weight for b in blocks], [b.op[2].weight for b in blocks]
-    return (dws, pws) if all(w.dtype == dtype for w in dws + pws) else None
+    kind = (x.dtype, type(x.data))
+    return (dws, pws) if all((w.dtype, type(w.data)) == kind for w in dws + pws) else None
 
 
 def _stage(blocks, weights, x, shared, mask=None):
@@ -320,12 +322,12 @@ def group_op(mods, h, mask):
             xp = backend.get_array_module(h.data)
             like = shape and Tensor(xp.broadcast_to(xp.zeros((), h.dtype), shape))
             if shape and stages_ok(blocks2, like):
-                w1, w2 = _stage_weights(blocks1, h.dtype), _stage_weights(blocks2, h.dtype)
+                w1, w2 = _stage_weights(blocks1, h), _stage_weights(blocks2, h)
                 if w1 and w2:
                     y = _stage(blocks1, w1, h, True, mask)
                     return _stage(blocks2, w2, y, False), False
     elif type(first) is DilConv and stages_ok(mods, h):
-        weights = _stage_weights(mods, h.dtype)
+        weights = _stage_weights(mods, h)
         if weights:
             return _stage(mods, weights, h, True, mask), False
     elif type(first) is Sequential and pools_ok(mods):
