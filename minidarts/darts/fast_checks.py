@@ -107,12 +107,13 @@ def values_per_channel_ok(bn, n, h, w):
 
 # stages_ok's answers, by the group's first block: (a weak reference to it, changes()
 # when answered, the question, the answer). The checks walk every layer of every edge,
-# and a step asks 60 times: their Python time was 12% of a step at batch 1, which the
-# threads wait for in turn (a step at batch 32 took 13% less with them answered once,
-# measured as an upper bound). An answer holds while no module changed through the
-# Module API (nn/module.py, changes(): attributes, parameters, sub-modules, train/eval,
-# to()) and no class's forward was replaced; the weights' dtypes are checked at every
-# call (fast_ops.py), as a Tensor's data can be replaced without the Module knowing.
+# and a step asks 60 times: their Python time was about 12% of a step at batch 1, which
+# the threads wait for in turn (a step at batch 32 took 13% less with them answered
+# once in one in-process A/B, 3% less in another). An answer holds while no module
+# changed through the Module API (nn/module.py, changes(): attributes, parameters,
+# sub-modules, train/eval, to()) and no class's forward was replaced; the weights'
+# dtype and kind of array are checked at every call (fast_ops.py), as a Tensor's data
+# can be replaced without the Module knowing.
 _ANSWERS = {}
 
 
