@@ -4,7 +4,12 @@ The GPU-missing paths are tested here on any machine by monkeypatching the CuPy
 module the backend sees (`backend._cupy`): None (not installed) or a stand-in
 whose CUDA runtime reports no device or fails."""
 
+import os
+import platform
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,8 +219,8 @@ def test_gpu_available_is_false_when_cupy_sees_no_device(monkeypatch):
 
 
 def test_keep_freed_memory_sets_glibc_malloc(monkeypatch):
-    """The mallopt calls (glibc's parameter numbers): mmap threshold 32 MB, trim
-    threshold 512 MB, one arena for every thread; skipped by MINIDARTS_MALLOC_TUNING=0,
+    """The mallopt calls (glibc's parameter numbers): mmap threshold 32 MB, trimming
+    off (trim threshold -1), one arena for every thread; skipped by MINIDARTS_MALLOC_TUNING=0,
     and False where the C library cannot be loaded."""
     import ctypes
 
@@ -229,7 +234,7 @@ def test_keep_freed_memory_sets_glibc_malloc(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
     monkeypatch.delenv("MINIDARTS_MALLOC_TUNING", raising=False)
     assert backend.keep_freed_memory() is True
-    assert sorted(calls) == [(-8, 1), (-3, 32 << 20), (-1, 512 << 20)]
+    assert sorted(calls) == [(-8, 1), (-3, 32 << 20), (-1, -1)]
 
     calls.clear()
     monkeypatch.setenv("MINIDARTS_MALLOC_TUNING", "0")
@@ -241,3 +246,45 @@ def test_keep_freed_memory_sets_glibc_malloc(monkeypatch):
     monkeypatch.delenv("MINIDARTS_MALLOC_TUNING")
     monkeypatch.setattr(ctypes, "CDLL", missing)
     assert backend.keep_freed_memory() is False
+
+
+# Grows the heap by 60 arrays of 12.8 MB (770 MB, more than the 512 MB trim threshold
+# of an earlier version), frees them, and prints how far the heap's end (sbrk(0)) moved
+# back. Run in a child process: the settings are process-wide.
+_HEAP_PROBE = """
+import ctypes, numpy as np
+import minidarts
+libc = ctypes.CDLL("libc.so.6")
+libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_long]
+for _ in range(2):  # glibc's default mmaps the first round's arrays, the second's not
+    arrays = [np.ones(3_200_000, np.float32) for _ in range(60)]
+    grown = libc.sbrk(0)
+    arrays.clear()
+print((grown - libc.sbrk(0)) >> 20)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="glibc's malloc only",
+)
+def test_freed_memory_stays_with_the_process():
+    """After `import minidarts`, freeing 770 MB at the top of the heap gives none of
+    it back to the system (the next step would page-fault it in again); with
+    MINIDARTS_MALLOC_TUNING=0, glibc's default gives most of it back, which shows the
+    probe can tell the two apart."""
+
+    def freed_back(tuning):
+        env = {**os.environ, "MINIDARTS_MALLOC_TUNING": tuning}
+        proc = subprocess.run(
+            [sys.executable, "-c", _HEAP_PROBE],
+            env=env,
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(proc.stdout)
+
+    assert freed_back("1") == 0
+    assert freed_back("0") > 500

@@ -162,8 +162,13 @@ def keep_freed_memory():
     glibc serves each one with a fresh mmap (arrays over 128 KB) and returns it on
     free, so the next array of the same size page-faults its memory back in, one
     4 KB page at a time: a third of the time of a DARTS step on the CPU went there.
-    Raising the mmap threshold (to 32 MB) and the trim threshold (to 512 MB) lets
-    freed blocks be reused at once; the peak memory stays the same.
+    Raising the mmap threshold (to 32 MB) lets freed blocks be reused at once, and
+    turning trimming off (M_TRIM_THRESHOLD = -1, mallopt(3)) keeps the heap's top: with
+    a trim threshold of 512 MB, the search network at batch 256 (a heap of 1.3 GB, 600
+    MB of it freed at once at the end of a backward pass) still gave the top back in
+    about one process in two, and page-faulted it in again, ~230 times per image, at
+    the next step: batch 256 then cost 10-30% more per image than batch 64. The peak
+    memory stays the same; what a step frees stays with the process for the next one.
 
     One arena for every thread (M_ARENA_MAX = 1): engine/parallel.py's threads would
     otherwise each get an arena of their own, made of heaps of at most 64 MB that
@@ -183,7 +188,8 @@ def keep_freed_memory():
         libc = ctypes.CDLL("libc.so.6")
         # from glibc's <malloc.h>
         m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-        settings = ((m_mmap_threshold, 32 << 20), (m_trim_threshold, 512 << 20), (m_arena_max, 1))
+        # a trim threshold of -1 never trims (mallopt(3))
+        settings = ((m_mmap_threshold, 32 << 20), (m_trim_threshold, -1), (m_arena_max, 1))
         return all([bool(libc.mallopt(param, value)) for param, value in settings])
     except (OSError, AttributeError):
         return False
