@@ -90,6 +90,47 @@ def test_shared_parameters_are_listed_once():
     assert nn.count_parameters(seq) == 12
 
 
+def test_parameter_lists_follow_every_change_of_the_tree(monkeypatch):
+    """parameters() is kept between changes (nn/module.py's _named_members): asked twice,
+    the tree is walked once; every way of changing it through the API is seen."""
+    net = nn.ModuleList([nn.Linear(3, 4), nn.BatchNorm2d(2), nn.Linear(4, 2)])
+    names = [n for n, _ in net.named_parameters()]
+    walks = []
+    walk = nn.Module.named_modules
+    monkeypatch.setattr(
+        nn.Module, "named_modules", lambda *a, **k: walks.append(1) or walk(*a, **k)
+    )
+    assert [n for n, _ in net.named_parameters()] == names and walks == []
+    assert len(list(net.buffers())) == 3 and len(walks) == 1  # another registry: one walk
+
+    def listed():
+        return [n for n, _ in net.named_parameters()]
+
+    extra = nn.Parameter(md.tensor(np.ones(2, np.float32)))
+    net[0].scale = extra  # assigned
+    assert "0.scale" in listed()
+    del net[0].scale  # removed
+    assert "0.scale" not in listed()
+    net[1].register_parameter("shift", extra)
+    assert "1.shift" in listed()
+    wider = nn.Linear(4, 5)
+    assert "2.weight" in listed()
+    net[2] = wider  # a container's slot replaced
+    assert [p.shape for n, p in net.named_parameters() if n.startswith("2.")] == [(5, 4), (5,)]
+    table = nn.ParameterDict({"a": nn.Parameter(md.tensor(np.zeros(6, np.float32)))})
+    net.add_module("table", table)
+    other = nn.Parameter(md.tensor(np.zeros(3, np.float32)))
+    assert "table.a" in listed()  # listed (and kept) before the change
+    table["a"] = other  # a ParameterDict entry replaced in place
+    assert dict(net.named_parameters())["table.a"] is other
+    row = nn.ParameterList([nn.Parameter(md.tensor(np.zeros(4, np.float32)))])
+    net.add_module("row", row)
+    last = nn.Parameter(md.tensor(np.zeros(5, np.float32)))
+    assert "row.0" in listed()
+    row[0] = last  # a ParameterList entry replaced
+    assert dict(net.named_parameters())["row.0"] is last
+
+
 def test_assignment_errors():
     class Early(nn.Module):
         def __init__(self):

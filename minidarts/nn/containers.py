@@ -14,7 +14,7 @@ Modules whose entries are registered parameters, so
 The hypernetworks (darts/hypernet.py) keep their matrices in them.
 """
 
-from .module import Module, Parameter
+from .module import Module, Parameter, note_change
 
 
 def _as_parameter(value, where):
@@ -48,6 +48,7 @@ class ParameterDict(Module):
             raise KeyError(f"ParameterDict: {key!r} is an attribute of the module itself")
         value = _as_parameter(value, f"ParameterDict[{key!r}]")
         if key in self._parameters:
+            note_change()
             self._parameters[key] = value  # a replaced entry keeps its place, as in torch
         else:
             self.register_parameter(key, value)
@@ -110,6 +111,7 @@ class ParameterList(Module):
     def __setitem__(self, index, value):
         key = list(self._parameters)[index]  # IndexError for an index out of range
         self._parameters[key] = _as_parameter(value, f"ParameterList[{index}]")
+        note_change()
 
     def append(self, value):
         """Add a Parameter at the end; returns self."""

@@ -197,6 +197,19 @@ class Module:
             yield m
 
     def _named_members(self, registry, recurse):
+        # The walk over the search network's ~750 modules took ~3 ms, and a search step
+        # asks for its parameters several times (zero_grad, clipping, the architecture
+        # step): the list is kept while no module changes (changes() above).
+        cache = self.__dict__.get("_members")
+        if cache is None or cache[0] != _changes[0]:
+            cache = (_changes[0], {})
+            object.__setattr__(self, "_members", cache)  # not a change of the module
+        members = cache[1].get((registry, recurse))
+        if members is None:
+            members = cache[1][registry, recurse] = list(self._walk_members(registry, recurse))
+        return iter(members)
+
+    def _walk_members(self, registry, recurse):
         seen = set()
         modules = self.named_modules() if recurse else [("", self)]
         for prefix, module in modules:
