@@ -423,7 +423,12 @@ def test_overwrite_moves_the_old_run_aside(work):
     assert os.path.exists(work / "plain" / "checkpoint.npz")
 
 
-def test_default_names_never_collide(tmp_path):
+def test_default_names_never_collide(tmp_path, monkeypatch):
+    # the clock held still: two calls within one second (the case that collides) even
+    # where the machine is slow enough to cross a second between them
+    monkeypatch.setattr(
+        runfolder.time, "strftime", lambda fmt: fmt.replace("%Y%m%d-%H%M%S", "20261201-120000")
+    )
     a = runfolder.default_folder(str(tmp_path), "search")
     os.makedirs(a)
     b = runfolder.default_folder(str(tmp_path), "search")
