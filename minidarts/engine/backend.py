@@ -166,8 +166,8 @@ def keep_freed_memory():
     turning trimming off (M_TRIM_THRESHOLD = -1, mallopt(3)) keeps the heap's top: with
     a trim threshold of 512 MB, the search network at batch 256 (a heap of 1.3 GB, 600
     MB of it freed at once at the end of a backward pass) still gave the top back in
-    about one process in two, and page-faulted it in again, ~230 times per image, at
-    the next step: batch 256 then cost 10-30% more per image than batch 64. The peak
+    3 processes of 8, and page-faulted it in again, ~230 times per image, at the next
+    step: batch 256 then cost 10-30% more per image than batch 64 (none of 8 since). The peak
     memory stays the same; what a step frees stays with the process for the next one.
 
     One arena for every thread (M_ARENA_MAX = 1): engine/parallel.py's threads would

@@ -225,7 +225,8 @@ class Module:
         return self._named_members("_parameters", recurse)
 
     def parameters(self, recurse=True):
-        """The Parameters of this module and (recurse=True) its descendants."""
+        """The Parameters of this module and (recurse=True) its descendants. The list is
+        kept until a module changes through the Module API (changes())."""
         for _, p in self.named_parameters(recurse):
             yield p
 
