@@ -41,7 +41,8 @@ class Parameter(Tensor):
 
 # Moves whenever any module is changed through its own methods (an attribute, a
 # parameter, buffer or sub-module set or removed, train/eval, to()): a cache of checks
-# on modules (darts/fast_checks.py) is valid while it stays the same.
+# on modules (darts/fast_checks.py) and the lists of parameters() and buffers()
+# (_named_members below) are valid while it stays the same.
 _changes = [0]
 
 
