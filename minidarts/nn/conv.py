@@ -55,10 +55,9 @@ Three kernels compute it, all vectorised (Python loops run over kernel taps only
 
    With the channels first and every image's rows stacked (zero padding rows between them),
    (C, N*Hq, W), the input rows that kernel row i reads are again a strided view (start
-   i*d, step s), so y = sum_i rows_i @ T[i]. Copied side by side, an output row's kh input
-   rows are one row of kh*W values, and the sum is one channel-batched BLAS product with
-   T's kh blocks stacked: W/kw times the useful work, but BLAS is faster than that on
-   short rows.
+   i*d, step s), so y = sum_i rows_i @ T[i]: with an output row's kh input rows copied side
+   by side, one channel-batched BLAS product with T's kh blocks stacked. W/kw times the
+   useful work, but BLAS is faster than that on short rows.
 
    Measured (2 CPU cores, batch 64, 16 channels, 14x14, 5x5, forward, ms): per-tap shift
    and add 4.6, windows + einsum 9.0 (2.8 optimized), one 2-D Toeplitz matrix per channel
@@ -201,11 +200,9 @@ class _Pointwise:
 
 
 class _Band:
-    """Where the taps of a kernel row sit in T (W x Wo): for every tap j that falls on a
-    real (not padding) input column u = wo*s + j*d - p, its column u and row wo, its
-    flat index wo*W + u in T^T (`flat_t`), j (`tap`), and for E filters side by side its
-    flat index in T laid out (W, E, Wo) (`flat_e`). Built once per geometry (_band): it
-    took ~40 us a call, a quarter of a small convolution's cost."""
+    """Where the taps of a kernel row sit in T (W x Wo): each tap j on a real (not padding)
+    input column u = wo*s + j*d - p, its u, wo, j (`tap`) and flat index wo*W + u in T^T
+    (`flat_t`). Built once per geometry (_band): ~40 us, a quarter of a small convolution."""
 
     def __init__(self, xp, w_in, wo, kw, s, p, d):
         out_col = xp.repeat(xp.arange(wo), kw)
@@ -213,21 +210,15 @@ class _Band:
         in_col = out_col * s + tap * d - p
         keep = (in_col >= 0) & (in_col < w_in)
         self.tap, in_col, out_col = tap[keep], in_col[keep], out_col[keep]
-        self.flat_t = out_col * w_in + in_col
-        self.in_col, self.out_col, self.wo = in_col, out_col, wo
-        self.xp, self.kw, self._per_tap, self._flat_e = xp, kw, {}, {}
+        self.flat_t, self.in_col, self.out_col = out_col * w_in + in_col, in_col, out_col
+        self.xp, self.kw, self.wo, self._per_tap, self._flat_e = xp, kw, wo, {}, {}
 
     def flat_e(self, e):
-        """For E filters side by side, T laid out (W, E, Wo): the flat index of each band
-        entry of filter k, (E * entries), filter k's entries at k * entries: T is built,
-        and its gradient read, in the layout the products use, without a transposing copy."""
-        flat = self._flat_e.get(e)
-        if flat is None:
-            xp, wo = self.xp, self.wo
-            k = xp.arange(e)[:, None]
-            flat = (self.in_col * (e * wo) + k * wo + self.out_col).reshape(-1)
-            self._flat_e[e] = flat
-        return flat
+        """The entries' flat indices in T laid out (W, E, Wo) (no transposing copy)."""
+        if e not in self._flat_e:  # (E, entries): filter k's T begins k*Wo into a row of E*Wo
+            k = self.xp.arange(e)[:, None] * self.wo
+            self._flat_e[e] = (self.in_col * (e * self.wo) + k + self.out_col).reshape(-1)
+        return self._flat_e[e]
 
     def per_tap(self, dtype):
         """The (band entries x kw) 0/1 matrix that sums the entries of each tap."""
@@ -295,19 +286,15 @@ class _Depthwise:
         # Backward rebuilds the stack from x (kept anyway) for the weight gradient: keeping
         self.x = x  # the stack cost a step 961 against 802 MB at batch 64, at the same speed
         self.band = _band(xp, backend.device_of(x), wd, wo, kw, sw, pw, dw)
-        # every tap's weight at each place it sits in T: (C, kh, E, band entries)
+        # every tap's weight at each place it sits in T (C, kh, E, band entries), then T
         self.w_band = w.transpose(0, 2, 1, 3)[..., self.band.tap]
-        t = xp.zeros((c, kh, wd * e * wo), dtype=w.dtype)  # T[c, i] side by side: (C, kh*W, E*Wo)
+        t = xp.zeros((c, kh, wd * e * wo), dtype=w.dtype)
         t[..., self.band.flat_e(e)] = self.w_band.reshape(c, kh, -1)
-        # y = sum_i rows_i @ T[i] as one C-batched product: slot r's kh rows side by side,
-        # (C, slots, kh*W), times T's kh blocks stacked. One copy of the rows, and one
-        # product with kh times the depth, instead of kh products added up: 10% faster at
-        # batch 32 and 128, and 2 + kh fewer calls, each a hand-over of the GIL between threads
-        # (a copy: a view whose rows overlap takes NumPy's loops, not BLAS, 1.5x slower)
-        s0, s1, s2 = buf.strides
-        rows = _as_strided(buf, (c, slots, kh, wd), (s0, sh * s1, dh * s1, s2))
-        rows = xp.ascontiguousarray(rows).reshape(c, slots, kh * wd)
-        y = xp.matmul(rows, t.reshape(c, kh * wd, e * wo))
+        # slot r's kh rows side by side (a copy: NumPy skips BLAS for overlapping rows) times
+        # T's kh blocks: 14-24% faster than kh products added up (batch 1-256), fewer calls
+        (s0, s1, s2), shape = buf.strides, (c, slots, kh, wd)
+        rows = xp.ascontiguousarray(_as_strided(buf, shape, (s0, sh * s1, dh * s1, s2)))
+        y = xp.matmul(rows.reshape(c, slots, kh * wd), t.reshape(c, kh * wd, e * wo))
         self.shapes = x.shape, w.shape, (hq, slots, ho, wo)
         y = y.reshape(c, n, hq // sh, e, wo)[:, :, :ho].transpose(1, 3, 0, 2, 4)
         if out is None:
@@ -334,7 +321,7 @@ class _Depthwise:
             gt = xp.matmul(rows_t, gys).reshape(kh, c, -1)  # (kh, C, W*E*Wo)
             on_band = gt[..., self.band.flat_e(e)].reshape(kh, c * e, -1)  # (kh, C*E, band)
             gw = xp.matmul(on_band, self.band.per_tap(gy.dtype)).reshape(kh, c, e, -1)
-            gw = xp.ascontiguousarray(gw.transpose(1, 2, 0, 3))
+            gw = xp.ascontiguousarray(gw.transpose(1, 2, 0, 3))  # (C, E, kh, kw)
         if need_x:
             # T^T built contiguous (OpenBLAS is 1.7x slower with the transposed view); the
             # E filters' T^T stacked, so that the product sums their gradients
