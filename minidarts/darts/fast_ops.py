@@ -9,7 +9,7 @@ state is one call (`group_op`):
 
 - a conv stage (ReLU - depthwise - 1x1 - BN; a DilConv, half a SepConv) is one
   Function, `EdgeStage`: the depthwise kernel convolves each channel with its E filters
-  side by side (nn/conv.py, _Depthwise with a weight (C, E, kh, kw): one stack of the
+  side by side (nn/depthwise.py, _Depthwise with a weight (C, E, kh, kw): one stack of the
   state, one product per kernel row), the E 1x1 convolutions are one batched product,
   one batch norm runs over the E*C channels, and the ReLU is fused into the kernel's
   copies (one mask x > 0 for every stage that reads the state);
@@ -34,7 +34,8 @@ from ..engine import backend
 from ..engine.autograd import Function, Tensor
 from ..engine.ops import cat
 from ..nn import batchnorm
-from ..nn.conv import _Depthwise, _Pointwise, out_size
+from ..nn.conv import _Pointwise, out_size
+from ..nn.depthwise import _Depthwise
 from ..nn.layers import Identity, Sequential
 from .fast_checks import pools_ok, reduces_ok, stages_ok, unchanged
 from .operations import DilConv, FactorizedReduce, SepConv
@@ -92,7 +93,7 @@ CHUNK_ELEMENTS = 1 << 19
 
 
 class _DepthwiseChunks:
-    """nn/conv.py's _Depthwise, a chunk of images at a time (each image's convolution is
+    """nn/depthwise.py's _Depthwise, a chunk of images at a time (each image's convolution is
     its own; the weight gradient is summed over the chunks)."""
 
     def __init__(self, stride, padding, dilation):

@@ -21,7 +21,7 @@ from ..engine import autograd, parallel
 def _kind(fn):
     name = type(fn).__name__
     kernel = getattr(fn, "kernel", None)
-    if kernel is not None:  # a Conv2d: which of its kernels (nn/conv.py)
+    if kernel is not None:  # a Conv2d: which of its kernels (nn/conv.py, nn/depthwise.py)
         name += "/" + type(kernel).__name__.strip("_").lower()
     return name
 
@@ -29,10 +29,10 @@ def _kind(fn):
 # The kernels a fused Function (darts/fast_ops.py) calls without a Function of their
 # own: timed too, so the fast path's profile still splits its time by kernel.
 def _kernels():
-    from ..nn import batchnorm, conv
+    from ..nn import batchnorm, conv, depthwise
 
     return [
-        (conv._Depthwise, "Conv2d/depthwise"),
+        (depthwise._Depthwise, "Conv2d/depthwise"),
         (conv._Pointwise, "Conv2d/pointwise"),
         (conv._Im2col, "Conv2d/im2col"),
         (batchnorm.BatchNormTrain, "BatchNormTrain"),

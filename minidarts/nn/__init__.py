@@ -2,7 +2,8 @@
 
     functional.py   F: the stateless functions (conv2d, pools, batch_norm, activations,
                     dropout, losses)
-    conv.py         convolution kernels (im2col, 1x1, depthwise) with their backward
+    conv.py         convolution kernels (im2col, 1x1) with their backward; Conv2d picks one
+    depthwise.py    the depthwise kernel (banded matrices) with its backward
     pool.py         max / average / adaptive pooling kernels with their backward
     batchnorm.py    batch normalisation with its backward
     losses.py       cross_entropy, nll_loss, mse_loss (reduction=) and their modules

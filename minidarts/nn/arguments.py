@@ -1,4 +1,6 @@
-"""Argument checks shared by the kernels and the layers."""
+"""Argument checks and shape arithmetic shared by the kernels and the layers."""
+
+from ..engine import backend
 
 
 def pair(value, name, opname, minimum=None):
@@ -17,3 +19,13 @@ def pair(value, name, opname, minimum=None):
     if minimum is not None and min(values) < minimum:
         raise ValueError(f"{opname}: {name} must be >= {minimum}, got {value!r}")
     return int(values[0]), int(values[1])
+
+
+def as_strided(a, shape, strides):
+    """A view of a with the given shape and strides (bytes), NumPy's or CuPy's."""
+    return backend.get_array_module(a).lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
+
+
+def out_size(size, kernel, stride, padding, dilation):
+    """Output length along one axis: (size + 2p - d*(k - 1) - 1) // s + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
