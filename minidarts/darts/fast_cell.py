@@ -17,7 +17,8 @@ This computes the same numbers up to rounding:
 The forward, every gradient and the BN statistics equal the readable path's up to
 rounding (tests/test_fast_cell.py: float64, relative 1e-11): the sums over edges run
 in another order, so the last bits differ, and a search drifts from the readable
-path's by float32 rounding (set MINIDARTS_FAST_CELL=0 to run the readable path).
+path's by float32 rounding (set MINIDARTS_FAST_CELL=0 to run the readable path, whose
+numbers the records of earlier versions reproduce).
 
 Network uses it by default on the CPU where the cell has only DARTS's own operations
 (usable below), on every thread count: one thread (minidarts.set_num_threads,
