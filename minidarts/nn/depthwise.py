@@ -134,7 +134,8 @@ class _Depthwise:
         t = xp.zeros((kh, c, wd * e * wo), dtype=w.dtype)
         t[..., self.band.flat_e(e)] = self.w_band.reshape(kh, c, -1)
         t = t.reshape(kh, c, wd, e * wo)
-        # y = sum_i rows_i @ T[i], one C-batched product per kernel row, added as it comes.
+        # y = sum_i rows_i @ T[i], one C-batched product per kernel row, added as it comes
+        # (6-15% faster than one (kh, C)-batched product and a sum of kh times its size).
         # One product of the kh rows side by side (copied) was 14-24% faster, but it sums
         # in another order, and the default hypernet search's family did not survive the
         # change in the last bits (README, "What is left"): kept as it was.
