@@ -209,6 +209,8 @@ def test_scaling_times_every_batch_every_round():
     assert len(result["wake_us"]) == 2 and min(result["wake_us"]) > 0
     assert len(lines) == 2 and lines[0].startswith("  round 1/2: wake-up ")
     assert "| step1 | ms per image |" in bench_scaling.format_scaling(result)
+    # CPU time per image, every round: at least something of the wall time
+    assert all(len(v) == 2 and min(v) > 0 for v in result["cpu_per_image"].values())
 
 
 def test_format_scaling_gives_medians_spreads_and_waits_per_image():
@@ -238,9 +240,41 @@ def test_format_scaling_gives_medians_spreads_and_waits_per_image():
     assert lines[4] == "| step1 | ms per image | 3.00 | 2.00 | 1.50 | 1.50-1.50 |"
     assert lines[5] == "| step1 | waits per image | 50.0 | 20.0 | | |"
     assert lines[-1].endswith("median 80 us (rounds: 40-180)")
+    # per image 1 ms at both batches: nothing fixed; step1 3 and 2 ms: a call of 32
+    # costs 96 ms, of 64 128 ms, the line through them 64 ms + 1 ms per image
+    assert "fwdbwd: a call costs 0.0 ms + 1.00 ms per image" in lines
+    assert "step1: a call costs 64.0 ms + 1.00 ms per image" in lines
     # where /proc counts nothing, no waits rows
     result["switches"] = {key: [] for key in result["switches"]}
     assert "waits" not in bench_scaling.format_scaling(result)
+
+
+def test_format_scaling_gives_the_cpu_per_image_and_the_cores_busy():
+    from minidarts.jobs import bench_scaling
+
+    ms = 1e-3
+    result = {
+        "per_image": {("fwdbwd", 32): [2 * ms], ("fwdbwd", 256): [1 * ms]},
+        "switches": {("fwdbwd", 32): [], ("fwdbwd", 256): []},
+        "cpu_per_image": {("fwdbwd", 32): [3 * ms], ("fwdbwd", 256): [2 * ms]},
+        "wake_us": [50.0],
+    }
+    for case in ("step1",):  # a case not timed in this result: no row of its own
+        for b in (32, 256):
+            result["per_image"][case, b] = [1 * ms]
+            result["switches"][case, b] = []
+    lines = bench_scaling.format_scaling(result).splitlines()
+    assert "| fwdbwd | CPU ms per image | 3.00 | 2.00 | 1.50 | |" in lines
+    assert "| fwdbwd | cores busy | 1.50 | 2.00 | | |" in lines
+    assert not any(line.startswith("| step1 | CPU") for line in lines)
+
+
+def test_fixed_and_per_image_recovers_a_line():
+    from minidarts.jobs import bench_scaling
+
+    batches = [32, 64, 128, 256]
+    a, b = bench_scaling.fixed_and_per_image(batches, [0.012 + 0.005 * x for x in batches])
+    assert a == pytest.approx(0.012) and b == pytest.approx(0.005)
 
 
 def test_voluntary_switches_count_a_thread_that_sleeps():

@@ -7,6 +7,12 @@ of a round interleaved within a minute or so, and prints the time per image, the
 dearest batch's over the cheapest's (max/min; 1.00 is a cost linear in the batch)
 for each round and from the medians over the rounds.
 
+Beside the wall time, each batch's CPU time per image (every thread's, user and
+system: the work, which is linear where the wall time is not) and the cores busy
+(CPU over wall), and per case a least-squares line through the times per call,
+`a + b * batch`: a is what a call costs whatever its batch (Python, the threads'
+hand-overs), b the cost of one image.
+
 Each round also reports what makes a small batch dearer on two threads: the
 voluntary context switches per image (a thread that finishes a NumPy call while the
 other runs Python waits for Python's lock, the GIL, and must be woken; the fixed
@@ -73,6 +79,7 @@ def scaling(batches, rounds, calls=3, log=print):
     once (a warm-up call, then `calls` timed calls: their median). Returns
     {"per_image": {(case, batch): [seconds per image, one per round]},
      "switches": {(case, batch): [voluntary switches per call, one per round]},
+     "cpu_per_image": {(case, batch): [CPU seconds per image (all threads), per round]},
      "wake_us": [the wake-up round trip at the start of each round]}."""
     from .bench import _search_parts, _step_functions
 
@@ -82,6 +89,7 @@ def scaling(batches, rounds, calls=3, log=print):
         steps[batch] = {case: fns[name] for case, name in STEPS.items()}
     per_image = {(c, b): [] for b in batches for c in STEPS}
     switches = {(c, b): [] for b in batches for c in STEPS}
+    cpu = {(c, b): [] for b in batches for c in STEPS}
     wake = []
     for r in range(rounds):
         wake.append(wake_round_trip_us())
@@ -89,10 +97,12 @@ def scaling(batches, rounds, calls=3, log=print):
             for case, fn in steps[batch].items():
                 fn()
                 before, times = voluntary_switches(), []
+                cpu_start = time.process_time()  # every thread's, user and system
                 for _ in range(calls):
                     start = time.perf_counter()
                     fn()
                     times.append(time.perf_counter() - start)
+                cpu[case, batch].append((time.process_time() - cpu_start) / calls / batch)
                 after = voluntary_switches()
                 per_image[case, batch].append(statistics.median(times) / batch)
                 if before is not None and after is not None:
@@ -101,7 +111,17 @@ def scaling(batches, rounds, calls=3, log=print):
             f"{case} {spread(per_image[case, b][-1] for b in batches):.2f}" for case in STEPS
         ]
         log(f"  round {r + 1}/{rounds}: wake-up {wake[-1]:.0f} us, max/min " + ", ".join(spreads))
-    return {"per_image": per_image, "switches": switches, "wake_us": wake}
+    return {"per_image": per_image, "switches": switches, "cpu_per_image": cpu, "wake_us": wake}
+
+
+def fixed_and_per_image(batches, per_call):
+    """The least-squares line through (batch, time per call): (a, b) with a call
+    costing a + b * batch (a: the cost of a call whatever its batch)."""
+    mean_b, mean_t = statistics.fmean(batches), statistics.fmean(per_call)
+    b = sum((x - mean_b) * (t - mean_t) for x, t in zip(batches, per_call)) / sum(
+        (x - mean_b) ** 2 for x in batches
+    )
+    return mean_t - b * mean_b, b
 
 
 def format_scaling(result):
@@ -128,9 +148,28 @@ def format_scaling(result):
                 + " | ".join(f"{n / b:.1f}" for n, b in zip(counts, batches))
                 + " | | |"
             )
+        cpu = result.get("cpu_per_image", {})
+        if all(cpu.get((case, b)) for b in batches):
+            used = [statistics.median(cpu[case, b]) for b in batches]
+            lines.append(
+                f"| {case} | CPU ms per image | "
+                + " | ".join(f"{u * 1e3:.2f}" for u in used)
+                + f" | {spread(used):.2f} | |"
+            )
+            lines.append(
+                f"| {case} | cores busy | "
+                + " | ".join(f"{u / m:.2f}" for u, m in zip(used, med))
+                + " | | |"
+            )
+    lines.append("")
+    for case in STEPS:
+        a, b = fixed_and_per_image(
+            batches, [statistics.median(per_image[case, x]) * x for x in batches]
+        )
+        lines.append(f"{case}: a call costs {a * 1e3:.1f} ms + {b * 1e3:.2f} ms per image")
     wake = result["wake_us"]
     lines.append(
-        f"\nwake-up round trip between two threads: median {statistics.median(wake):.0f} us "
+        f"wake-up round trip between two threads: median {statistics.median(wake):.0f} us "
         f"(rounds: {min(wake):.0f}-{max(wake):.0f})"
     )
     return "\n".join(lines)
@@ -150,5 +189,7 @@ def scaling_main(args):
     print(
         "(max/min: the dearest batch's time per image over the cheapest's, from the "
         "medians; per round: its lowest and highest in a single round. waits per image: "
-        "voluntary context switches of a call over its batch)"
+        "voluntary context switches of a call over its batch; CPU: every thread's, user "
+        "and system; cores busy: CPU over wall; a call costs: the least-squares line "
+        "through the times per call)"
     )
