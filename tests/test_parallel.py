@@ -206,9 +206,14 @@ def test_openblas_keeps_to_one_thread_while_the_threads_run(threads, monkeypatch
     leaves, _, loss = _wide_graph()
     loss.backward()
     assert calls == [1, 6]
-    threads(1)  # the serial loop leaves OpenBLAS alone
+    threads(1)  # the serial loop of a graph that pays too: the bits of two threads
     loss.backward()
-    assert calls == [1, 6]
+    assert calls == [1, 6, 1, 6]
+    parallel.set_min_elements(10**9)  # a graph too small to pay: OpenBLAS left alone
+    loss.backward()
+    threads(2)
+    loss.backward()
+    assert calls == [1, 6, 1, 6]
 
 
 def test_an_interrupt_stops_every_thread_and_the_next_call_runs(threads):
@@ -310,3 +315,29 @@ def test_set_min_elements_checks_its_argument(threads):
     for bad in (-1, 1.5, True, "8"):
         with pytest.raises(ValueError, match="set_min_elements: n must be a non-negative"):
             parallel.set_min_elements(bad)
+
+
+def test_one_thread_gives_the_bits_of_two_where_openblas_splits_products(threads):
+    """With one thread the search network's cell and backward keep every matrix product
+    on the calling thread, as on two: OpenBLAS allowed two threads of its own splits the
+    larger products of a forward and backward at batch 24, and a split
+    product may round otherwise, so one thread gave other bits than two before."""
+    from minidarts.jobs.bench import _search_parts, _step_functions
+
+    blas = backend.set_blas_threads(2)  # as on a machine of two cores or more
+    if blas is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS whose threads can be set")
+    try:
+        parallel.set_min_elements(parallel._MIN_ELEMENTS_DEFAULT)  # the default regions
+        grads = []
+        for n in (1, 2):
+            threads(n)
+            net, w_opt, architect, batches = _search_parts(24, "cpu")
+            _step_functions(net, w_opt, architect, batches)["network fwd+bwd"]()
+            params = list(net.parameters()) + list(net.arch_parameters())
+            grads.append([p.grad for p in params if p.grad is not None])
+        assert len(grads[0]) == len(grads[1]) > 10
+        assert all(np.array_equal(a, b) for a, b in zip(*grads))
+        assert backend.set_blas_threads(blas) == 2  # the regions gave OpenBLAS its threads back
+    finally:
+        backend.set_blas_threads(blas)

@@ -22,8 +22,10 @@ numbers the records of earlier versions reproduce).
 
 Network uses it by default on the CPU where the cell has only DARTS's own operations
 (usable below), on every thread count: one thread (minidarts.set_num_threads,
-MINIDARTS_THREADS) runs the same jobs in order, to the same bits. So does a cell too
-small for the threads to pay (pays below: under about batch 12 in the search network).
+MINIDARTS_THREADS) runs the same jobs in order, each matrix product kept to it as on
+several (OpenBLAS splitting one over its own threads may round otherwise), to the same
+bits. A cell too small for the threads to pay (pays below: under about batch 12 in
+the search network) runs its jobs in order on every thread count.
 `Network(..., fast=False)` or `network.fast = False` takes the readable path, and so
 does every network while the environment variable MINIDARTS_FAST_CELL is 0: the tests
 of the classroom tasks set it (tests/conftest.py), as they must exercise the student's
@@ -58,13 +60,13 @@ def usable(primitives, device):
 
 def pays(cell, s1):
     """Whether the cell's operations are large enough for the threads to pay
-    (parallel.worth_threads): its nodes hold N x C x H x W elements (H, W halved in
-    a reduction cell), the tensors of its graph about half that on average (2,700
+    (parallel.pays): its nodes hold N x C x H x W elements (H, W halved in a
+    reduction cell), the tensors of its graph about half that on average (2,700
     against 6,300 per image in the search network)."""
     n, _, h, w = s1.shape
     if cell.reduction:
         h, w = (h + 1) // 2, (w + 1) // 2
-    return parallel.worth_threads(n * cell.C * h * w / 2)
+    return parallel.pays(n * cell.C * h * w / 2)
 
 
 class MixedSumEdges(Function):

@@ -25,6 +25,8 @@ and Tensor's methods (`x + y`, `x.sum()`, `x.reshape(...)`) are those ops, so th
 module imports ops.py at its very end, once Tensor and Function exist.
 """
 
+import contextlib
+
 from . import backend, parallel
 
 _grad_enabled = True
@@ -280,25 +282,28 @@ class Tensor:
                 )
 
         order = _topological_order(self)[::-1]
-        if parallel.num_threads() > 1 and backend.device_of(self.data) == "cpu":
-            mean_size = sum(t.data.size for t in order) / len(order)
-            if parallel.worth_threads(mean_size):
-                # the same loop on several threads, bit-identical (engine/parallel.py)
-                parallel.run_backward(order, self, grad, _deliver, _run_backward)
-                return
-        grads = {id(self): grad}
-        for t in order:
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            _deliver(t, g)
-            if t._ctx is None:
-                continue
-            fn = t._ctx
-            for inp, ig in zip(fn.inputs, _run_backward(fn, g)):
-                if ig is None or not inp.requires_grad:
+        pays = backend.device_of(self.data) == "cpu" and parallel.pays(
+            sum(t.data.size for t in order) / len(order)
+        )
+        if pays and parallel.num_threads() > 1:
+            # the same loop on several threads, bit-identical (engine/parallel.py)
+            parallel.run_backward(order, self, grad, _deliver, _run_backward)
+            return
+        # where it pays, the products as on the threads: the same bits on every count
+        with parallel.products_on_calling_thread() if pays else contextlib.nullcontext():
+            grads = {id(self): grad}
+            for t in order:
+                g = grads.pop(id(t), None)
+                if g is None:
                     continue
-                grads[id(inp)] = _sum_grads(grads.get(id(inp)), ig)
+                _deliver(t, g)
+                if t._ctx is None:
+                    continue
+                fn = t._ctx
+                for inp, ig in zip(fn.inputs, _run_backward(fn, g)):
+                    if ig is None or not inp.requires_grad:
+                        continue
+                    grads[id(inp)] = _sum_grads(grads.get(id(inp)), ig)
 
     # --- operators and methods (defined in ops.py) -----------------------------
     def __add__(self, other):

@@ -30,14 +30,17 @@ learns from; this module only schedules it. GPU arrays always take the serial lo
 Threads: `set_num_threads(n)` or the environment variable MINIDARTS_THREADS; the
 default is the number of cores, at most 4 (a cell has too little independent work
 for more to pay). 1 turns the threads off. They are used only where the operations
-are large enough to pay for them (`worth_threads`, `set_min_elements`). While the
-threads run, OpenBLAS keeps each matrix product on the thread that calls it
-(backend.set_blas_threads); outside them it has its own threads back. A parallel
+are large enough to pay for them (`pays`, `set_min_elements`). In such a region
+OpenBLAS keeps each matrix product on the thread that calls it, whatever the thread
+count (backend.set_blas_threads; a product it splits over its own threads may round
+otherwise, and 1 thread would not give the bits of 2); outside them it has its own
+threads back. A parallel
 region started from inside another runs on its calling thread (the others are busy
 with the outer one). An error in any thread, or Ctrl-C, stops every thread after its
 current job and is raised once they have all stopped.
 """
 
+import contextlib
 import heapq
 import os
 import queue
@@ -111,11 +114,32 @@ def set_min_elements(n):
     return old
 
 
+def pays(elements):
+    """Whether a region's operations, `elements` elements on average, are large enough
+    for the threads (at least min_elements()): it then runs on num_threads() threads,
+    each matrix product on the thread that calls it (`products_on_calling_thread`)
+    whatever the thread count, so that every count gives the same bits."""
+    return elements >= _min_elements
+
+
 def worth_threads(elements):
-    """Whether to run a region on threads: more than one is set, and its operations
-    hold `elements` elements on average, at least min_elements() (the same numbers
-    either way: only the time differs)."""
-    return num_threads() > 1 and elements >= _min_elements
+    """Whether to run a region on threads: more than one is set, and it pays (the same
+    numbers either way: only the time differs)."""
+    return num_threads() > 1 and pays(elements)
+
+
+@contextlib.contextmanager
+def products_on_calling_thread():
+    """OpenBLAS keeps each matrix product on the thread that calls it meanwhile
+    (backend.set_blas_threads(1)): its own threads would compete with ours, and a
+    product it splits over its threads may round otherwise than one it does not, so a
+    region on one thread would not give the bits of the same region on two."""
+    blas = backend.set_blas_threads(1)
+    try:
+        yield
+    finally:
+        if blas:
+            backend.set_blas_threads(blas)
 
 
 def _work(tasks):
@@ -217,8 +241,7 @@ def _run_ready(n, ready, take, work, report):
         finally:
             done.put(None)
 
-    blas = backend.set_blas_threads(1)
-    try:
+    with products_on_calling_thread():
         tasks = _pool(num_threads())
         for _ in range(n - 1):
             tasks.put(worker_loop)
@@ -231,9 +254,6 @@ def _run_ready(n, ready, take, work, report):
             except BaseException as error:  # a second Ctrl-C: stop them, keep waiting
                 interrupted = interrupted or error
                 fail(error)
-    finally:
-        if blas:
-            backend.set_blas_threads(blas)
     if state["error"] is not None:
         raise state["error"]
     if interrupted is not None:
@@ -328,7 +348,8 @@ def run_backward(reverse_order, root, grad, deliver, run_function):
 def run_graph(jobs, on_threads=True):
     """Run jobs that wait for each other on num_threads() threads (the calling one
     included; on_threads=False: all on the calling one, in the order listed) and
-    return their results, in the order of `jobs`.
+    return their results, in the order of `jobs`. on_threads: whether the region pays
+    (`pays`); on one thread its jobs then run in order, their products kept to it.
 
     jobs: a list of (fn, deps), deps the indices of earlier jobs whose results fn takes
     as arguments, in that order: job k runs as fn(*[result of d for d in deps]) once all
@@ -344,8 +365,10 @@ def run_graph(jobs, on_threads=True):
     n = _threads_for(len(jobs)) if on_threads else 1
     results = [None] * len(jobs)
     if n <= 1:
-        for k, (fn, deps) in enumerate(jobs):
-            results[k] = fn(*[results[d] for d in deps])
+        # a region that pays keeps its products on this thread as on several (pays)
+        with products_on_calling_thread() if on_threads else contextlib.nullcontext():
+            for k, (fn, deps) in enumerate(jobs):
+                results[k] = fn(*[results[d] for d in deps])
         return results
     waiting = [len(deps) for _, deps in jobs]
     ready = [k for k in range(len(jobs)) if not waiting[k]]
