@@ -209,8 +209,9 @@ def test_scaling_times_every_batch_every_round():
     assert len(result["wake_us"]) == 2 and min(result["wake_us"]) > 0
     assert len(lines) == 2 and lines[0].startswith("  round 1/2: wake-up ")
     assert "| step1 | ms per image |" in bench_scaling.format_scaling(result)
-    # CPU time per image, every round: at least something of the wall time
+    # CPU time per image and the cores busy, every round
     assert all(len(v) == 2 and min(v) > 0 for v in result["cpu_per_image"].values())
+    assert all(len(v) == 2 and min(v) > 0 for v in result["busy"].values())
 
 
 def test_format_scaling_gives_medians_spreads_and_waits_per_image():
@@ -257,16 +258,28 @@ def test_format_scaling_gives_the_cpu_per_image_and_the_cores_busy():
         "per_image": {("fwdbwd", 32): [2 * ms], ("fwdbwd", 256): [1 * ms]},
         "switches": {("fwdbwd", 32): [], ("fwdbwd", 256): []},
         "cpu_per_image": {("fwdbwd", 32): [3 * ms], ("fwdbwd", 256): [2 * ms]},
-        "wake_us": [50.0],
+        "busy": {("fwdbwd", 32): [1.4, 1.5, 1.9], ("fwdbwd", 256): [2.0]},
     }
-    for case in ("step1",):  # a case not timed in this result: no row of its own
-        for b in (32, 256):
-            result["per_image"][case, b] = [1 * ms]
+    for case in ("step1",):  # a case without CPU figures: no CPU row of its own
+        for b, t in ((32, 1 * ms), (256, 1.5 * ms)):
+            result["per_image"][case, b] = [t]
             result["switches"][case, b] = []
+    one = {key: {k: v for k, v in result[key].items() if k[1] == 32} for key in result}
+    result["wake_us"] = one["wake_us"] = [50.0]
     lines = bench_scaling.format_scaling(result).splitlines()
     assert "| fwdbwd | CPU ms per image | 3.00 | 2.00 | 1.50 | |" in lines
-    assert "| fwdbwd | cores busy | 1.50 | 2.00 | | |" in lines
+    assert "| fwdbwd | cores busy | 1.50 | 2.00 | | |" in lines  # the median round
     assert not any(line.startswith("| step1 | CPU") for line in lines)
+    # fwdbwd per call 64 ms at 32, 256 ms at 256: 36.6 ms + 0.86 ms an image; step1 32
+    # and 384 ms: the line's fixed cost is below 0, flagged as noise
+    assert "fwdbwd: a call costs 36.6 ms + 0.86 ms per image" in lines
+    assert "step1: a call costs -18.3 ms + 1.57 ms per image (below 0: the fixed cost is " in (
+        " ".join(lines)
+    )
+    # one batch: no line through it (and no division by zero)
+    lines = bench_scaling.format_scaling(one).splitlines()
+    assert "| fwdbwd | ms per image | 2.00 | 1.00 | 1.00-1.00 |" in lines
+    assert not any("a call costs" in line for line in lines)
 
 
 def test_fixed_and_per_image_recovers_a_line():

@@ -216,6 +216,42 @@ def test_openblas_keeps_to_one_thread_while_the_threads_run(threads, monkeypatch
     assert calls == [1, 6, 1, 6]
 
 
+def test_overlapping_regions_of_two_caller_threads_keep_openblas_pinned(monkeypatch):
+    """Two threads of the caller's own, each in a region: the first in pins OpenBLAS,
+    the last out gives it its count back (the first out must not un-pin the other)."""
+    import threading
+
+    count = [6]
+
+    def set_blas(n):
+        old, count[0] = count[0], n
+        return old
+
+    monkeypatch.setattr(backend, "set_blas_threads", set_blas)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with parallel.products_on_calling_thread():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with parallel.products_on_calling_thread():
+            second_in.set()
+            first_out.wait(5)
+            seen.append(count[0])  # the first has left: still pinned for this one
+
+    threads_ = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join(10)
+    assert seen == [1] and count[0] == 6
+
+
 def test_an_interrupt_stops_every_thread_and_the_next_call_runs(threads):
     """Ctrl-C (KeyboardInterrupt) on the calling thread, or an error on any, stops the
     other threads after their current job and is raised once they have stopped: no job

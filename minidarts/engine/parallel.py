@@ -90,7 +90,9 @@ def num_threads():
 def set_num_threads(n):
     """Use `n` threads for CPU backward passes and the search cell's fast forward (1:
     the serial loop, and the fast cell's jobs in order). Returns the old value. The
-    numbers are the same to the bit for every n."""
+    numbers are the same to the bit for every n: where the threads would pay, OpenBLAS
+    keeps each product to its calling thread on one thread too (`pays`), so 1 does not
+    hand the cores to OpenBLAS there."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     old = num_threads()
@@ -100,7 +102,7 @@ def set_num_threads(n):
 
 
 def min_elements():
-    """Elements per operation from which the threads are used (worth_threads)."""
+    """Elements per operation from which the threads are used (pays)."""
     return _min_elements
 
 
@@ -118,14 +120,14 @@ def pays(elements):
     """Whether a region's operations, `elements` elements on average, are large enough
     for the threads (at least min_elements()): it then runs on num_threads() threads,
     each matrix product on the thread that calls it (`products_on_calling_thread`)
-    whatever the thread count, so that every count gives the same bits."""
+    whatever the thread count, so that every count gives the same bits (where
+    minidarts can set NumPy's OpenBLAS: backend.set_blas_threads, on Linux)."""
     return elements >= _min_elements
 
 
-def worth_threads(elements):
-    """Whether to run a region on threads: more than one is set, and it pays (the same
-    numbers either way: only the time differs)."""
-    return num_threads() > 1 and pays(elements)
+# the regions that keep OpenBLAS to one thread now, and its count before the first
+_blas_lock = threading.Lock()
+_blas_pins = {"regions": 0, "count": None}
 
 
 @contextlib.contextmanager
@@ -133,13 +135,20 @@ def products_on_calling_thread():
     """OpenBLAS keeps each matrix product on the thread that calls it meanwhile
     (backend.set_blas_threads(1)): its own threads would compete with ours, and a
     product it splits over its threads may round otherwise than one it does not, so a
-    region on one thread would not give the bits of the same region on two."""
-    blas = backend.set_blas_threads(1)
+    region on one thread would not give the bits of the same region on two. The count
+    is process-wide: where regions of several of the caller's threads overlap, the
+    first in sets it and the last out gives OpenBLAS its count back."""
+    with _blas_lock:
+        if _blas_pins["regions"] == 0:
+            _blas_pins["count"] = backend.set_blas_threads(1)
+        _blas_pins["regions"] += 1
     try:
         yield
     finally:
-        if blas:
-            backend.set_blas_threads(blas)
+        with _blas_lock:
+            _blas_pins["regions"] -= 1
+            if _blas_pins["regions"] == 0 and _blas_pins["count"]:
+                backend.set_blas_threads(_blas_pins["count"])
 
 
 def _work(tasks):

@@ -40,7 +40,8 @@ CASES = ("fwd", "fwdbwd", "step1", "step2")
 # how minidarts runs the network: the default (darts/fast_cell.py, the edges that read a
 # state batched, and the backward on threads, engine/parallel.py), the readable
 # Cell.forward with the threaded backward, or the readable path on one thread (as
-# minidarts ran before the threads). Below about batch 12 the threads stay off
+# minidarts ran before the threads, but for OpenBLAS, kept to that thread in a backward
+# that pays for the threads: parallel.pays). Below about batch 12 the threads stay off
 # (parallel.min_elements) and the fast path runs its jobs in order.
 PATHS = ("fast", "readable", "serial")
 _STEP_NAMES = {

@@ -79,7 +79,9 @@ def scaling(batches, rounds, calls=3, log=print):
     once (a warm-up call, then `calls` timed calls: their median). Returns
     {"per_image": {(case, batch): [seconds per image, one per round]},
      "switches": {(case, batch): [voluntary switches per call, one per round]},
-     "cpu_per_image": {(case, batch): [CPU seconds per image (all threads), per round]},
+     "cpu_per_image": {(case, batch): [CPU seconds per image (all threads, user and
+                       system; the median call), one per round]},
+     "busy": {(case, batch): [the round's CPU time over its wall time]},
      "wake_us": [the wake-up round trip at the start of each round]}."""
     from .bench import _search_parts, _step_functions
 
@@ -90,19 +92,21 @@ def scaling(batches, rounds, calls=3, log=print):
     per_image = {(c, b): [] for b in batches for c in STEPS}
     switches = {(c, b): [] for b in batches for c in STEPS}
     cpu = {(c, b): [] for b in batches for c in STEPS}
+    busy = {(c, b): [] for b in batches for c in STEPS}
     wake = []
     for r in range(rounds):
         wake.append(wake_round_trip_us())
         for batch in batches:
             for case, fn in steps[batch].items():
                 fn()
-                before, times = voluntary_switches(), []
-                cpu_start = time.process_time()  # every thread's, user and system
+                before, times, used = voluntary_switches(), [], []
                 for _ in range(calls):
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), time.process_time()
                     fn()
                     times.append(time.perf_counter() - start)
-                cpu[case, batch].append((time.process_time() - cpu_start) / calls / batch)
+                    used.append(time.process_time() - cpu_start)  # every thread's
+                cpu[case, batch].append(statistics.median(used) / batch)
+                busy[case, batch].append(sum(used) / sum(times))
                 after = voluntary_switches()
                 per_image[case, batch].append(statistics.median(times) / batch)
                 if before is not None and after is not None:
@@ -111,7 +115,13 @@ def scaling(batches, rounds, calls=3, log=print):
             f"{case} {spread(per_image[case, b][-1] for b in batches):.2f}" for case in STEPS
         ]
         log(f"  round {r + 1}/{rounds}: wake-up {wake[-1]:.0f} us, max/min " + ", ".join(spreads))
-    return {"per_image": per_image, "switches": switches, "cpu_per_image": cpu, "wake_us": wake}
+    return {
+        "per_image": per_image,
+        "switches": switches,
+        "cpu_per_image": cpu,
+        "busy": busy,
+        "wake_us": wake,
+    }
 
 
 def fixed_and_per_image(batches, per_call):
@@ -148,7 +158,7 @@ def format_scaling(result):
                 + " | ".join(f"{n / b:.1f}" for n, b in zip(counts, batches))
                 + " | | |"
             )
-        cpu = result.get("cpu_per_image", {})
+        cpu, busy = result.get("cpu_per_image", {}), result.get("busy", {})
         if all(cpu.get((case, b)) for b in batches):
             used = [statistics.median(cpu[case, b]) for b in batches]
             lines.append(
@@ -156,17 +166,19 @@ def format_scaling(result):
                 + " | ".join(f"{u * 1e3:.2f}" for u in used)
                 + f" | {spread(used):.2f} | |"
             )
+        if all(busy.get((case, b)) for b in batches):
             lines.append(
                 f"| {case} | cores busy | "
-                + " | ".join(f"{u / m:.2f}" for u, m in zip(used, med))
+                + " | ".join(f"{statistics.median(busy[case, b]):.2f}" for b in batches)
                 + " | | |"
             )
     lines.append("")
-    for case in STEPS:
+    for case in STEPS if len(batches) > 1 else ():  # a line needs two batches
         a, b = fixed_and_per_image(
             batches, [statistics.median(per_image[case, x]) * x for x in batches]
         )
-        lines.append(f"{case}: a call costs {a * 1e3:.1f} ms + {b * 1e3:.2f} ms per image")
+        noise = " (below 0: the fixed cost is within the noise)" if a <= -5e-5 else ""
+        lines.append(f"{case}: a call costs {a * 1e3:.1f} ms + {b * 1e3:.2f} ms per image{noise}")
     wake = result["wake_us"]
     lines.append(
         f"wake-up round trip between two threads: median {statistics.median(wake):.0f} us "
