@@ -34,10 +34,9 @@ are large enough to pay for them (`pays`, `set_min_elements`). In such a region
 OpenBLAS keeps each matrix product on the thread that calls it, whatever the thread
 count (backend.set_blas_threads; a product it splits over its own threads may round
 otherwise, and 1 thread would not give the bits of 2); outside them it has its own
-threads back. A parallel
-region started from inside another runs on its calling thread (the others are busy
-with the outer one). An error in any thread, or Ctrl-C, stops every thread after its
-current job and is raised once they have all stopped.
+threads back. A parallel region started from inside another runs on its calling
+thread (the others are busy with the outer one). An error in any thread, or Ctrl-C,
+stops every thread after its current job and is raised once they have all stopped.
 """
 
 import contextlib
