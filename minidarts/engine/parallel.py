@@ -50,11 +50,14 @@ from . import backend
 _MAX_DEFAULT = 4
 # Below this many elements per operation the threads cost more than they save: both
 # run Python between short NumPy calls and hand the GIL to and fro. Measured on 2 cores,
-# the search network's forward+backward (1 thread against 2): batch 1 49 vs 98 ms,
-# 8: 125 vs 148, 16: 209 vs 189, 32: 374 vs 284. They cross near batch 12, where the
-# backward's tensors hold 32K elements on average (the no_grad forward alone crosses
-# there too).
-_MIN_ELEMENTS_DEFAULT = 1 << 15
+# the search network's forward+backward, threads from this size against threads never
+# below 32K (the default before, 15 interleaved rounds): batch 6 0.97, 8 1.01, 10 0.88,
+# 12 0.84, 16 0.78, 20 0.91; the first-order step 1.07 / 0.99 / 0.85 / 0.87 / 0.78 /
+# 0.83 (11 rounds). They cross near batch 9, where the cell's nodes hold about 14K
+# elements and the backward's tensors 18K on average: from 18,000 the backward takes
+# the threads from batch 9, the cell's jobs from batch 12. (At 32K, batches 16 to 20
+# took as long a call as batch 24.)
+_MIN_ELEMENTS_DEFAULT = 18_000
 _min_elements = _MIN_ELEMENTS_DEFAULT
 
 _threads = None

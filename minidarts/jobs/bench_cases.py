@@ -41,7 +41,7 @@ CASES = ("fwd", "fwdbwd", "step1", "step2")
 # state batched, and the backward on threads, engine/parallel.py), the readable
 # Cell.forward with the threaded backward, or the readable path on one thread (as
 # minidarts ran before the threads, but for OpenBLAS, kept to that thread in a backward
-# that pays for the threads: parallel.pays). Below about batch 12 the threads stay off
+# that pays for the threads: parallel.pays). Below about batch 9 the threads stay off
 # (parallel.min_elements) and the fast path runs its jobs in order.
 PATHS = ("fast", "readable", "serial")
 _STEP_NAMES = {
