@@ -346,8 +346,8 @@ def test_small_graphs_keep_to_the_serial_loop(threads, monkeypatch):
 
 
 def test_set_min_elements_checks_its_argument(threads):
-    assert parallel.set_min_elements(1 << 15) == 0  # the fixture set 0
-    assert parallel.min_elements() == 1 << 15
+    assert parallel.set_min_elements(12345) == 0  # the fixture set 0
+    assert parallel.min_elements() == 12345
     for bad in (-1, 1.5, True, "8"):
         with pytest.raises(ValueError, match="set_min_elements: n must be a non-negative"):
             parallel.set_min_elements(bad)

@@ -24,8 +24,8 @@ Network uses it by default on the CPU where the cell has only DARTS's own operat
 (usable below), on every thread count: one thread (minidarts.set_num_threads,
 MINIDARTS_THREADS) runs the same jobs in order, each matrix product kept to it as on
 several (OpenBLAS splitting one over its own threads may round otherwise), to the same
-bits. A cell too small for the threads to pay (pays below: under about batch 12 in
-the search network) runs its jobs in order on every thread count.
+bits. A cell too small for the threads to pay (pays below: under batch 16 in the
+search network) runs its jobs in order on every thread count.
 `Network(..., fast=False)` or `network.fast = False` takes the readable path, and so
 does every network while the environment variable MINIDARTS_FAST_CELL is 0: the tests
 of the classroom tasks set it (tests/conftest.py), as they must exercise the student's
@@ -61,8 +61,10 @@ def usable(primitives, device):
 def pays(cell, s1):
     """Whether the cell's operations are large enough for the threads to pay
     (parallel.pays): its nodes hold N x C x H x W elements (H, W halved in a
-    reduction cell), the tensors of its graph about half that on average (2,700
-    against 6,300 per image in the search network)."""
+    reduction cell), the tensors of its graph fewer on average; half a node is
+    compared (1,568 elements per image in the search network, whose backward's
+    tensors hold 2,050 on average): the cell's jobs take the threads from a somewhat
+    larger batch than its backward, where they save less (engine/parallel.py)."""
     n, _, h, w = s1.shape
     if cell.reduction:
         h, w = (h + 1) // 2, (w + 1) // 2

@@ -49,15 +49,18 @@ from . import backend
 
 _MAX_DEFAULT = 4
 # Below this many elements per operation the threads cost more than they save: both
-# run Python between short NumPy calls and hand the GIL to and fro. Measured on 2 cores,
-# the search network's forward+backward, threads from this size against threads never
-# below 32K (the default before, 15 interleaved rounds): batch 6 0.97, 8 1.01, 10 0.88,
-# 12 0.84, 16 0.78, 20 0.91; the first-order step 1.07 / 0.99 / 0.85 / 0.87 / 0.78 /
-# 0.83 (11 rounds). They cross near batch 9, where the cell's nodes hold about 14K
-# elements and the backward's tensors 18K on average: from 18,000 the backward takes
-# the threads from batch 9, the cell's jobs from batch 12. (At 32K, batches 16 to 20
-# took as long a call as batch 24.)
-_MIN_ELEMENTS_DEFAULT = 18_000
+# run Python between short NumPy calls and hand the GIL to and fro. What is compared:
+# a backward's mean tensor size (the search network's forward+backward 2,050 elements
+# per image; the architecture step's 4,670, its frozen weights being no leaves of its
+# graph) and half a cell's node (1,568 per image: fast_cell.pays). Measured on 2 cores
+# against 32K, the bar before (13 interleaved rounds): a first-order step at batch 4 /
+# 6 / 8 / 12 / 16 / 20 0.94 / 1.02 / 0.99 / 0.86 / 0.90 / 0.77 of the time, forward +
+# backward 1.03 / 0.96 / 0.99 / 0.90 / 0.73 / 0.86 (up to 8 the regions are those of
+# 32K but the architecture step's backward from 6: noise). The backward takes the
+# threads from batch 12, the cell's jobs from 16, the architecture step's backward from
+# 6. At 18,000 the step at batch 4 took 1.12-1.23 times as long (that backward on the
+# threads), and at 32K batches 16 to 20 took as long a call as batch 24.
+_MIN_ELEMENTS_DEFAULT = 24_000
 _min_elements = _MIN_ELEMENTS_DEFAULT
 
 _threads = None

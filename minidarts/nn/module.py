@@ -112,14 +112,11 @@ class Module:
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
-        # Only called when normal lookup fails: registered things live in the dicts. A
-        # forward+backward of the search network comes here ~1,700 times: the registries
-        # are read straight from __dict__ (half the time of a loop over their names).
-        d = self.__dict__
-        if "_modules" in d:  # not before __init__ (nor in a copy being built)
-            for registry in (d["_parameters"], d["_buffers"], d["_modules"]):
-                if name in registry:
-                    return registry[name]
+        # Only called when normal lookup fails: registered things live in the dicts.
+        for registry in ("_parameters", "_buffers", "_modules"):
+            d = self.__dict__.get(registry)
+            if d is not None and name in d:
+                return d[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
