@@ -6,6 +6,8 @@ types, on the CPU and (where there is one) the GPU; and they are the same to the
 every thread count. Leaving the student copy is tested in test_assign.py
 (TEACHER_ONLY)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -149,7 +151,8 @@ def test_fast_path_is_taken_only_where_it_pays(threads, monkeypatch):
     assert calls == [1, 1]
     monkeypatch.delenv("MINIDARTS_FAST_CELL")
     # too small for the threads to pay: the same jobs on the calling thread. The cell's
-    # nodes hold N x C x H x W elements, its tensors about half that (fast_cell.pays)
+    # nodes hold N x C x H x W elements, its tensors about two thirds of that
+    # (fast_cell.pays)
     regions = []
     run_graph = parallel.run_graph
     monkeypatch.setattr(
@@ -159,10 +162,10 @@ def test_fast_path_is_taken_only_where_it_pays(threads, monkeypatch):
     )
     cell = net.cells[0]
     side = 6 if cell.reduction else 12
-    half_node = 2 * cell.C * side * side // 2
-    parallel.set_min_elements(half_node + 1)
+    two_thirds = 2 * cell.C * side * side * 2 / 3
+    parallel.set_min_elements(math.floor(two_thirds) + 1)
     net(x)
-    parallel.set_min_elements(half_node)
+    parallel.set_min_elements(math.floor(two_thirds))
     net(x)
     assert calls == [1, 1, 1, 1] and regions == [False, True]
     assert fast_cell.usable(("none", "skip_connect"), "cpu")

@@ -49,18 +49,17 @@ from . import backend
 
 _MAX_DEFAULT = 4
 # Below this many elements per operation the threads cost more than they save: both
-# run Python between short NumPy calls and hand the GIL to and fro. What is compared:
-# a backward's mean tensor size (the search network's forward+backward 2,050 elements
-# per image; the architecture step's 4,670, its frozen weights being no leaves of its
-# graph) and half a cell's node (1,568 per image: fast_cell.pays). Measured on 2 cores
-# against 32K, the bar before (13 interleaved rounds): a first-order step at batch 4 /
-# 6 / 8 / 12 / 16 / 20 0.94 / 1.02 / 0.99 / 0.86 / 0.90 / 0.77 of the time, forward +
-# backward 1.03 / 0.96 / 0.99 / 0.90 / 0.73 / 0.86 (up to 8 the regions are those of
-# 32K but the architecture step's backward from 6: noise). The backward takes the
-# threads from batch 12, the cell's jobs from 16, the architecture step's backward from
-# 6. At 18,000 the step at batch 4 took 1.12-1.23 times as long (that backward on the
-# threads), and at 32K batches 16 to 20 took as long a call as batch 24.
-_MIN_ELEMENTS_DEFAULT = 24_000
+# run Python between short NumPy calls and hand the GIL to and fro. Measured on 2 cores,
+# the search network's forward+backward (1 thread against 2): batch 1 49 vs 98 ms,
+# 8: 125 vs 148, 16: 209 vs 189, 32: 374 vs 284. They cross near batch 12, where the
+# backward's tensors hold 32K elements on average (the no_grad forward alone crosses
+# there too). Lower bars were measured and not kept: the mean size does not weigh the
+# graphs' work alike. At 24,000 the fast path's forward+backward took 0.73-0.90 of the
+# time at batch 12-20, but the readable path's backward 1.15 at batch 9 (many small
+# elementwise jobs); at 18,000 a first-order step at batch 4 took 1.12-1.23 (the
+# architecture step's backward, 4,670 elements per image on average against the full
+# backward's 2,050: its frozen weights are not in its graph).
+_MIN_ELEMENTS_DEFAULT = 1 << 15
 _min_elements = _MIN_ELEMENTS_DEFAULT
 
 _threads = None

@@ -42,8 +42,8 @@ CASES = ("fwd", "fwdbwd", "step1", "step2")
 # Cell.forward with the threaded backward, or the readable path on one thread (as
 # minidarts ran before the threads, but for OpenBLAS, kept to that thread in a backward
 # that pays for the threads: parallel.pays). In this network the backward stays on the
-# calling thread below batch 12, and the fast cell runs its jobs in order below 16
-# (parallel.min_elements).
+# calling thread below batch 17 (the architecture step's below 8), and the fast cell
+# runs its jobs in order below 16 (parallel.min_elements).
 PATHS = ("fast", "readable", "serial")
 _STEP_NAMES = {
     "fwd": "network forward",
