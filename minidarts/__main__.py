@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import warnings
 
 from .jobs.cli import add_run_arguments, check_resume_arguments, config_from_arguments
 from .jobs.config import FLOAT32_MAX, PRESETS, SearchConfig, make_config
@@ -308,8 +309,10 @@ def _delegate(command, argv):
 
 def main(argv=None):
     """Run the command line; returns the exit status. Any fault is one line
-    `error: ...` on stderr (status 1); `--debug` anywhere on the line, or
-    MINIDARTS_DEBUG=1, shows the traceback instead."""
+    `error: ...` on stderr (status 1), and NumPy's floating-point warnings of a
+    diverging run stay quiet (the run's own check names the settings); `--debug`
+    anywhere on the line, or MINIDARTS_DEBUG=1, shows the traceback and the warnings
+    instead. Jobs run in worker processes (`--workers`) keep NumPy's warnings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or os.environ.get("MINIDARTS_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -338,14 +341,22 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        if args.command == "search":
-            _cmd_search(args)
-        elif args.command == "train":
-            run_train(args)
-        elif args.command == "sweep":
-            _cmd_sweep(args)
-        elif args.command == "experiment":
-            _cmd_experiment(args)
+        with warnings.catch_warnings():
+            if not debug:
+                # NumPy's overflow / invalid-value warnings of a diverging run would come
+                # before the run's own check (jobs/errors.py: check_finite), the one line
+                # that names the settings to lower
+                warnings.filterwarnings(
+                    "ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning
+                )
+            if args.command == "search":
+                _cmd_search(args)
+            elif args.command == "train":
+                run_train(args)
+            elif args.command == "sweep":
+                _cmd_sweep(args)
+            elif args.command == "experiment":
+                _cmd_experiment(args)
     except KeyboardInterrupt:
         print("\n" + _interrupted(args.command), file=sys.stderr)
         return 130

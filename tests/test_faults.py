@@ -522,3 +522,20 @@ def test_a_non_finite_result_stops_the_run_naming_epoch_and_lambda():
         s.model.alphas["reduce"].data[0, 0] = float("nan")
         with pytest.raises(FloatingPointError, match=f"^{where}the alpha of the reduce"):
             s.architecture_record()
+
+
+def test_a_diverging_search_is_one_error_line_without_numpy_warnings(tmp_path, capsys):
+    """A learning rate that makes the weights overflow: NumPy's overflow and invalid-value
+    warnings would come before the run's own check, which names the settings to lower
+    (a user saw eight of them above the one line that says what to do)."""
+    import warnings
+
+    argv = ["search", *TINY, "--w-lr", "1e8", "--out", str(tmp_path), "--name", "diverge"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "lower w_lr (100000000.0)" in err, err
+    assert [line for line in err.splitlines() if line.strip()] == [err.strip()], err
+    numpy_fp = [w for w in caught if "encountered" in str(w.message)]
+    assert not numpy_fp, [str(w.message) for w in numpy_fp]
