@@ -80,6 +80,21 @@ def test_a_pair_of_datasets_must_agree():
         make_config(None, {"data_std": 0.0})
 
 
+@pytest.mark.parametrize("mean", [-5.0, -0.13, 1.5])
+def test_a_pixel_mean_outside_0_1_is_an_error_in_both_configs(mean, capsys):
+    # the pixels are scaled to [0, 1]: -5 (or a sign typed wrong) shifted every input
+    # silently before this check
+    with pytest.raises(ValueError, match=r"data_mean must be in \[0, 1\]"):
+        make_config(None, {"data_mean": mean})
+    with pytest.raises(ValueError, match=r"data_mean must be in \[0, 1\]"):
+        make_train_config(None, {"data_mean": mean, "genotype": "unused.json"})
+    assert main(["search", "--preset", "tiny", "--data-mean", str(mean)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data_mean must be in [0, 1]" in err[0]
+    for edge in (0.0, 1.0, 0.1307):
+        assert make_config(None, {"data_mean": edge}).data_mean == edge
+
+
 def test_an_mnist_shaped_idx_folder_with_its_own_statistics(tmp_path):
     folder = tmp_path / "fashion"
     write_folder(folder, n_train=64, n_test=16)

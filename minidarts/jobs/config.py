@@ -187,6 +187,19 @@ def build_config(cls, presets, preset=None, overrides=None, source="arguments"):
     return cls(**values)
 
 
+def check_normalisation(cfg, source):
+    """data_mean and data_std describe the IDX images' pixels scaled to [0, 1]: a mean
+    outside [0, 1] (a sign or a scale typed wrong) or a std <= 0 is an error here, not
+    a silently shifted input."""
+    if cfg.data_mean is not None and not 0.0 <= cfg.data_mean <= 1.0:
+        raise ValueError(
+            f"{source}: data_mean must be in [0, 1] (the mean of the pixels scaled to "
+            f"[0, 1]; MNIST's is 0.1307), got {cfg.data_mean}"
+        )
+    if cfg.data_std is not None and cfg.data_std <= 0:
+        raise ValueError(f"{source}: data_std must be positive, got {cfg.data_std}")
+
+
 def check_fields(cfg, source, positive_int=(), nonneg_float=()):
     """Check every field of a config dataclass against its annotated type (int, float,
     str, bool, optional with None), and the ranges named: keys in `positive_int` must
@@ -273,8 +286,7 @@ def validate(cfg, source="config"):
         import_ops_module(cfg.ops_module, source)
     if cfg.primitives is not None:
         cfg.primitives = list(check_primitives(cfg.primitives, source))
-    if cfg.data_std is not None and cfg.data_std <= 0:
-        raise ValueError(f"{source}: data_std must be positive, got {cfg.data_std}")
+    check_normalisation(cfg, source)
     if cfg.hypernet_pivots < 2:
         raise ValueError(f"{source}: hypernet_pivots must be at least 2, got {cfg.hypernet_pivots}")
     if cfg.hypernet and cfg.penalty:
