@@ -350,6 +350,41 @@ CASES = [
         )[1],
         "in use by another process",
     ),
+    (
+        "a resume of a live run, which must not delete that run's temporaries",
+        lambda w: (
+            write(w / "plain" / runfolder.LOCK, f"{os.getppid()}\n"),
+            write(w / "plain" / (runfolder.TMP_PREFIX + "checkpoint.npz"), "half-written"),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[2],
+        "in use by another process",
+    ),
+    (
+        "--overwrite of a search run a live process holds",
+        lambda w: (
+            write(w / "plain" / runfolder.LOCK, f"{os.getppid()}\n"),
+            ["search", *TINY, "--out", str(w), "--name", "plain", "--overwrite"],
+        )[1],
+        "plain is in use by another process",
+    ),
+    (
+        "--overwrite of a retraining run a live process holds",
+        lambda w: (
+            write(w / "train" / runfolder.LOCK, f"{os.getppid()}\n"),
+            [
+                "train",
+                *TINY,
+                "--genotype",
+                str(w / "plain" / "genotype.json"),
+                "--out",
+                str(w),
+                "--name",
+                "train",
+                "--overwrite",
+            ],
+        )[1],
+        "train is in use by another process",
+    ),
 ]
 
 

@@ -63,6 +63,7 @@ def claim_folder(folder, overwrite=False, what="run"):
         raise RunFolderError(f"{folder} is a file, not a folder: choose another {where}")
     moved = None
     if os.path.isdir(folder) and os.listdir(folder):
+        refuse_if_in_use(folder)  # before --overwrite moves a live run's folder away
         if not overwrite:
             names = sorted(os.listdir(folder))
             held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
@@ -83,7 +84,9 @@ def claim_folder(folder, overwrite=False, what="run"):
 
 def prepare_folder(folder, fresh, overwrite=False, what="run"):
     """Before a run's first write: claim the folder if the run is new (fresh), and in
-    any case delete the temporaries an interrupted write left there."""
+    any case delete the temporaries an interrupted write left there. A folder a live
+    process holds is refused first: its temporaries are that process's writes."""
+    refuse_if_in_use(folder)
     if fresh:
         claim_folder(folder, overwrite, what)
     else:
@@ -119,6 +122,27 @@ def say_if_finished(log, command, folder, epoch, epochs):
         )
 
 
+def in_use_by(folder):
+    """The pid of the live process (not this one) whose lock `folder` holds, or None
+    (no lock, or a stale one left by a process that died)."""
+    try:
+        with open(os.path.join(folder, LOCK)) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and pid != os.getpid() and _alive(pid) else None
+
+
+def refuse_if_in_use(folder):
+    """RunFolderError if a live process holds `folder`'s lock."""
+    pid = in_use_by(folder)
+    if pid is not None:
+        raise RunFolderError(
+            f"{folder} is in use by another process (pid {pid}); wait for it to finish, "
+            f"or stop it first (its lock: {os.path.join(folder, LOCK)})"
+        )
+
+
 LAST_LOCKED = []  # [the folder of the run this process locked last]
 
 
@@ -137,17 +161,13 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
+                fd = None
+            if fd is None:
+                refuse_if_in_use(self.folder)
                 try:
-                    with open(self.path) as f:
-                        pid = int(f.read().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise RunFolderError(
-                        f"{self.folder} is in use by another process (pid {pid}); wait for "
-                        f"it to finish, or stop it first (its lock: {self.path})"
-                    ) from None
-                os.remove(self.path)  # stale: its process died
+                    os.remove(self.path)  # stale: its process died
+                except FileNotFoundError:  # its process just released it
+                    pass
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()}\n")
