@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from mutants import solve
 
-from minidarts.classroom import assign, guide
+from minidarts.classroom import assign, grade, guide
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_IDS = [t for t, _, _ in assign.TASKS]
@@ -442,6 +442,18 @@ def test_hints_reach_a_copy_only_when_asked_for(student_copy, tmp_path):
     # 'all' mixed with tasks is refused, not read as either
     assert assign.main([str(tmp_path / "mixed"), "--hints", "all,cell"]) == 1
     assert not (tmp_path / "mixed").exists()
+
+
+@pytest.mark.parametrize("value", ["", ",,", " , "])
+def test_an_empty_task_list_is_refused_not_read_as_every_task(tmp_path, capsys, value):
+    # `--tasks ""` used to hand out all 12 tasks stubbed, and grade each copy's tasks
+    assert assign.main([str(tmp_path / "c"), "--tasks", value]) == 1
+    assert "--tasks is empty" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+    assert assign.main([str(tmp_path / "c"), "--hints", value]) == 1
+    assert "--hints is empty" in capsys.readouterr().err
+    assert grade.main([str(tmp_path), "--tasks", value]) == 1
+    assert "--tasks is empty" in capsys.readouterr().err
 
 
 SOURCE = """def f(x):

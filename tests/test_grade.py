@@ -370,3 +370,21 @@ def test_grading_oneself_says_where_the_teachers_grading_differs(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (copy / "grades" / "grades.csv").is_file()
     assert not list(copy.glob("grades.old-*")) and not list(copy.glob(".grades.last"))
+
+
+def test_a_report_folder_that_holds_a_students_work_is_refused(tmp_path, capsys):
+    # --overwrite used to move the student's copy aside to COPY.old-1 and then fail
+    copy = _copy(tmp_path, "c", tasks=["genotype"])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out, fragment in [
+        (copy, "is the student copy"),
+        (tmp_path, "holds the student copy"),
+        (copy / "minidarts", "holds minidarts/"),
+    ]:
+        assert cli(["grade", str(copy), "--out", str(out), "--overwrite"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], err
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # a report inside the copy that holds none of its files is where a student's own
+    # grading writes (grades/)
+    grade.out_apart(copy / "grades", [copy])

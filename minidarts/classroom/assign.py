@@ -334,6 +334,9 @@ def main(argv=None, prog="python -m minidarts assign"):
     lists = {}
     for option, value in (("--tasks", args.tasks), ("--hints", args.hints)):
         listed = [t.strip() for t in (value or "").split(",") if t.strip()]
+        if value is not None and not listed:  # `--tasks ""` would hand out every task
+            print(f"error: {option} is empty; give task ids, e.g. {known[0]}", file=sys.stderr)
+            return 1
         unknown = [t for t in listed if t not in known and (option, t) != ("--hints", "all")]
         if unknown:
             print(

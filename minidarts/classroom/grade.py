@@ -130,6 +130,32 @@ class StudentCopy:
             self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
 
 
+def out_apart(out, students):
+    """Refuse a report folder that holds a student's work: --overwrite would move it
+    aside (and the grading then find the copy gone). `out` may sit inside a copy (a
+    student grading their own copy writes grades/ there), but not be one, hold one,
+    or hold a file its assignment.json lists."""
+    o = Path(out).resolve()
+    for student in students:
+        s = Path(student).resolve()
+        if o == s or o in s.parents:
+            what = "is" if o == s else "holds"
+            raise ValueError(
+                f"--out {out} {what} the student copy {student}: write the report elsewhere"
+            )
+        if s in o.parents:
+            try:
+                listed = json.loads((s / MANIFEST).read_text())["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a copy: grade() names what is wrong with it
+            inside = sorted(rel for rel in listed if o in (s / rel).parents)
+            if inside:
+                raise ValueError(
+                    f"--out {out} holds {inside[0]} of the student copy {student}: write "
+                    "the report elsewhere"
+                )
+
+
 def _name_apart(copies):
     """Give each copy a name of its own: its folder's name, and where copies share it
     (submissions/alice/repo, submissions/bob/repo) as many parent folders as tell them
@@ -293,6 +319,10 @@ def main(argv=None, prog="python -m minidarts grade"):
     )
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    if args.tasks is not None and not tasks:  # not silently each copy's tasks
+        print("error: --tasks is empty; give task ids, or leave it out to grade each "
+              "copy's tasks", file=sys.stderr)  # fmt: skip
+        return 1
     if not args.timeout > 0:
         print(f"error: --timeout must be positive, got {args.timeout}", file=sys.stderr)
         return 1
@@ -309,6 +339,7 @@ def main(argv=None, prog="python -m minidarts grade"):
 
     out, last = Path(args.out), None
     try:
+        out_apart(args.out, args.students)
         found = {p.name for p in out.iterdir()} if own and out.is_dir() else set()
         if found and found <= REPORT:
             # a student grading their own copy again: the last report (made by this
