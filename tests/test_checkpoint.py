@@ -249,6 +249,14 @@ def test_damaged_metadata_is_a_clear_error(tmp_path, meta):
         load_checkpoint(path)
 
 
+def test_an_array_the_index_lists_but_the_file_lacks_is_named(tmp_path):
+    path = tmp_path / "cut.npz"
+    meta = b'{"__dict__": [["w", {"__array__": "model/w"}]]}'
+    np.savez(path, **{"__meta__.json": np.frombuffer(meta, dtype=np.uint8), "v": np.ones(2)})
+    with pytest.raises(ValueError, match="cut.npz lacks the array 'model/w'"):
+        load_checkpoint(path)
+
+
 def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.npz"):
         load_checkpoint(tmp_path / "nowhere.npz")

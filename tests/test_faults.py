@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,25 @@ def scheduler_text(state):
 
 def optimizer_damaged(state):
     del state["w_optimizer"]["param_groups"]
+
+
+_NAN_ACC = '"val_acc", NaN'
+
+
+def edit_raw(run, key=None, value=None, meta=None):
+    """Write a value into a run's checkpoint as an editor would, past save_checkpoint's
+    refusal of NaN and inf: array `key` set to `value`, or the index text edited."""
+    import numpy as np
+
+    path = os.path.join(run, "checkpoint.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if key is not None:
+        arrays[key].reshape(-1)[0] = value
+    if meta is not None:
+        text = meta(bytes(arrays["__meta__.json"]).decode())
+        arrays["__meta__.json"] = np.frombuffer(text.encode(), np.uint8)
+    np.savez(path, **arrays)
 
 
 def write(path, text):
@@ -212,6 +232,32 @@ CASES = [
             ["search", "--resume", str(w / "plain"), "--epochs", "2"],
         )[1],
         "damaged or incomplete state",
+    ),
+    (
+        "a NaN written into the architecture's weights",
+        lambda w: (
+            edit_raw(w / "plain", "alphas/reduce", float("nan")),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "checkpoint: alphas/reduce holds NaN or inf, which no run saves",
+    ),
+    (
+        "an inf written into a weight of a retraining",
+        lambda w: (
+            edit_raw(w / "train", "model/stem.0.weight", float("inf")),
+            ["train", "--resume", str(w / "train"), "--epochs", "2"],
+        )[1],
+        "checkpoint: model/stem.0.weight holds NaN or inf",
+    ),
+    (
+        "a NaN written into a history record",
+        lambda w: (
+            edit_raw(
+                w / "plain", meta=lambda t: re.sub(r'"val_acc", [-0-9.e]+', _NAN_ACC, t, count=1)
+            ),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "checkpoint: history/0/val_acc holds NaN or inf",
     ),
     (
         "a train checkpoint resumed as a search",

@@ -12,6 +12,7 @@ mid-write leaves the previous checkpoint intact.
 """
 
 import json
+import math
 import os
 import tempfile
 
@@ -146,6 +147,14 @@ def check_state(run, state, keys):
         raise ValueError(
             f"checkpoint: history holds {len(state['history'])} records for epoch {int(epoch)}"
         )
+    bad = _first_non_finite(state, "")
+    if bad is not None:
+        # a run never saves one (save_checkpoint refuses it, the epochs' checks stop the
+        # run): resumed, it would stop as a diverged run blamed on the learning rates
+        raise ValueError(
+            f"checkpoint: {bad} holds NaN or inf, which no run saves: the file was damaged "
+            "or edited; resume from another copy or start again"
+        )
 
 
 def load_checked(run, state, path):
@@ -226,6 +235,31 @@ def load_checkpoint(path):
         raise ValueError(f"checkpoint {path} has no {_META}: not a minidarts checkpoint")
     try:
         tree = json.loads(arrays.pop(_META).tobytes().decode())
-        return _unflatten(tree, arrays)
-    except (ValueError, KeyError, TypeError) as e:  # bad UTF-8 / JSON, a missing array
+        state = _unflatten(tree, arrays)
+    except KeyError as e:
+        raise ValueError(
+            f"checkpoint {path} lacks the array {e.args[0]!r} that its {_META} lists: the "
+            "file was damaged or edited"
+        ) from None
+    except (ValueError, TypeError) as e:  # bad UTF-8 / JSON
         raise ValueError(f"checkpoint {path} has a damaged {_META}: {e!r}") from None
+    return state
+
+
+def _first_non_finite(obj, where):
+    """The key of the first NaN or inf in a loaded state (arrays and numbers), or None."""
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list | tuple):
+        items = enumerate(obj)
+    elif isinstance(obj, float):
+        return None if math.isfinite(obj) else where
+    elif backend.is_array(obj) and obj.dtype.kind in "fc":
+        return None if backend.numpy.isfinite(obj).all() else where
+    else:
+        return None
+    for k, v in items:
+        bad = _first_non_finite(v, f"{where}/{k}" if where else str(k))
+        if bad is not None:
+            return bad
+    return None
