@@ -23,9 +23,8 @@ The variants are timed interleaved (one call of each per round, `--repeats` roun
 a burst of load from another process on a shared machine hits all of them alike.
 
 Sections: the table is built by section functions registered in SECTIONS (name ->
-function(args) returning a list of Row). A later section, e.g. the whole search network
-(`--network`), is one more function and one more entry: `main` runs the sections named
-on the command line in SECTIONS order.
+function(args) returning a list of Row); `main` runs those named by --sections in SECTIONS
+order, and a new section is one more function and one more entry.
 """
 
 import argparse
