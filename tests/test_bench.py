@@ -321,3 +321,32 @@ def test_bench_refuses_what_it_cannot_do(args, message, capsys):
         bench.main(args)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--case", "fwd", "--batch", "2"],
+        ["--sections", "kernels"],
+        ["--profile"],
+        ["compare", "--torch-python", sys.executable, "--reference", __file__],
+    ],
+)
+def test_bench_on_a_gpu_it_cannot_use_is_one_error_line(args, monkeypatch, capsys):
+    # as `search --device gpu`: the device check's message, one line, before any work
+    from minidarts.engine import backend
+    from minidarts.jobs import bench
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: False)
+    monkeypatch.delenv("MINIDARTS_DEBUG", raising=False)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("timed something before the device check")
+
+    for module, name in [(bench, "matmul_gflops"), (bench_cases, "time_case")]:
+        monkeypatch.setattr(module, name, no_work)
+    monkeypatch.setattr(bench_cases, "compare", no_work)
+    assert bench.main([*args, "--device", "gpu"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: the GPU was requested but ")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from ..engine import backend
 from ..engine.autograd import Tensor, no_grad
 from .bench_cases import CASES, PATHS
+from .errors import one_error_line
 
 
 @dataclass
@@ -352,6 +353,7 @@ def print_table(title, rows, matmul):
     )
 
 
+@one_error_line  # no CuPy for --device gpu, a failing reference: one line, as search
 def main(argv=None, prog="python -m minidarts bench"):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["compare"]:  # side by side with PyTorch (bench_cases.py)
@@ -417,7 +419,7 @@ def main(argv=None, prog="python -m minidarts bench"):
             parser.error(
                 "--scaling runs on the CPU only; `bench compare --device gpu` times the GPU"
             )
-    args.device = backend.check_device(args.device)
+    args.device = backend.check_device(args.device)  # before any work (one_error_line)
     if args.case:
         from .bench_cases import case_main
 

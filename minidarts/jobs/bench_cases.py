@@ -267,6 +267,7 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
     for path in (args.torch_python, args.reference):
         if not os.path.exists(path):
             p.error(f"{path}: no such file")
+    backend.check_device(args.device)  # no CuPy: one line before any process runs
     start = time.time()
     print(
         f"bench compare: {args.device}, {args.threads} threads, batches {args.batches}, "

@@ -6,7 +6,10 @@ RunFolderError, FloatingPointError, ...) already name the setting or the file;
 operating-system faults get the path and the remedy here."""
 
 import errno
+import functools
 import math
+import os
+import sys
 
 _REMEDY = {
     errno.ENOSPC: "the disk is full: free some space or write elsewhere (--out)",
@@ -38,6 +41,28 @@ def describe_error(e):
     return f"{type(e).__name__}: {e} (an internal error: run with --debug and report it)"
 
 
+def one_error_line(main):
+    """Wrap the main of a tool that `python -m minidarts TOOL` hands its command line
+    to (bench): such a main runs outside the command line's own handler, so without this
+    a fault of bad input (no CuPy for --device gpu, a failing reference) ends in a
+    traceback where `search` prints one line. The wrapped main prints `error: ...` and
+    returns 1 for what describe_error words as our own checks (ValueError, RuntimeError,
+    OSError, ArithmeticError); MINIDARTS_DEBUG=1 shows the traceback instead. Other
+    exceptions are bugs, and keep their traceback."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (ValueError, RuntimeError, OSError, ArithmeticError) as e:
+            if os.environ.get("MINIDARTS_DEBUG") == "1":
+                raise
+            print(f"error: {describe_error(e)}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def check_finite(where, remedy, **values):
     """Raise FloatingPointError naming `where` (e.g. the epoch and lambda) and the
     first of `values` (numbers or arrays) that holds a NaN or inf."""
@@ -54,4 +79,4 @@ def check_finite(where, remedy, **values):
             raise FloatingPointError(f"{where}: the {name.replace('_', ' ')} is {shown}; {remedy}")
 
 
-__all__ = ["check_finite", "describe_error"]
+__all__ = ["check_finite", "describe_error", "one_error_line"]
