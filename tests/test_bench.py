@@ -350,3 +350,71 @@ def test_bench_on_a_gpu_it_cannot_use_is_one_error_line(args, monkeypatch, capsy
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1
     assert err.startswith("error: the GPU was requested but ")
+
+
+def _compare_once(reference):
+    """`bench compare` of one case at batch 2, one round of one call, against
+    `reference`, through bench's main: (status, stdout, stderr) come from capsys."""
+    from minidarts.jobs import bench
+
+    args = ["compare", "--torch-python", sys.executable, "--reference", str(reference)]
+    return bench.main(args + ["--cases", "fwd", "--batches", "2", "--rounds", "1", "--iters", "1"])
+
+
+@pytest.mark.parametrize(
+    "prints, shown",
+    [
+        ("print(1)", "'1'"),
+        ("print('timings follow')", "'timings follow'"),
+        ("pass", "nothing"),
+        ("print('{\"s\": 0.1}')", "'{\"s\": 0.1}'"),
+        (
+            'print(\'{"impl": 1, "device": 1, "case": 1, "batch": 1, "s": "1", "rss_mb": 1}\')',
+            '\'{"impl"',
+        ),
+    ],
+)
+def test_compare_refuses_a_reference_line_without_the_keys(
+    prints, shown, tmp_path, monkeypatch, capsys
+):
+    fake = tmp_path / "R.py"
+    fake.write_text(prints + "\n")
+    monkeypatch.delenv("MINIDARTS_DEBUG", raising=False)
+    assert _compare_once(fake) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: bench compare: ")
+    assert f"{fake}" in err and shown in err
+    assert "not a JSON object with the keys impl, device, case, batch, s, rss_mb" in err
+
+
+def test_compare_names_the_reference_failure_in_one_line(tmp_path, monkeypatch, capsys):
+    # as `import torch` where torch is not installed: a traceback on stderr, status 1
+    fake = tmp_path / "R.py"
+    fake.write_text("import sys\nraise ModuleNotFoundError(\"No module named 'torch'\")\n")
+    monkeypatch.delenv("MINIDARTS_DEBUG", raising=False)
+    assert _compare_once(fake) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"error: bench compare: the reference {fake} (run by {sys.executable})")
+    assert "failed (exit status 1): ModuleNotFoundError" in err
+    assert "ModuleNotFoundError: No module named 'torch'" in err
+    assert "point --torch-python at a python that has torch" in err
+
+
+def test_compare_finds_a_bare_torch_python_on_path(tmp_path, monkeypatch, capsys):
+    import os
+
+    from minidarts.jobs import bench
+
+    folder, name = os.path.split(sys.executable)
+    monkeypatch.setenv("PATH", folder + os.pathsep + os.environ.get("PATH", ""))
+    monkeypatch.chdir(tmp_path)  # no file of that name here: only PATH has it
+    seen = []
+    monkeypatch.setattr(bench_cases, "compare", lambda python, *a, **k: seen.append(python) or [])
+    fake = tmp_path / "R.py"
+    fake.write_text("")
+    assert not bench.main(["compare", "--torch-python", name, "--reference", str(fake)])
+    assert os.path.samefile(seen[0], sys.executable)
+    with pytest.raises(SystemExit):
+        bench.main(["compare", "--torch-python", "no-such-python-x", "--reference", str(fake)])
+    assert "no-such-python-x: no such file, nor a program on PATH" in capsys.readouterr().err

@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,14 +99,46 @@ def _pinned_env(threads):
     return dict(os.environ, **{var: str(threads) for var in THREAD_VARIABLES})
 
 
-def _run_json(cmd, env, timeout=1800):
+# the keys of the one JSON line both implementations print (case_main, torch_reference.py)
+LINE_KEYS = ("impl", "device", "case", "batch", "s", "rss_mb")
+_TORCH_HINT = "point --torch-python at a python that has torch (e.g. a venv's bin/python)"
+
+
+def _run_json(cmd, env, who, hint="", timeout=1800):
+    """Run one timed process (`who` names it) and return the JSON line it printed
+    last. Its faults come out as one exception of one line, for the `error:` line of
+    bench's main: a process that fails is named with the last line of its stderr (the
+    exception; the traceback above it is the child's, of no use here) and `hint`; a
+    last line that is not a JSON object with LINE_KEYS (s and rss_mb numbers) is
+    refused here, not left to fail as a TypeError where the times are read."""
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"bench compare: {' '.join(cmd)} ran past {timeout} s") from None
+        raise RuntimeError(f"bench compare: {who} ran past {timeout} s") from None
     if done.returncode != 0:
-        raise RuntimeError(f"bench compare: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        lines = done.stderr.strip().splitlines()
+        last = lines[-1].removeprefix("error: ") if lines else "nothing on stderr"
+        hint = f"; {hint}" if hint else ""
+        raise RuntimeError(
+            f"bench compare: {who} failed (exit status {done.returncode}): {last}{hint}"
+        )
+    lines = done.stdout.strip().splitlines()
+    try:
+        line = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        line = None
+    numbers = isinstance(line, dict) and all(
+        isinstance(line.get(k), int | float) and not isinstance(line.get(k), bool)
+        for k in ("s", "rss_mb")
+    )
+    if not numbers or not set(LINE_KEYS) <= set(line):
+        printed = f"{lines[-1][:80]!r} last" if lines else "nothing"
+        raise ValueError(
+            f"bench compare: {who} printed {printed}, not a JSON object with the keys "
+            f"{', '.join(LINE_KEYS)} (s and rss_mb numbers), the line torch_reference.py "
+            "prints"
+        )
+    return line
 
 
 def compare(
@@ -137,10 +170,11 @@ def compare(
             common = ["--case", case, "--batch", str(batch), "--iters", str(iters)]
             for p in paths:
                 cmd = here + common + ["--device", dev, "--path", p]
-                ours[batch, case, p].append(_run_json(cmd, env))
+                ours[batch, case, p].append(_run_json(cmd, env, f"minidarts {' '.join(cmd[4:])}"))
             theirs_cmd = [torch_python, reference, *common, "--threads", str(threads)]
             theirs_cmd += ["--device", "cuda" if dev == "gpu" else "cpu"]
-            theirs[batch, case].append(_run_json(theirs_cmd, env))
+            who = f"the reference {reference} (run by {torch_python})"
+            theirs[batch, case].append(_run_json(theirs_cmd, env, who, _TORCH_HINT))
             mine = ", ".join(f"{p} {ours[batch, case, p][-1]['s'] * 1e3:.0f} ms" for p in paths)
             log(
                 f"  {case} batch {batch} round {r + 1}/{rounds}: minidarts {mine}, "
@@ -241,6 +275,17 @@ def scaling_table(results):
     return "\n".join(header + lines)
 
 
+def _find_program(name):
+    """The executable `name` names, as a shell finds it: a bare name (python3) on PATH, a
+    path as it is (a bare name of a file here too, as before PATH was searched); None
+    when there is none. subprocess would find a bare name on PATH as well: looking only
+    for a file of that name refused `--torch-python python`."""
+    found = shutil.which(name)
+    if found is None and os.path.isfile(name) and os.access(name, os.X_OK):
+        found = os.path.abspath(name)
+    return found
+
+
 def compare_main(argv, prog="python -m minidarts bench compare"):
     """The compare form: run both side by side and print the table of ratios."""
     p = argparse.ArgumentParser(prog=prog, description=compare.__doc__)
@@ -264,9 +309,13 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
     args.batches = sorted(set(args.batches))  # each batch once a round
     if min(args.rounds, args.iters, args.threads, *args.batches) < 1:
         p.error("--rounds, --iters, --threads and --batches must be >= 1")
-    for path in (args.torch_python, args.reference):
-        if not os.path.exists(path):
-            p.error(f"{path}: no such file")
+    python = _find_program(args.torch_python)
+    if python is None:
+        there = os.path.exists(args.torch_python)
+        why = "not an executable file" if there else "no such file, nor a program on PATH"
+        p.error(f"--torch-python {args.torch_python}: {why}")
+    if not os.path.exists(args.reference):
+        p.error(f"--reference {args.reference}: no such file")
     backend.check_device(args.device)  # no CuPy: one line before any process runs
     start = time.time()
     print(
@@ -274,7 +323,7 @@ def compare_main(argv, prog="python -m minidarts bench compare"):
         f"{args.rounds} interleaved rounds of {args.iters} calls"
     )
     results = compare(
-        args.torch_python,
+        python,
         args.reference,
         args.cases,
         args.batches,
