@@ -317,6 +317,13 @@ def main(argv=None):
     debug = "--debug" in argv or os.environ.get("MINIDARTS_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
     if argv and argv[0] in _DELEGATED:
+        if debug and os.environ.get("MINIDARTS_DEBUG") != "1":
+            # --debug reaches a delegated tool as the variable it reads (jobs/errors.py)
+            os.environ["MINIDARTS_DEBUG"] = "1"
+            try:
+                return _delegate(argv[0], argv[1:])
+            finally:
+                del os.environ["MINIDARTS_DEBUG"]
         return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m minidarts",

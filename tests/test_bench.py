@@ -3,11 +3,13 @@ torch_reference.py's keys, and `compare` pairs the two implementations' medians 
 ratios. Timings themselves are never asserted: benchmarks are scripts that print."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from minidarts.__main__ import main as cli
 from minidarts.jobs import bench_cases
 
 REFERENCE_KEYS = {"impl", "device", "case", "batch", "s", "rss_mb"}
@@ -350,6 +352,10 @@ def test_bench_on_a_gpu_it_cannot_use_is_one_error_line(args, monkeypatch, capsy
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1
     assert err.startswith("error: the GPU was requested but ")
+    # --debug on the command line reaches bench: the traceback, and nothing left set
+    with pytest.raises(RuntimeError, match="the GPU was requested"):
+        cli(["bench", *args, "--device", "gpu", "--debug"])
+    assert "MINIDARTS_DEBUG" not in os.environ
 
 
 def _compare_once(reference):
