@@ -543,3 +543,11 @@ def test_refuses_a_folder_inside_the_repository_or_not_empty(tmp_path, capsys):
     (tmp_path / "x").write_text("taken")
     assert assign.main([str(tmp_path)]) == 1
     assert "not empty" in capsys.readouterr().err
+    # a file where the copy's folder should be: said so, not "[Errno 20] Not a directory"
+    assert assign.main([str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'x'} is a file, not a folder; choose a new folder"]
+    # and a system fault (a file in the path) gets describe_error's remedy
+    assert assign.main([str(tmp_path / "x" / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert "Errno" not in err and "not a folder" in err, err

@@ -49,6 +49,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..jobs.errors import describe_error
 from . import guide
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,6 +263,8 @@ def write_student_copy(outdir, tasks=None, all_lessons=False, hints=()):
     out = Path(outdir).resolve()
     if out == REPO or REPO in out.parents:
         raise ValueError(f"{outdir}: the student copy must be outside the repository")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{outdir} is a file, not a folder; choose a new folder")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{outdir} exists and is not empty; choose a new folder")
     missing = [t for t, _, _ in TASKS if t not in package_regions()]
@@ -352,7 +355,7 @@ def main(argv=None, prog="python -m minidarts assign"):
     try:
         files = write_student_copy(args.outdir, tasks, args.all_lessons, hints)
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {describe_error(e)}", file=sys.stderr)
         return 1
     listed = [t for t in TASKS if tasks is None or t[0] in tasks]
     print(f"wrote {args.outdir}: {len(listed)} tasks stubbed in {files} files")
