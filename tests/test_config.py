@@ -77,6 +77,8 @@ def test_dashes_in_keys_mean_underscores():
         ("alpha_beta2", -0.5, "alpha_beta1 and alpha_beta2 must be in"),
         ("w_lr_min", 0.5, r"w_lr_min \(0.5\) exceeds w_lr \(0.2\)"),
         ("multiplier", 5, r"multiplier \(5\) cannot exceed nodes \(4\)"),
+        ("nodes", 200, r"layers \(1\) x nodes \(200\) make 20300 mixed edges .*at most 1000"),
+        ("layers", 72, r"layers \(72\) x nodes \(4\) make 1008 mixed edges"),
         ("device", "tpu", "device must be 'cpu' or 'gpu'"),
         ("device", 0, "device must be a string"),
         ("eval_batches", -1, r"eval_batches must be 0 \(the whole split\) or more"),

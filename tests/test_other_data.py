@@ -76,7 +76,7 @@ def test_a_pair_of_datasets_must_agree():
         Search(make_config("tiny"), folder="unused", log=lambda *_: None, datasets=(a, b))
     with pytest.raises(ValueError, match="mean needs 3 finite values"):
         a.set_normalisation([0.5, 0.5], [1, 1, 1])
-    with pytest.raises(ValueError, match="data_std must be positive"):
+    with pytest.raises(ValueError, match=r"data_std must be in \[0.01, 0.5\]"):
         make_config(None, {"data_std": 0.0})
 
 
@@ -93,6 +93,27 @@ def test_a_pixel_mean_outside_0_1_is_an_error_in_both_configs(mean, capsys):
     assert len(err) == 1 and "data_mean must be in [0, 1]" in err[0]
     for edge in (0.0, 1.0, 0.1307):
         assert make_config(None, {"data_mean": edge}).data_mean == edge
+
+
+@pytest.mark.parametrize("std", [30.81, 0.51, 1e-30, 0.009, -1.0])
+def test_a_pixel_std_no_data_in_0_1_has_is_an_error(std):
+    # 30.81 (a typo for 0.3081) trained on nearly constant inputs; 1e-30 ran a whole
+    # epoch and then failed writing its checkpoint
+    with pytest.raises(ValueError, match=r"data_std must be in \[0.01, 0.5\]"):
+        make_config(None, {"data_std": std})
+    with pytest.raises(ValueError, match=r"data_std must be in \[0.01, 0.5\]"):
+        make_train_config(None, {"data_std": std, "genotype": "unused.json"})
+    for edge in (0.01, 0.5, 0.3081):
+        assert make_config(None, {"data_std": edge}).data_std == edge
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "runs/..", "./"])
+def test_a_run_name_that_is_no_folder_of_its_own_is_an_error(name):
+    # --name . with --overwrite tried to move --out itself aside; "" fell back silently
+    for build, extra in ((make_config, {}), (make_train_config, {"genotype": "g.json"})):
+        with pytest.raises(ValueError, match="name must name a folder of its own"):
+            build(None, {"name": name, **extra})
+    assert make_config(None, {"name": "runs/a"}).name == "runs/a"
 
 
 def test_an_mnist_shaped_idx_folder_with_its_own_statistics(tmp_path):

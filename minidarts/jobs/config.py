@@ -8,6 +8,7 @@ that names the key and what was expected.
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, fields
 
 from ..engine import backend
@@ -187,17 +188,28 @@ def build_config(cls, presets, preset=None, overrides=None, source="arguments"):
     return cls(**values)
 
 
-def check_normalisation(cfg, source):
-    """data_mean and data_std describe the IDX images' pixels scaled to [0, 1]: a mean
-    outside [0, 1] (a sign or a scale typed wrong) or a std <= 0 is an error here, not
-    a silently shifted input."""
+def check_common(cfg, source):
+    """The checks a search and a retraining share. data_mean and data_std describe
+    the IDX images' pixels scaled to [0, 1]: a mean outside [0, 1] (a sign or a scale
+    typed wrong) or a std outside [0.01, 0.5] (the std of values in [0, 1] is at most
+    0.5; below 0.01 the inputs pass 100 and a step overflows) is an error here, not a
+    silently shifted or degenerate input. A run's name is a folder of its own: not
+    empty, ".", or ".." (which would move --out itself aside)."""
     if cfg.data_mean is not None and not 0.0 <= cfg.data_mean <= 1.0:
         raise ValueError(
             f"{source}: data_mean must be in [0, 1] (the mean of the pixels scaled to "
             f"[0, 1]; MNIST's is 0.1307), got {cfg.data_mean}"
         )
-    if cfg.data_std is not None and cfg.data_std <= 0:
-        raise ValueError(f"{source}: data_std must be positive, got {cfg.data_std}")
+    if cfg.data_std is not None and not 0.01 <= cfg.data_std <= 0.5:
+        raise ValueError(
+            f"{source}: data_std must be in [0.01, 0.5] (the std of the pixels scaled to "
+            f"[0, 1] is at most 0.5; MNIST's is 0.3081), got {cfg.data_std}"
+        )
+    if cfg.name is not None and os.path.basename(os.path.normpath(cfg.name)) in ("", ".", ".."):
+        raise ValueError(
+            f"{source}: name must name a folder of its own, got {cfg.name!r} (leave it out "
+            "for a name with the date and time)"
+        )
 
 
 def check_fields(cfg, source, positive_int=(), nonneg_float=()):
@@ -251,6 +263,9 @@ def make_config(preset=None, overrides=None, source="arguments"):
     return cfg
 
 
+MAX_MIXED_EDGES = 1000  # the search network's mixed edges, over all cells (validate)
+
+
 def validate(cfg, source="config"):
     """Reject values of the wrong type or range, naming the key."""
     check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
@@ -259,6 +274,16 @@ def validate(cfg, source="config"):
     if cfg.multiplier > cfg.nodes:
         raise ValueError(
             f"{source}: multiplier ({cfg.multiplier}) cannot exceed nodes ({cfg.nodes})"
+        )
+    # node i of a cell reads the two inputs and the i nodes before it: nodes (nodes + 3)
+    # / 2 mixed edges a cell. --nodes 200 spent minutes building 20,300 of them before
+    # a word; 1,000 (DARTS's CIFAR search has 112) build in a few seconds
+    edges = cfg.layers * cfg.nodes * (cfg.nodes + 3) // 2
+    if edges > MAX_MIXED_EDGES:
+        raise ValueError(
+            f"{source}: layers ({cfg.layers}) x nodes ({cfg.nodes}) make {edges} mixed edges "
+            f"(layers x nodes (nodes + 3) / 2); at most {MAX_MIXED_EDGES} are built (DARTS's "
+            "search: 8 x 14 = 112)"
         )
     if not 0 <= cfg.alpha_beta1 < 1 or not 0 <= cfg.alpha_beta2 < 1:
         raise ValueError(f"{source}: alpha_beta1 and alpha_beta2 must be in [0, 1)")
@@ -286,7 +311,7 @@ def validate(cfg, source="config"):
         import_ops_module(cfg.ops_module, source)
     if cfg.primitives is not None:
         cfg.primitives = list(check_primitives(cfg.primitives, source))
-    check_normalisation(cfg, source)
+    check_common(cfg, source)
     if cfg.hypernet_pivots < 2:
         raise ValueError(f"{source}: hypernet_pivots must be at least 2, got {cfg.hypernet_pivots}")
     if cfg.hypernet and cfg.penalty:

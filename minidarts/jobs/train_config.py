@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..darts.eval_network import check_gene
 from ..darts.genotype import load_genotype, unused_halves
-from .config import build_config, check_fields, check_normalisation
+from .config import build_config, check_common, check_fields
 from .search_space import import_ops_module
 
 FORMAT = "minidarts-train-1"
@@ -117,7 +117,7 @@ def validate_train_config(cfg, source="config"):
             f"{source}: subset ({cfg.subset}) + holdout ({cfg.holdout}) exceed the 60000 "
             "training images"
         )
-    check_normalisation(cfg, source)
+    check_common(cfg, source)
     if cfg.lr_min > cfg.lr:
         raise ValueError(f"{source}: lr_min ({cfg.lr_min}) exceeds lr ({cfg.lr})")
 
