@@ -144,7 +144,18 @@ CASES = [
             "--name",
             "hyper",
         ],
-        "hyper is not empty",
+        # not "--resume": a retraining cannot continue a search's checkpoint
+        "hyper is not empty (checkpoint.npz, config.json, genotype.json, genotype.txt, ...): "
+        "a new retraining run would overwrite it; choose another --name, or pass --overwrite",
+    ),
+    (
+        "search into the folder of a run stopped before its first checkpoint",
+        lambda w: (
+            os.remove(w / "plain" / "checkpoint.npz"),
+            ["search", *TINY, "--out", str(w), "--name", "plain"],
+        )[1],
+        # its --resume would fail: "no checkpoint.npz there"
+        "a new search run would overwrite it; choose another --name, or pass --overwrite",
     ),
     (
         "sweep over an existing sweep",

@@ -52,6 +52,22 @@ def _aside(folder):
     return f"{folder}.old-{n}"
 
 
+def _resumable(folder, what):
+    """Whether `folder` holds a checkpoint a `what` ("search run", "retraining run") can
+    continue: a run stopped before its first epoch's end has none, and a run of the
+    other kind has its own (config.json's format, e.g. minidarts-search-1)."""
+    import json
+
+    if not os.path.isfile(os.path.join(folder, "checkpoint.npz")):
+        return False
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            kind = json.load(f)["format"].split("-")[1]
+    except (OSError, ValueError, KeyError, IndexError, AttributeError, TypeError):
+        return True  # unreadable here: --resume says what is wrong with it
+    return kind in what.replace("retraining", "train")
+
+
 def claim_folder(folder, overwrite=False, what="run"):
     """Make `folder` ready for a new `what` (a run, a sweep): create it, or accept it
     empty. A folder that holds files is refused (RunFolderError) unless overwrite,
@@ -67,11 +83,9 @@ def claim_folder(folder, overwrite=False, what="run"):
         if not overwrite:
             names = sorted(os.listdir(folder))
             held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-            ways = (
-                f"continue the run in it with --resume {folder}, choose another --name, or "
-                if is_run
-                else ""
-            )
+            ways = "choose another --name, or " if is_run else ""
+            if is_run and _resumable(folder, what):
+                ways = f"continue the run in it with --resume {folder}, {ways}"
             raise RunFolderError(
                 f"{folder} is not empty ({held}): a new {what} would overwrite it; {ways}"
                 f"pass --overwrite to move it aside to {_aside(folder)} first"
