@@ -158,6 +158,16 @@ CASES = [
         "a new search run would overwrite it; choose another --name, or pass --overwrite",
     ),
     (
+        "experiment paper into a search run's folder",
+        lambda w: ["experiment", "paper", "--scale", "0.01", "--out", str(w), "--name", "plain"],
+        "plain holds a run (its config.json), not an experiment: choose another --name",
+    ),
+    (
+        "experiment pareto into a retraining run's folder",
+        lambda w: ["experiment", "pareto", "--scale", "0.01", "--out", str(w), "--name", "train"],
+        "train holds a run (its config.json), not an experiment",
+    ),
+    (
         "sweep over an existing sweep",
         lambda w: ["sweep", str(w / "hyper"), "--lambdas", "0.5"],
         "sweep is not empty (",

@@ -29,6 +29,7 @@ import time
 
 from .config import make_config
 from .progress import format_seconds
+from .runfolder import check_experiment_folder
 
 LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -339,6 +340,7 @@ def run_experiment(scale=1.0, device="cpu", seed=0, out="runs", name=None, log=p
     from .sweep import run_sweep
 
     folder, runs, table_epochs = plan(scale, device, seed, out=out, name=name)
+    check_experiment_folder(folder)
     os.makedirs(folder, exist_ok=True)
     cfg0 = runs[0][1]
     steps = math.ceil((cfg0.subset or 60000) // 2 / cfg0.batch_size) * cfg0.epochs

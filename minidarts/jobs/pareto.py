@@ -39,6 +39,7 @@ from ..darts.genotype import PRIMITIVES, Genotype, genotype_from_dict, genotype_
 from . import pool
 from .config import make_config
 from .progress import format_seconds
+from .runfolder import check_experiment_folder
 from .sweep import log_spaced
 
 LAMBDA_RANGE = (1e-2, 10.0)  # the hypernet's default range (config.SearchConfig)
@@ -340,6 +341,7 @@ def run_pareto(
         raise ValueError(f"--long-epochs must be 0 (none) or more, got {long_epochs}")
     exp = os.path.join(out, name or "experiment-pareto")
     root = os.path.join(exp, f"scale{scale:g}")
+    check_experiment_folder(exp)
     os.makedirs(root, exist_ok=True)
     start = time.perf_counter()
     log(

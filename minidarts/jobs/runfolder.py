@@ -96,6 +96,19 @@ def claim_folder(folder, overwrite=False, what="run"):
     return moved
 
 
+def check_experiment_folder(folder):
+    """An experiment continues in its folder when run again, so it accepts one that
+    holds files; not a file, nor a single run's folder (its config.json), where its
+    searches would land beside that run's files."""
+    if os.path.isfile(folder):
+        raise RunFolderError(f"{folder} is a file, not a folder: choose another --name/--out")
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        raise RunFolderError(
+            f"{folder} holds a run (its config.json), not an experiment: choose another "
+            "--name or --out"
+        )
+
+
 def prepare_folder(folder, fresh, overwrite=False, what="run"):
     """Before a run's first write: claim the folder if the run is new (fresh), and in
     any case delete the temporaries an interrupted write left there. A folder a live
