@@ -79,6 +79,9 @@ def test_dashes_in_keys_mean_underscores():
         ("multiplier", 5, r"multiplier \(5\) cannot exceed nodes \(4\)"),
         ("nodes", 200, r"layers \(1\) x nodes \(200\) make 20300 mixed edges .*at most 1000"),
         ("layers", 72, r"layers \(72\) x nodes \(4\) make 1008 mixed edges"),
+        ("lambda_min", 0.1, r"lambda_min set for a run without --hypernet, which would ignore"),
+        ("hypernet_input", "log", "hypernet_input set for a run without --hypernet"),
+        ("hypernet_pivots", 3, "hypernet_pivots set for a run without --hypernet piecewise"),
         ("device", "tpu", "device must be 'cpu' or 'gpu'"),
         ("device", 0, "device must be a string"),
         ("eval_batches", -1, r"eval_batches must be 0 \(the whole split\) or more"),
@@ -245,3 +248,12 @@ def test_eval_batches_zero_is_the_whole_split_every_epoch(eval_batches, epoch, l
     assert cfg.eval_batches == eval_batches
     run = SimpleNamespace(cfg=dataclasses.replace(cfg, epochs=3), epoch=epoch)
     assert Search.eval_limit(run) == limit
+
+
+def test_a_hypernets_settings_go_with_a_hypernet():
+    # with one they are taken; the pivots with the piecewise one only
+    cfg = make_config(None, {"hypernet": "linear", "lambda_min": 0.1, "hypernet_input": "log"})
+    assert (cfg.lambda_min, cfg.hypernet_input) == (0.1, "log")
+    assert make_config(None, {"hypernet": "piecewise", "hypernet_pivots": 3}).hypernet_pivots == 3
+    with pytest.raises(ValueError, match="hypernet_pivots set for a run without --hypernet piece"):
+        make_config(None, {"hypernet": "linear", "hypernet_pivots": 3})

@@ -332,6 +332,22 @@ def validate(cfg, source="config"):
         raise ValueError(
             f"{source}: need 0 < lambda_min < lambda_max, got {cfg.lambda_min} and {cfg.lambda_max}"
         )
+    # a hypernet's settings on a run without one (the pivots: without the piecewise
+    # one) would be ignored without a word
+    default = SearchConfig()
+    unused = [
+        key
+        for key in ("lambda_min", "lambda_max", "hypernet_input")
+        if not cfg.hypernet and getattr(cfg, key) != getattr(default, key)
+    ]
+    if cfg.hypernet != "piecewise" and cfg.hypernet_pivots != default.hypernet_pivots:
+        unused.append("hypernet_pivots")
+    if unused:
+        needed = "--hypernet piecewise" if unused == ["hypernet_pivots"] else "--hypernet"
+        raise ValueError(
+            f"{source}: {', '.join(unused)} set for a run without {needed}, which would "
+            "ignore it; add the hypernet or leave it out"
+        )
     if cfg.eval_lambdas is None:
         cfg.eval_lambdas = []
     lams = cfg.eval_lambdas
