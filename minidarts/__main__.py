@@ -183,11 +183,6 @@ def _cmd_sweep(args):
     lambdas = _parse_lambdas(args.lambdas) if args.lambdas else None
     if args.eval_batches is not None and args.eval_batches < 0:
         raise ValueError(f"--eval-batches must be >= 0 (0: all), got {args.eval_batches}")
-    if not os.path.exists(os.path.join(args.run, "checkpoint.npz")):
-        raise FileNotFoundError(
-            f"sweep {args.run}: no checkpoint.npz there; a sweep evaluates a finished "
-            "hypernet search: give its run folder"
-        )
     run_sweep(args.run, lambdas, args.eval_batches, overwrite=args.overwrite)
 
 

@@ -3,14 +3,18 @@ and the paper's experiment, end to end on tiny configurations."""
 
 import csv
 import math
+import os
+import re
+import shutil
 
 import pytest
 import scipy.stats
 
 from minidarts.__main__ import main
-from minidarts.darts.genotype import load_genotype
-from minidarts.jobs import experiment
-from minidarts.jobs.checkpoint import save_checkpoint
+from minidarts.darts.genotype import load_genotype, unused_halves
+from minidarts.jobs import experiment, runfolder
+from minidarts.jobs import sweep as sweep_module
+from minidarts.jobs.checkpoint import load_checkpoint, save_checkpoint
 from minidarts.jobs.config import make_config
 from minidarts.jobs.search import Search
 from minidarts.jobs.sweep import (
@@ -37,6 +41,25 @@ def hyper_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep") / "run"
     Search(make_config("tiny", TINY_HYPERNET), folder=str(folder), log=lambda *_: None).run()
     return folder
+
+
+@pytest.fixture
+def own_run(hyper_run, tmp_path):
+    """A copy of the tiny hypernet search (its checkpoint and records, no sweep), for a
+    test that changes the run or sweeps it without --overwrite."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("checkpoint.npz", "config.json", "genotype.json", "metrics.jsonl"):
+        shutil.copy(hyper_run / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def quick_sweep(monkeypatch):
+    """`sweep RUN ...` with one validation batch per lambda and no plots (most of a
+    tiny sweep's time; test_sweep_cli_writes_tables_and_plots draws them)."""
+    monkeypatch.setattr(sweep_module, "plot_sweep", lambda *args, **kwargs: [])
+    return lambda folder, *extra: main(["sweep", str(folder), "--eval-batches", "1", *extra])
 
 
 def test_sweep_cli_writes_tables_and_plots(hyper_run, capsys):
@@ -87,14 +110,117 @@ def test_sweep_of_a_plain_search_is_a_clear_error(tmp_path, capsys):
     Search(make_config("tiny", {"plots": False}), folder=str(folder), log=lambda *_: None).run()
     assert main(["sweep", str(folder)]) == 1
     assert "not a hypernet search" in capsys.readouterr().err
+    assert not (folder / "sweep").exists()  # refused before RUN/sweep/ was made
+    assert not (folder / runfolder.LOCK).exists()
     assert main(["sweep", str(tmp_path / "nowhere")]) == 1  # names no flag it was not given
     err = capsys.readouterr().err
     assert "no checkpoint.npz there; a sweep evaluates a finished" in err and "--resume" not in err
+    assert not (tmp_path / "nowhere").exists()
     # nor where the folder holds another kind of run (a retraining's)
     save_checkpoint(str(folder / "checkpoint.npz"), {"format": "minidarts-train-1", "epoch": 1})
     assert main(["sweep", str(folder)]) == 1
     err = capsys.readouterr().err
     assert f"sweep {folder}: not a checkpoint" in err and "--resume" not in err
+
+
+def test_sweep_genotypes_mark_the_untrained_normal_cell(own_run, quick_sweep, tmp_path, capsys):
+    # the tiny search network is one reduction cell: its normal alpha is never trained,
+    # and the sweep's genotype files say so as the search's genotype.json does
+    assert unused_halves(own_run / "genotype.json") == ["normal"]
+    assert quick_sweep(own_run, "--lambdas", "0.01,1") == 0
+    for lam in (0.01, 1.0):
+        path = genotype_path(own_run / "sweep", lam)
+        assert unused_halves(path) == ["normal"]
+        assert load_genotype(path) is not None  # still DARTS's format, both halves
+    capsys.readouterr()
+    # so a retraining with a normal cell is refused, as it is for genotype.json
+    path = genotype_path(own_run / "sweep", 0.01)
+    argv = ["train", "--preset", "tiny", "--no-plots", "--layers", "3", "--out", str(tmp_path)]
+    assert main([*argv, "--genotype", path]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "its normal cell is marked unused" in err
+
+
+def test_distinct_cells_count_only_the_trained_cells():
+    def row(lam, normal, reduce, kinds=None):
+        genotype = {
+            "normal": [[normal, 0]],
+            "normal_concat": [2],
+            "reduce": [[reduce, 1]],
+            "reduce_concat": [2],
+        }
+        r = {"lambda": lam, "genotype_params": 100, "genotype": genotype}
+        return r if kinds is None else {**r, "cell_kinds": kinds}
+
+    cells = [("sep_conv_3x3", "skip_connect"), ("max_pool_3x3", "skip_connect")]
+    cells.append(("avg_pool_3x3", "dil_conv_3x3"))
+    # one reduction cell: 3 genotypes, but the normal halves are untrained noise
+    one_cell = [row(i, n, r, ["reduce"]) for i, (n, r) in enumerate(cells)]
+    assert summary(one_cell)["distinct"] == 2
+    # a network with both cell types (and rows of old, without cell_kinds): unchanged
+    assert (
+        summary([row(i, n, r, ["normal", "reduce"]) for i, (n, r) in enumerate(cells)])["distinct"]
+        == 3
+    )
+    assert summary([row(i, n, r) for i, (n, r) in enumerate(cells)])["distinct"] == 3
+
+
+def test_sweep_md_counts_the_reduction_cells_of_a_one_cell_search(own_run, quick_sweep, capsys):
+    lambdas = log_spaced(1e-3, 10.0, 5)
+    assert quick_sweep(own_run, "--lambdas", ",".join(map(repr, lambdas))) == 0
+    out = capsys.readouterr().out
+    reduce_cells = {str(load_genotype(genotype_path(own_run / "sweep", v)).reduce) for v in lambdas}
+    md = (own_run / "sweep" / "sweep.md").read_text()
+    # the run's rule: its distinct cells are its distinct reduction cells, said so
+    assert re.findall(r"(\d+) distinct cells", md)[0] == str(len(reduce_cells))
+    assert f"{len(reduce_cells)} distinct cells (reduction only" in md
+    assert f"{len(reduce_cells)} distinct cells (reduction only" in out
+
+
+def test_sweep_of_a_running_search_is_refused(own_run, quick_sweep, capsys):
+    # a live process (not this one) holds the run's lock, as a running search does
+    (own_run / runfolder.LOCK).write_text(f"{os.getppid()}\n")
+    assert quick_sweep(own_run, "--lambdas", "1") == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "in use by another process" in err
+    assert not (own_run / "sweep").exists()
+    assert (own_run / runfolder.LOCK).read_text() == f"{os.getppid()}\n"  # left to its owner
+
+
+def test_sweep_md_records_the_epoch_and_an_unfinished_search(own_run, quick_sweep, capsys):
+    assert quick_sweep(own_run, "--lambdas", "1") == 0
+    assert not (own_run / runfolder.LOCK).exists()  # the sweep's own lock, released
+    md = (own_run / "sweep" / "sweep.md").read_text()
+    assert md.startswith(f"Swept from the checkpoint of {own_run}: epoch 2 of 2 (")
+    assert "unfinished" not in md and "note:" not in capsys.readouterr().out
+    # the same checkpoint in a run of 3 epochs: a search stopped after its second
+    path = str(own_run / "checkpoint.npz")
+    state = load_checkpoint(path)
+    state["config"]["epochs"] = 3
+    save_checkpoint(path, state)
+    assert quick_sweep(own_run, "--lambdas", "1", "--overwrite") == 0
+    out = capsys.readouterr().out
+    md = (own_run / "sweep" / "sweep.md").read_text()
+    assert "epoch 2 of 3" in md and "the search is unfinished" in md
+    notes = [line for line in out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "epoch 2 of 3" in notes[0] and "unfinished" in notes[0]
+
+
+def test_lambdas_outside_the_trained_range_are_noted_and_marked(own_run, quick_sweep, capsys):
+    # the ends of the range [1e-3, 10], as log_spaced computes them, are inside it
+    ends = log_spaced(1e-3, 10.0, 2)
+    assert quick_sweep(own_run, "--lambdas", ",".join(map(repr, ends))) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert "extrapolated" not in (own_run / "sweep" / "sweep.md").read_text()
+    assert quick_sweep(own_run, "--lambdas", "1e-4,1,1e6", "--overwrite") == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1, notes
+    assert "lambda 0.0001, 1e+06 outside the trained range [0.001, 10]" in notes[0]
+    md = (own_run / "sweep" / "sweep.md").read_text()
+    assert "| 0.0001 (extrapolated) |" in md and "| 1e+06 (extrapolated) |" in md
+    assert "| 1 |" in md  # inside the range: not marked
 
 
 @pytest.mark.parametrize("text", ["a,b", "1e-3,-1", "0", ","])

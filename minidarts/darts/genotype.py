@@ -209,6 +209,17 @@ def describe_genotype(genotype, kinds=("normal", "reduce")):
     )
 
 
+def unused_marker(kinds):
+    """The entry save_genotype writes beside a genotype derived from a network with the
+    cell types `kinds`: {'unused': [...]} naming each half the network lacked (the
+    one-cell network's normal cell), {} when it had both. DARTS's file format needs
+    both halves, so a half whose alpha never entered the loss is kept but marked: every
+    writer of a search's genotype (the search, its sweep) marks it the same way, and
+    `train` refuses to build cells from it (unused_halves reads it back)."""
+    unused = [k for k in ("normal", "reduce") if k not in kinds]
+    return {"unused": unused} if unused else {}
+
+
 def unused_halves(path):
     """The cell types a genotype JSON marks as unused (save_genotype's 'unused')."""
     with open(path) as f:

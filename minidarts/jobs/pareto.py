@@ -40,7 +40,7 @@ from . import pool
 from .config import make_config
 from .progress import format_seconds
 from .runfolder import check_experiment_folder
-from .sweep import log_spaced
+from .sweep import cell_key, log_spaced
 
 LAMBDA_RANGE = (1e-2, 10.0)  # the hypernet's default range (config.SearchConfig)
 SWEEP_LAMBDAS = 9  # the sweep's default
@@ -296,13 +296,6 @@ def choose_lr(root, scale, workers, log, complexity, test_subset=None):
         + f" held-out accuracy -> {best:g}"
     )
     return choice
-
-
-def cell_key(genotype, kinds):
-    """What makes two genotypes different cells: the halves of the cell types the
-    search network has (with one reduction cell, the normal half comes from an alpha
-    that was never trained, and is ignored)."""
-    return json.dumps({k: genotype[k] for k in kinds}, sort_keys=True)
 
 
 def _distinct(rows, kinds):

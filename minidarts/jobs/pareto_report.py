@@ -21,7 +21,7 @@ import os
 import statistics
 
 from ..darts.genotype import genotype_from_dict, genotype_to_str
-from .sweep import format_spearman, spearman
+from .sweep import cell_key, format_spearman, spearman
 
 REFERENCE = (1.0, 0.10)
 FAMILIES = ("hypernet", "penalty", "darts", "random")
@@ -230,8 +230,6 @@ def write_report(
 ):
     """Write table.csv/md, pareto.png, results.json and report.md (hypervolumes,
     wall times, targets); returns report.md's path."""
-    from .pareto import cell_key
-
     rows = _with_weights(table_rows(cells, trained), cells, complexity)
     paths = write_table(rows, root)
     seeds = sorted({c[0] for c in cells})

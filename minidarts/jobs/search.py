@@ -38,6 +38,7 @@ from ..darts.genotype import (
     genotype_to_str,
     save_genotype,
     threshold_record,
+    unused_marker,
 )
 from ..darts.hypernet import make_hypernet, sample_lambda
 from ..darts.network import Network
@@ -356,12 +357,9 @@ class Search:
             os.path.join(self.folder, "metrics.jsonl"),
             "".join(json.dumps(record) + "\n" for record in self.history),
         )
-        extra = {}
-        unused = [k for k in ("normal", "reduce") if k not in self.model.cell_kinds()]
-        if unused:
-            # DARTS's file format needs both halves; a half whose alpha never entered
-            # the loss (the one-cell network's normal cell) is marked, not a result
-            extra["unused"] = unused
+        # a half whose alpha never entered the loss (the one-cell network's normal
+        # cell) is marked, not a result (the sweep marks its genotypes the same way)
+        extra = unused_marker(self.model.cell_kinds())
         if self.cfg.relaxation == "sigmoid":
             # the genotype keeps DARTS's shape (top 2 edges per node); beside it, which
             # operations pass Fair DARTS's threshold (see genotype.threshold_record)

@@ -12,16 +12,29 @@ list of lambdas through a finished search and reports, for each:
         recalibrated at alpha(lambda) first (evaluate.recalibrated_batch_norm)
 
 and writes RUN/sweep/: sweep.csv, sweep.md, pareto.png (accuracy against
-weights), complexity.png (complexity and weights against lambda) and cells.png
-(the reduction cells side by side). The rank correlation between lambda and the
-weight count says whether lambda really controls the complexity.
+weights), complexity.png (complexity and weights against lambda), cells.png
+(the reduction cells side by side) and one genotype_lambda_*.json per lambda. The
+rank correlation between lambda and the weight count says whether lambda really
+controls the complexity.
+
+What a sweep reads must be said beside its numbers: sweep.md names the checkpoint's
+epoch of the run's epochs (a stopped search gives an intermediate epoch's
+architectures), marks the lambdas outside the trained [lambda_min, lambda_max] (where
+alpha(lambda) was never trained), and counts distinct cells over the cell types the
+search network has (the one-cell network's normal half is untrained, and its genotype
+files mark it unused as the search's own genotype.json does). A search that is still
+running holds its folder's lock, and is refused: its checkpoint moves under the sweep.
 """
 
 import csv
+import json
 import math
 import os
 
-from ..darts.genotype import genotype_from_dict, genotype_to_str, save_genotype
+from ..darts.genotype import genotype_from_dict, genotype_to_str, save_genotype, unused_marker
+
+# a lambda typed as the range's end (or log_spaced's end, one rounding off) is inside it
+RANGE_TOLERANCE = 1e-6
 
 
 def log_spaced(lo, hi, n):
@@ -67,18 +80,55 @@ def format_spearman(rho):
     return "n/a (one value on a side)" if math.isnan(rho) else f"{rho:.3f}"
 
 
-def sweep(search, lambdas, log=print):
-    """Evaluate a finished hypernet Search at each lambda; returns a list of rows."""
+def cell_key(genotype, kinds):
+    """What makes two genotypes different cells: the halves of the cell types the
+    search network has (with one reduction cell, the normal half comes from an alpha
+    that was never trained, and is ignored)."""
+    return json.dumps({k: genotype[k] for k in kinds}, sort_keys=True)
+
+
+def check_hypernet(search):
+    """Refuse a search without a hypernetwork: it has one architecture, not a family."""
     if search.hypernet is None:
         raise ValueError(
             f"{search.folder} is not a hypernet search (hypernet = None): a sweep needs "
             "`python -m minidarts search --hypernet linear|mlp`"
         )
+
+
+def outside_range(lambdas, lo, hi):
+    """The lambdas outside the trained [lo, hi]: the search never drew them, so
+    alpha(lambda) there is extrapolated from the range (the piecewise hypernetwork
+    holds its end pivot), never trained at."""
+    return [
+        lam
+        for lam in lambdas
+        if not lo * (1 - RANGE_TOLERANCE) <= lam <= hi * (1 + RANGE_TOLERANCE)
+    ]
+
+
+def sweep(search, lambdas, log=print):
+    """Evaluate a finished hypernet Search at each lambda; returns a list of rows.
+    Each row holds the search's architecture record at its lambda, plus 'lambda',
+    'genotype_str', 'extrapolated' (outside the trained range; one note line names
+    them all) and 'cell_kinds' (the halves of its genotype that were trained)."""
+    check_hypernet(search)
+    lo, hi = search.cfg.lambda_min, search.cfg.lambda_max
+    outside = outside_range(lambdas, lo, hi)
+    if outside:
+        log(
+            f"note: lambda {', '.join(f'{v:g}' for v in outside)} outside the trained range "
+            f"[{lo:g}, {hi:g}]: alpha(lambda) there is extrapolated, never trained "
+            "(marked in sweep.md)"
+        )
+    kinds = list(search.model.cell_kinds())
     rows = []
     for lam in lambdas:
         record = search.architecture_record(lam)
         record["lambda"] = lam
         record["genotype_str"] = genotype_to_str(search.genotype(lam))
+        record["extrapolated"] = lam in outside
+        record["cell_kinds"] = kinds
         rows.append(record)
         log(
             f"lambda {lam:9.3g} | val acc {record['val_acc']:.4f} | complexity "
@@ -88,15 +138,58 @@ def sweep(search, lambdas, log=print):
     return rows
 
 
-def summary(rows, key="genotype_params"):
+def summary(rows, key="genotype_params", kinds=None):
     """Spearman(lambda, cell weights), the ratio of the largest to the smallest count
     and the number of distinct cells, for the cells of `key` ('genotype_params': the
-    run's rule, 'darts_genotype_params': DARTS's rule)."""
+    run's rule, 'darts_genotype_params': DARTS's rule). Distinct cells are counted over
+    the cell types `kinds` (None: the rows' 'cell_kinds', else every half the genotypes
+    have): a one-cell search's untrained normal half would count noise as cells."""
     params = [r[key] for r in rows]
     lams = [r["lambda"] for r in rows]
     span = max(params) / min(params) if min(params) > 0 else float("inf")
-    cells = {str(r[key.replace("_params", "")]) for r in rows}
+    genotypes = [r[key.replace("_params", "")] for r in rows]
+    if kinds is None:
+        kinds = rows[0].get("cell_kinds") or [k for k in ("normal", "reduce") if k in genotypes[0]]
+    cells = {cell_key(g, kinds) for g in genotypes}
     return {"spearman": spearman(lams, params), "span": span, "distinct": len(cells)}
+
+
+def checkpoint_info(search):
+    """What the sweep read: the checkpoint's epoch of the run's epochs and the lambda
+    range the hypernetwork was trained on (sweep.md's first line)."""
+    return {
+        "epoch": search.epoch,
+        "epochs": search.cfg.epochs,
+        "lambda_min": search.cfg.lambda_min,
+        "lambda_max": search.cfg.lambda_max,
+    }
+
+
+def describe_checkpoint(info, folder=None):
+    """One line on the checkpoint a sweep reads (checkpoint_info): its epoch of the
+    run's epochs and the trained lambda range, and, for a search stopped before its
+    last epoch, that the numbers are an intermediate epoch's."""
+    line = (
+        f"checkpoint of {folder or 'the search'}: epoch {info['epoch']} of {info['epochs']} "
+        f"(lambda trained over [{info['lambda_min']:g}, {info['lambda_max']:g}])"
+    )
+    if info["epoch"] < info["epochs"]:
+        line += (
+            f"; the search is unfinished: the sweep gives the architectures of epoch "
+            f"{info['epoch']}, not the search's result (search --resume {folder or 'RUN'} "
+            "finishes it)"
+        )
+    return line
+
+
+def _counted_over(rows):
+    """'' where the distinct cells are whole genotypes; else which half they count."""
+    unused = unused_marker(rows[0].get("cell_kinds", ("normal", "reduce"))).get("unused")
+    if not unused:
+        return ""
+    name = {"normal": "normal", "reduce": "reduction"}
+    counted = [name[k] for k in ("normal", "reduce") if k not in unused]
+    return f" ({' and '.join(counted)} only: the {name[unused[0]]} cell is untrained)"
 
 
 def genotype_path(folder, lam):
@@ -104,9 +197,12 @@ def genotype_path(folder, lam):
     return os.path.join(folder, f"genotype_lambda_{lam:.3g}.json")
 
 
-def write_tables(rows, folder):
+def write_tables(rows, folder, checkpoint=None, run=None):
     """sweep.csv, sweep.md and one genotype_lambda_*.json per row in `folder`; returns
-    the paths of the two tables."""
+    the paths of the two tables. checkpoint: checkpoint_info() of the search swept
+    (in `run`), for sweep.md's first line. Each genotype file marks the halves the
+    search network lacked as unused, as the search's genotype.json does, so that
+    `train` refuses to build cells from them."""
     os.makedirs(folder, exist_ok=True)
     csv_path = os.path.join(folder, "sweep.csv")
     keys = [
@@ -125,11 +221,15 @@ def write_tables(rows, folder):
         writer.writerow(keys)
         for r in rows:
             writer.writerow([r[k] for k in keys])
+    marker = unused_marker(rows[0].get("cell_kinds", ("normal", "reduce")))
     for r in rows:  # each architecture of the family, ready for `minidarts train`
-        save_genotype(genotype_from_dict(r["genotype"]), genotype_path(folder, r["lambda"]))
+        path = genotype_path(folder, r["lambda"])
+        save_genotype(genotype_from_dict(r["genotype"]), path, marker)
     rule = rows[0]["genotype_rule"]
     md_path = os.path.join(folder, "sweep.md")
     with open(md_path, "w") as f:
+        if checkpoint is not None:
+            f.write(f"Swept from the {describe_checkpoint(checkpoint, run)}.\n\n")
         f.write(
             f"| lambda | val acc, % | complexity | cell weights ({rule} rule) | "
             "cell weights (DARTS rule) | reduction cell |\n"
@@ -137,9 +237,15 @@ def write_tables(rows, folder):
         f.write("|---:|---:|---:|---:|---:|---|\n")
         for r in rows:
             cell = ", ".join(f"{op}<-{i}" for op, i in r["genotype"]["reduce"])
+            lam = f"{r['lambda']:.3g}" + (" (extrapolated)" if r.get("extrapolated") else "")
             f.write(
-                f"| {r['lambda']:.3g} | {100 * r['val_acc']:.2f} | {r['complexity']:.4f} | "
+                f"| {lam} | {100 * r['val_acc']:.2f} | {r['complexity']:.4f} | "
                 f"{r['genotype_params']} | {r['darts_genotype_params']} | {cell} |\n"
+            )
+        if any(r.get("extrapolated") for r in rows):
+            f.write(
+                "\n(extrapolated): outside the lambda range the search trained on; "
+                "alpha(lambda) there was never trained.\n"
             )
         for name, key in (
             (f"{rule} rule", "genotype_params"),
@@ -148,8 +254,8 @@ def write_tables(rows, folder):
             stats = summary(rows, key)
             f.write(
                 f"\n{name}: Spearman(lambda, cell weights) {format_spearman(stats['spearman'])}, "
-                f"{stats['distinct']} distinct cells, largest / smallest weight count "
-                f"{stats['span']:.2f}\n"
+                f"{stats['distinct']} distinct cells{_counted_over(rows)}, largest / smallest "
+                f"weight count {stats['span']:.2f}\n"
             )
     return [csv_path, md_path]
 
@@ -269,7 +375,24 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=Fals
     """Load the search in `folder`, sweep it, write tables and plots to folder/sweep/.
     eval_batches: validation batches per lambda (None: the run's setting, 0: all).
     An existing folder/sweep/ is refused unless overwrite, which moves it aside to
-    folder/sweep.old-N first."""
+    folder/sweep.old-N first. The sweep holds the run's lock (runfolder.RunLock): a
+    search still running in `folder` holds it, and is refused (its checkpoint is an
+    intermediate epoch's, replaced as it goes); nor can one start on it meanwhile. Every
+    refusal comes before anything is created."""
+    from .runfolder import RunLock
+
+    if not os.path.exists(os.path.join(folder, "checkpoint.npz")):
+        # checked before the lock, which would create the folder
+        raise FileNotFoundError(
+            f"sweep {folder}: no checkpoint.npz there; a sweep evaluates a finished "
+            "hypernet search: give its run folder"
+        )
+    with RunLock(folder):
+        return _sweep_run(folder, lambdas, eval_batches, log, overwrite)
+
+
+def _sweep_run(folder, lambdas, eval_batches, log, overwrite):
+    """run_sweep's work, under the run's lock."""
     from .runfolder import claim_folder
     from .search import Search
 
@@ -281,15 +404,22 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=Fals
         if not text.startswith(prefix):
             raise
         raise type(e)(f"sweep {folder}: {text[len(prefix) :]}") from None
+    check_hypernet(search)  # before RUN/sweep/ is claimed: a refusal leaves no folder
     if eval_batches is not None:  # 0: the whole validation split (Search.eval_limit)
         search.cfg.eval_batches = eval_batches
     if lambdas is None:
         lambdas = log_spaced(search.cfg.lambda_min, search.cfg.lambda_max, 9)
-    log(f"sweep: {folder} | {len(lambdas)} lambdas from {min(lambdas):g} to {max(lambdas):g}")
+    info = checkpoint_info(search)
+    log(
+        f"sweep: {folder} | epoch {info['epoch']}/{info['epochs']} | {len(lambdas)} lambdas "
+        f"from {min(lambdas):g} to {max(lambdas):g}"
+    )
+    if info["epoch"] < info["epochs"]:
+        log(f"note: sweeping the {describe_checkpoint(info, folder)}")
     out = os.path.join(folder, "sweep")
     claim_folder(out, overwrite, "sweep")
     rows = sweep(search, lambdas, log=log)
-    paths = write_tables(rows, out)
+    paths = write_tables(rows, out, info, folder)
     paths += plot_sweep(rows, out, kinds=search.model.cell_kinds())
     for name, key in (
         (f"{rows[0]['genotype_rule']} rule", "genotype_params"),
@@ -298,10 +428,11 @@ def run_sweep(folder, lambdas=None, eval_batches=None, log=print, overwrite=Fals
         stats = summary(rows, key)
         log(
             f"{name}: Spearman(lambda, cell weights) = {format_spearman(stats['spearman'])} | "
-            f"{stats['distinct']} distinct cells | largest / smallest = {stats['span']:.2f}"
+            f"{stats['distinct']} distinct cells{_counted_over(rows)} | largest / smallest = "
+            f"{stats['span']:.2f}"
         )
     log("wrote " + ", ".join(paths))
     return rows
 
 
-__all__ = ["format_spearman", "log_spaced", "run_sweep", "spearman", "sweep"]
+__all__ = ["cell_key", "format_spearman", "log_spaced", "run_sweep", "spearman", "sweep"]
