@@ -189,7 +189,7 @@ same = " (nan: every lambda gave the same count)" if math.isnan(rho) else ""
 print(f"Spearman(lambda, cell weights) = {rho:.3f}{same}")
 print(f"Spearman(lambda, expected complexity) = {rho_c:.3f}")
 print(f"largest / smallest cell weights: {stats['span']:.2f}")
-print(f"distinct cells over the sweep: {stats['distinct']} (expected-cost rule)")
+print(f"distinct cells over the sweep: {stats['distinct']} (expected-cost rule, trained cells)")
 darts_stats = sweep.summary(rows, "darts_genotype_params")
 print(
     f"DARTS's rule on the same alphas: Spearman {darts_stats['spearman']:.3f}, "

@@ -314,11 +314,15 @@ def main(argv=None):
     if argv and argv[0] in _DELEGATED:
         if debug and os.environ.get("MINIDARTS_DEBUG") != "1":
             # --debug reaches a delegated tool as the variable it reads (jobs/errors.py)
+            old = os.environ.get("MINIDARTS_DEBUG")
             os.environ["MINIDARTS_DEBUG"] = "1"
             try:
                 return _delegate(argv[0], argv[1:])
             finally:
-                del os.environ["MINIDARTS_DEBUG"]
+                if old is None:
+                    del os.environ["MINIDARTS_DEBUG"]
+                else:
+                    os.environ["MINIDARTS_DEBUG"] = old
         return _delegate(argv[0], argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m minidarts",

@@ -356,6 +356,10 @@ def test_bench_on_a_gpu_it_cannot_use_is_one_error_line(args, monkeypatch, capsy
     with pytest.raises(RuntimeError, match="the GPU was requested"):
         cli(["bench", *args, "--device", "gpu", "--debug"])
     assert "MINIDARTS_DEBUG" not in os.environ
+    monkeypatch.setenv("MINIDARTS_DEBUG", "0")  # a value of the user's own comes back
+    with pytest.raises(RuntimeError, match="the GPU was requested"):
+        cli(["bench", *args, "--device", "gpu", "--debug"])
+    assert os.environ["MINIDARTS_DEBUG"] == "0"
 
 
 def _compare_once(reference):
@@ -408,8 +412,6 @@ def test_compare_names_the_reference_failure_in_one_line(tmp_path, monkeypatch, 
 
 
 def test_compare_finds_a_bare_torch_python_on_path(tmp_path, monkeypatch, capsys):
-    import os
-
     from minidarts.jobs import bench
 
     folder, name = os.path.split(sys.executable)

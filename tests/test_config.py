@@ -79,9 +79,14 @@ def test_dashes_in_keys_mean_underscores():
         ("multiplier", 5, r"multiplier \(5\) cannot exceed nodes \(4\)"),
         ("nodes", 200, r"layers \(1\) x nodes \(200\) make 20300 mixed edges .*at most 1000"),
         ("layers", 72, r"layers \(72\) x nodes \(4\) make 1008 mixed edges"),
-        ("lambda_min", 0.1, r"lambda_min set for a run without --hypernet, which would ignore"),
-        ("hypernet_input", "log", "hypernet_input set for a run without --hypernet"),
-        ("hypernet_pivots", 3, "hypernet_pivots set for a run without --hypernet piecewise"),
+        (
+            "lambda_min",
+            0.1,
+            "lambda_min set for a search without a hypernet, which would ignore it",
+        ),
+        ("hypernet_input", "log", "hypernet_input set for a search without a hypernet"),
+        ("hypernet_pivots", 3, "hypernet_pivots set .* ignore it: give hypernet = piecewise"),
+        ("hypernet_hidden", 8, "hypernet_hidden set .* ignore it: give hypernet = mlp"),
         ("device", "tpu", "device must be 'cpu' or 'gpu'"),
         ("device", 0, "device must be a string"),
         ("eval_batches", -1, r"eval_batches must be 0 \(the whole split\) or more"),
@@ -255,5 +260,10 @@ def test_a_hypernets_settings_go_with_a_hypernet():
     cfg = make_config(None, {"hypernet": "linear", "lambda_min": 0.1, "hypernet_input": "log"})
     assert (cfg.lambda_min, cfg.hypernet_input) == (0.1, "log")
     assert make_config(None, {"hypernet": "piecewise", "hypernet_pivots": 3}).hypernet_pivots == 3
-    with pytest.raises(ValueError, match="hypernet_pivots set for a run without --hypernet piece"):
+    with pytest.raises(ValueError, match="hypernet_pivots set for a search with the linear hyp"):
         make_config(None, {"hypernet": "linear", "hypernet_pivots": 3})
+    with pytest.raises(ValueError, match="lambda_max, hypernet_input set .* ignore them"):
+        make_config(None, {"lambda_max": 5.0, "hypernet_input": "log"})
+    # a run's own config, read back to continue it, keeps what it was made with
+    saved = {"lambda_min": 0.1, "name": "", "data_std": 0.9, "nodes": 200}
+    assert make_config(None, saved, saved=True).lambda_min == 0.1

@@ -107,13 +107,14 @@ def test_a_pixel_std_no_data_in_0_1_has_is_an_error(std):
         assert make_config(None, {"data_std": edge}).data_std == edge
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "runs/..", "./"])
+@pytest.mark.parametrize("name", ["", " ", ".", "..", "runs/..", "./", "../x", "a/../.."])
 def test_a_run_name_that_is_no_folder_of_its_own_is_an_error(name):
     # --name . with --overwrite tried to move --out itself aside; "" fell back silently
     for build, extra in ((make_config, {}), (make_train_config, {"genotype": "g.json"})):
-        with pytest.raises(ValueError, match="name must name a folder of its own"):
+        with pytest.raises(ValueError, match="name must name a folder of its own inside --out"):
             build(None, {"name": name, **extra})
     assert make_config(None, {"name": "runs/a"}).name == "runs/a"
+    assert make_config(None, {"name": "a/"}).name == "a"  # --overwrite moves "a", not "a/"
 
 
 def test_an_mnist_shaped_idx_folder_with_its_own_statistics(tmp_path):

@@ -396,3 +396,14 @@ def test_momentum_of_one_or_more_is_refused(genotype_file, momentum):
     overrides = {"genotype": str(genotype_file), "momentum": momentum}
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
         make_train_config(None, overrides)
+
+
+def test_a_non_finite_evaluation_stops_the_run_before_it_is_saved(
+    genotype_file, tmp_path, monkeypatch
+):
+    # a NaN in the history would be saved, and refused at resume as a damaged file
+    monkeypatch.setattr(Train, "evaluate", lambda self: (float("nan"), 0.5))
+    run = Train(tiny(genotype_file, epochs=1), folder=str(tmp_path / "t"), log=_quiet)
+    with pytest.raises(FloatingPointError, match=r"epoch 1: the test loss is nan; lower lr"):
+        run.run()
+    assert not (tmp_path / "t" / "checkpoint.npz").exists()

@@ -37,6 +37,7 @@ grade code you would run yourself, or inside a container.
 
 import argparse
 import json
+import os
 import queue
 import re
 import shutil
@@ -130,6 +131,15 @@ class StudentCopy:
             self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
 
 
+def _same(a, b):
+    """Whether two paths are one folder: by device and inode where both exist (on a
+    case-insensitive disk Subs/Alice is subs/alice), else as resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
+
+
 def out_apart(out, students):
     """Refuse a report folder that holds a student's work: --overwrite would move it
     aside (and the grading then find the copy gone). `out` may sit inside a copy (a
@@ -138,17 +148,17 @@ def out_apart(out, students):
     o = Path(out).resolve()
     for student in students:
         s = Path(student).resolve()
-        if o == s or o in s.parents:
-            what = "is" if o == s else "holds"
+        if _same(o, s) or any(_same(o, p) for p in s.parents):
+            what = "is" if _same(o, s) else "holds"
             raise ValueError(
                 f"--out {out} {what} the student copy {student}: write the report elsewhere"
             )
-        if s in o.parents:
+        if any(_same(s, p) for p in o.parents):
             try:
                 listed = json.loads((s / MANIFEST).read_text())["files"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not a copy: grade() names what is wrong with it
-            inside = sorted(rel for rel in listed if o in (s / rel).parents)
+            inside = sorted(rel for rel in listed if any(_same(o, p) for p in (s / rel).parents))
             if inside:
                 raise ValueError(
                     f"--out {out} holds {inside[0]} of the student copy {student}: write "

@@ -55,9 +55,15 @@ def _flatten(obj, prefix, arrays):
     raise TypeError(f"checkpoint: cannot save a {type(obj).__name__} at {prefix!r}")
 
 
+class _MissingArray(KeyError):
+    """An array the index names that the archive lacks (load_checkpoint names it)."""
+
+
 def _unflatten(obj, arrays):
     if isinstance(obj, dict):
         if "__array__" in obj:
+            if obj["__array__"] not in arrays:
+                raise _MissingArray(obj["__array__"])
             return arrays[obj["__array__"]]
         if "__tuple__" in obj:
             return tuple(_unflatten(v, arrays) for v in obj["__tuple__"])
@@ -236,12 +242,12 @@ def load_checkpoint(path):
     try:
         tree = json.loads(arrays.pop(_META).tobytes().decode())
         state = _unflatten(tree, arrays)
-    except KeyError as e:
+    except _MissingArray as e:
         raise ValueError(
             f"checkpoint {path} lacks the array {e.args[0]!r} that its {_META} lists: the "
             "file was damaged or edited"
         ) from None
-    except (ValueError, TypeError) as e:  # bad UTF-8 / JSON
+    except (ValueError, KeyError, TypeError) as e:  # bad UTF-8 / JSON, a damaged index
         raise ValueError(f"checkpoint {path} has a damaged {_META}: {e!r}") from None
     return state
 

@@ -188,13 +188,16 @@ def build_config(cls, presets, preset=None, overrides=None, source="arguments"):
     return cls(**values)
 
 
-def check_common(cfg, source):
-    """The checks a search and a retraining share. data_mean and data_std describe
+def check_request(cfg, source):
+    """What a new run is asked for, checked where a search and a retraining share it
+    (a run continued from its checkpoint keeps the settings it was made with: it skips
+    these, and the cells' checks of search_request). data_mean and data_std describe
     the IDX images' pixels scaled to [0, 1]: a mean outside [0, 1] (a sign or a scale
     typed wrong) or a std outside [0.01, 0.5] (the std of values in [0, 1] is at most
-    0.5; below 0.01 the inputs pass 100 and a step overflows) is an error here, not a
-    silently shifted or degenerate input. A run's name is a folder of its own: not
-    empty, ".", or ".." (which would move --out itself aside)."""
+    0.5; below 0.01 the inputs pass 100 and a step overflows) is refused, not a silently
+    shifted or degenerate input. A run's name is a folder of its own inside --out (not
+    empty, ".", or ".." and above, which would move --out or a folder above it aside);
+    it is kept normalised ("a/" is "a")."""
     if cfg.data_mean is not None and not 0.0 <= cfg.data_mean <= 1.0:
         raise ValueError(
             f"{source}: data_mean must be in [0, 1] (the mean of the pixels scaled to "
@@ -205,11 +208,14 @@ def check_common(cfg, source):
             f"{source}: data_std must be in [0.01, 0.5] (the std of the pixels scaled to "
             f"[0, 1] is at most 0.5; MNIST's is 0.3081), got {cfg.data_std}"
         )
-    if cfg.name is not None and os.path.basename(os.path.normpath(cfg.name)) in ("", ".", ".."):
-        raise ValueError(
-            f"{source}: name must name a folder of its own, got {cfg.name!r} (leave it out "
-            "for a name with the date and time)"
-        )
+    if cfg.name is not None:
+        name = os.path.normpath(cfg.name)
+        if name in (".", "..") or name.startswith(".." + os.sep) or not cfg.name.strip():
+            raise ValueError(
+                f"{source}: name must name a folder of its own inside --out, got {cfg.name!r} "
+                "(leave it out for a name with the date and time)"
+            )
+        cfg.name = name
 
 
 def check_fields(cfg, source, positive_int=(), nonneg_float=()):
@@ -256,25 +262,28 @@ def check_fields(cfg, source, positive_int=(), nonneg_float=()):
         raise ValueError(f"{source}: device must be 'cpu' or 'gpu', got {cfg.device!r}")
 
 
-def make_config(preset=None, overrides=None, source="arguments"):
-    """A validated SearchConfig from a preset name and a dict of overrides."""
+def make_config(preset=None, overrides=None, source="arguments", saved=False):
+    """A validated SearchConfig from a preset name and a dict of overrides (saved: a
+    run's own config, read back to continue it; see validate)."""
     cfg = build_config(SearchConfig, PRESETS, preset, overrides, source)
-    validate(cfg, source)
+    validate(cfg, source, saved)
     return cfg
 
 
-MAX_MIXED_EDGES = 1000  # the search network's mixed edges, over all cells (validate)
+MAX_MIXED_EDGES = 1000  # the search network's mixed edges, over all cells (search_request)
+# a hypernet's settings, and the hypernet they need (None: any)
+_HYPERNET_SETTINGS = {
+    "lambda_min": None,
+    "lambda_max": None,
+    "hypernet_input": None,
+    "hypernet_pivots": "piecewise",
+    "hypernet_hidden": "mlp",
+}
 
 
-def validate(cfg, source="config"):
-    """Reject values of the wrong type or range, naming the key."""
-    check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
-    if cfg.subset is not None and not 2 <= cfg.subset <= 60000:
-        raise ValueError(f"{source}: subset must be between 2 and 60000 images, got {cfg.subset}")
-    if cfg.multiplier > cfg.nodes:
-        raise ValueError(
-            f"{source}: multiplier ({cfg.multiplier}) cannot exceed nodes ({cfg.nodes})"
-        )
+def search_request(cfg, source):
+    """A new search's request beyond check_request: a network that builds in seconds,
+    and no hypernet setting that the run would ignore."""
     # node i of a cell reads the two inputs and the i nodes before it: nodes (nodes + 3)
     # / 2 mixed edges a cell. --nodes 200 spent minutes building 20,300 of them before
     # a word; 1,000 (DARTS's CIFAR search has 112) build in a few seconds
@@ -284,6 +293,35 @@ def validate(cfg, source="config"):
             f"{source}: layers ({cfg.layers}) x nodes ({cfg.nodes}) make {edges} mixed edges "
             f"(layers x nodes (nodes + 3) / 2); at most {MAX_MIXED_EDGES} are built (DARTS's "
             "search: 8 x 14 = 112)"
+        )
+    default = SearchConfig()
+    unused = [
+        key
+        for key, needs in _HYPERNET_SETTINGS.items()
+        if getattr(cfg, key) != getattr(default, key)
+        and (not cfg.hypernet or needs not in (None, cfg.hypernet))
+    ]
+    if unused:
+        them = "it" if len(unused) == 1 else "them"
+        kind = f"with the {cfg.hypernet} hypernet" if cfg.hypernet else "without a hypernet"
+        needs = sorted({_HYPERNET_SETTINGS[k] for k in unused} - {None})
+        wanted = " or ".join(needs) if needs else "linear, piecewise or mlp"
+        raise ValueError(
+            f"{source}: {', '.join(unused)} set for a search {kind}, which would ignore "
+            f"{them}: give hypernet = {wanted} (--hypernet), or leave {them} out"
+        )
+
+
+def validate(cfg, source="config", saved=False):
+    """Reject values of the wrong type or range, naming the key. saved: the config of
+    a run being continued (its checkpoint's), which skips the checks of a new run's
+    request (check_request, search_request): it was made with them, or before them."""
+    check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
+    if cfg.subset is not None and not 2 <= cfg.subset <= 60000:
+        raise ValueError(f"{source}: subset must be between 2 and 60000 images, got {cfg.subset}")
+    if cfg.multiplier > cfg.nodes:
+        raise ValueError(
+            f"{source}: multiplier ({cfg.multiplier}) cannot exceed nodes ({cfg.nodes})"
         )
     if not 0 <= cfg.alpha_beta1 < 1 or not 0 <= cfg.alpha_beta2 < 1:
         raise ValueError(f"{source}: alpha_beta1 and alpha_beta2 must be in [0, 1)")
@@ -311,7 +349,6 @@ def validate(cfg, source="config"):
         import_ops_module(cfg.ops_module, source)
     if cfg.primitives is not None:
         cfg.primitives = list(check_primitives(cfg.primitives, source))
-    check_common(cfg, source)
     if cfg.hypernet_pivots < 2:
         raise ValueError(f"{source}: hypernet_pivots must be at least 2, got {cfg.hypernet_pivots}")
     if cfg.hypernet and cfg.penalty:
@@ -331,22 +368,6 @@ def validate(cfg, source="config"):
     if not 0 < cfg.lambda_min < cfg.lambda_max:
         raise ValueError(
             f"{source}: need 0 < lambda_min < lambda_max, got {cfg.lambda_min} and {cfg.lambda_max}"
-        )
-    # a hypernet's settings on a run without one (the pivots: without the piecewise
-    # one) would be ignored without a word
-    default = SearchConfig()
-    unused = [
-        key
-        for key in ("lambda_min", "lambda_max", "hypernet_input")
-        if not cfg.hypernet and getattr(cfg, key) != getattr(default, key)
-    ]
-    if cfg.hypernet != "piecewise" and cfg.hypernet_pivots != default.hypernet_pivots:
-        unused.append("hypernet_pivots")
-    if unused:
-        needed = "--hypernet piecewise" if unused == ["hypernet_pivots"] else "--hypernet"
-        raise ValueError(
-            f"{source}: {', '.join(unused)} set for a run without {needed}, which would "
-            "ignore it; add the hypernet or leave it out"
         )
     if cfg.eval_lambdas is None:
         cfg.eval_lambdas = []
@@ -375,6 +396,9 @@ def validate(cfg, source="config"):
         raise ValueError(
             f"{source}: eval_batches must be 0 (the whole split) or more, got {cfg.eval_batches}"
         )
+    if not saved:  # after the ranges: a bad value is named as bad, not as unused
+        check_request(cfg, source)
+        search_request(cfg, source)
 
 
 def resolved_genotype_rule(cfg):

@@ -17,7 +17,7 @@ _REMEDY = {
     errno.EACCES: "permission denied: choose a folder you can write (--out) or fix its rights",
     errno.EPERM: "operation not permitted: choose a folder you can write (--out)",
     errno.EROFS: "the file system is read-only: write elsewhere (--out)",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path (a run: --out)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
     errno.EISDIR: "the path is a folder where a file was expected",
     errno.ENOENT: "no such file or folder",
     errno.EEXIST: "the path exists already",

@@ -144,7 +144,9 @@ def _check_same_search(cfg, state, folder):
         raise ValueError(f"experiment: {folder} holds no search of this version: {e}") from None
     # through make_config, as Search.resume reads it: a key an older version did not
     # save takes its default there too
-    saved = _json_like(make_config(None, dict(state["config"]), source=folder).to_dict())
+    saved = _json_like(
+        make_config(None, dict(state["config"]), source=folder, saved=True).to_dict()
+    )
     planned = _json_like(cfg.to_dict())
     differ = [
         f"{key} {saved[key]!r} there, {value!r} now"

@@ -65,7 +65,7 @@ def _resumable(folder, what):
             kind = json.load(f)["format"].split("-")[1]
     except (OSError, ValueError, KeyError, IndexError, AttributeError, TypeError):
         return True  # unreadable here: --resume says what is wrong with it
-    return kind in what.replace("retraining", "train")
+    return kind == {"search run": "search", "retraining run": "train"}.get(what)
 
 
 def claim_folder(folder, overwrite=False, what="run"):
@@ -110,15 +110,13 @@ def check_experiment_folder(folder):
 
 
 def prepare_folder(folder, fresh, overwrite=False, what="run"):
-    """Before a run's first write: claim the folder if the run is new (fresh), and in
-    any case delete the temporaries an interrupted write left there. A folder a live
-    process holds is refused first: its temporaries are that process's writes."""
-    refuse_if_in_use(folder)
+    """Before a run takes its folder's lock: claim the folder if the run is new (fresh),
+    else make sure it exists. The temporaries an interrupted write left are deleted by
+    RunLock once it holds the folder: before that they may be a live process's writes."""
     if fresh:
         claim_folder(folder, overwrite, what)
     else:
         os.makedirs(folder, exist_ok=True)
-    remove_stale_temporaries(folder)
 
 
 def remove_stale_temporaries(folder):
@@ -151,7 +149,8 @@ def say_if_finished(log, command, folder, epoch, epochs):
 
 def in_use_by(folder):
     """The pid of the live process (not this one) whose lock `folder` holds, or None
-    (no lock, or a stale one left by a process that died)."""
+    (no lock, or a stale one left by a process that died): asked before anything
+    touches a folder a live run may be writing to (RunLock, --overwrite)."""
     try:
         with open(os.path.join(folder, LOCK)) as f:
             pid = int(f.read().strip() or 0)
@@ -161,7 +160,8 @@ def in_use_by(folder):
 
 
 def refuse_if_in_use(folder):
-    """RunFolderError if a live process holds `folder`'s lock."""
+    """RunFolderError if a live process holds `folder`'s lock: moving its folder aside
+    (--overwrite) or running beside it would mix two runs' files."""
     pid = in_use_by(folder)
     if pid is not None:
         raise RunFolderError(
@@ -171,6 +171,33 @@ def refuse_if_in_use(folder):
 
 
 LAST_LOCKED = []  # [the folder of the run this process locked last]
+
+
+def _create_with_pid(path):
+    """Create `path` holding this process's pid, or return False if it exists. The file
+    appears with its pid in it (written aside, then linked): created empty and written
+    after, a second process could read it empty in between, take it as stale, and
+    take the lock too. Where the file system has no hard links, O_EXCL."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=TMP_PREFIX)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.chmod(tmp, file_mode())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode())
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            return True
+    finally:
+        os.remove(tmp)
 
 
 class RunLock:
@@ -183,24 +210,20 @@ class RunLock:
         self.held = False
 
     def acquire(self):
+        """Take the lock (refusing a live holder, taking over a dead one's), then delete
+        the temporaries an interrupted write left: no other process writes here now."""
         os.makedirs(self.folder, exist_ok=True)
         for _ in range(2):
+            if _create_with_pid(self.path):
+                self.held = True
+                LAST_LOCKED[:] = [self.folder]  # what an interrupted command names
+                remove_stale_temporaries(self.folder)
+                return self
+            refuse_if_in_use(self.folder)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                fd = None
-            if fd is None:
-                refuse_if_in_use(self.folder)
-                try:
-                    os.remove(self.path)  # stale: its process died
-                except FileNotFoundError:  # its process just released it
-                    pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            self.held = True
-            LAST_LOCKED[:] = [self.folder]  # what an interrupted command names (__main__.py)
-            return self
+                os.remove(self.path)  # stale: its process died
+            except FileNotFoundError:  # its process just released it
+                pass
         raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
 
     def release(self):
@@ -249,10 +272,13 @@ def write_config(folder, cfg, fmt):
 __all__ = [
     "RunFolderError",
     "RunLock",
+    "check_experiment_folder",
     "claim_folder",
     "default_folder",
     "file_mode",
+    "in_use_by",
     "prepare_folder",
+    "refuse_if_in_use",
     "remove_stale_temporaries",
     "write_config",
     "write_text",

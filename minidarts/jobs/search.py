@@ -438,7 +438,7 @@ class Search:
                     " epochs already; give more to extend it"
                 )
             overrides["epochs"] = epochs
-        cfg = make_config(None, overrides, source=f"{path} config")
+        cfg = make_config(None, overrides, source=f"{path} config", saved=True)
         search = cls(cfg, folder=folder, log=log, datasets=datasets)
         load_checked(search, state, path)
         return search

@@ -17,13 +17,10 @@ weights), complexity.png (complexity and weights against lambda), cells.png
 rank correlation between lambda and the weight count says whether lambda really
 controls the complexity.
 
-What a sweep reads must be said beside its numbers: sweep.md names the checkpoint's
-epoch of the run's epochs (a stopped search gives an intermediate epoch's
-architectures), marks the lambdas outside the trained [lambda_min, lambda_max] (where
-alpha(lambda) was never trained), and counts distinct cells over the cell types the
-search network has (the one-cell network's normal half is untrained, and its genotype
-files mark it unused as the search's own genotype.json does). A search that is still
-running holds its folder's lock, and is refused: its checkpoint moves under the sweep.
+sweep.md says what it read: the checkpoint's epoch of the run's epochs, the lambdas
+outside the trained range (alpha there never trained), distinct cells over the cell
+types the network has (a one-cell search's normal half is untrained; its genotype
+files mark it unused). A search still running (its lock held) is refused.
 """
 
 import csv
@@ -33,8 +30,7 @@ import os
 
 from ..darts.genotype import genotype_from_dict, genotype_to_str, save_genotype, unused_marker
 
-# a lambda typed as the range's end (or log_spaced's end, one rounding off) is inside it
-RANGE_TOLERANCE = 1e-6
+RANGE_TOLERANCE = 1e-6  # a lambda typed as the range's end (or one rounding off) is in it
 
 
 def log_spaced(lo, hi, n):
@@ -142,16 +138,21 @@ def summary(rows, key="genotype_params", kinds=None):
     """Spearman(lambda, cell weights), the ratio of the largest to the smallest count
     and the number of distinct cells, for the cells of `key` ('genotype_params': the
     run's rule, 'darts_genotype_params': DARTS's rule). Distinct cells are counted over
-    the cell types `kinds` (None: the rows' 'cell_kinds', else every half the genotypes
-    have): a one-cell search's untrained normal half would count noise as cells."""
+    the cell types `kinds` (None: the rows' 'cell_kinds', else their halves): a one-cell
+    search's untrained normal half would count noise as cells."""
     params = [r[key] for r in rows]
     lams = [r["lambda"] for r in rows]
     span = max(params) / min(params) if min(params) > 0 else float("inf")
     genotypes = [r[key.replace("_params", "")] for r in rows]
-    if kinds is None:
-        kinds = rows[0].get("cell_kinds") or [k for k in ("normal", "reduce") if k in genotypes[0]]
+    kinds = _row_kinds(rows, key.replace("_params", "")) if kinds is None else kinds
     cells = {cell_key(g, kinds) for g in genotypes}
     return {"spearman": spearman(lams, params), "span": span, "distinct": len(cells)}
+
+
+def _row_kinds(rows, key="genotype"):
+    """The cell types the rows' search network has (sweep's 'cell_kinds'); for rows
+    made without them (a caller's own), the halves their genotypes hold."""
+    return rows[0].get("cell_kinds") or [k for k in ("normal", "reduce") if k in rows[0][key]]
 
 
 def checkpoint_info(search):
@@ -184,7 +185,7 @@ def describe_checkpoint(info, folder=None):
 
 def _counted_over(rows):
     """'' where the distinct cells are whole genotypes; else which half they count."""
-    unused = unused_marker(rows[0].get("cell_kinds", ("normal", "reduce"))).get("unused")
+    unused = unused_marker(_row_kinds(rows)).get("unused")
     if not unused:
         return ""
     name = {"normal": "normal", "reduce": "reduction"}
@@ -221,7 +222,7 @@ def write_tables(rows, folder, checkpoint=None, run=None):
         writer.writerow(keys)
         for r in rows:
             writer.writerow([r[k] for k in keys])
-    marker = unused_marker(rows[0].get("cell_kinds", ("normal", "reduce")))
+    marker = unused_marker(_row_kinds(rows))
     for r in rows:  # each architecture of the family, ready for `minidarts train`
         path = genotype_path(folder, r["lambda"])
         save_genotype(genotype_from_dict(r["genotype"]), path, marker)
@@ -435,4 +436,15 @@ def _sweep_run(folder, lambdas, eval_batches, log, overwrite):
     return rows
 
 
-__all__ = ["cell_key", "format_spearman", "log_spaced", "run_sweep", "spearman", "sweep"]
+__all__ = [
+    "cell_key",
+    "check_hypernet",
+    "checkpoint_info",
+    "describe_checkpoint",
+    "format_spearman",
+    "log_spaced",
+    "outside_range",
+    "run_sweep",
+    "spearman",
+    "sweep",
+]

@@ -50,6 +50,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .errors import check_finite
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
 from .resources import check_memory
@@ -192,6 +193,9 @@ class Train:
             self.scheduler.step()
             test_loss, test_acc = self.evaluate()
             self.epoch += 1
+            # the evaluation can overflow where the training did not: no NaN is saved
+            where, remedy = f"epoch {self.epoch}", f"lower lr ({cfg.lr})"
+            check_finite(where, remedy, **{f"{self.split}_loss": test_loss, "accuracy": test_acc})
             record = dict(
                 epoch=self.epoch,
                 lr=lr,
@@ -305,7 +309,7 @@ class Train:
                     " epochs already; give more to extend it"
                 )
             overrides["epochs"] = epochs
-        cfg = make_train_config(None, overrides, source=f"{path} config")
+        cfg = make_train_config(None, overrides, source=f"{path} config", saved=True)
         genotype = genotype_from_dict(state["genotype"])
         run = cls(cfg, folder=folder, log=log, genotype=genotype)
         load_checked(run, state, path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..darts.eval_network import check_gene
 from ..darts.genotype import load_genotype, unused_halves
-from .config import build_config, check_common, check_fields
+from .config import build_config, check_fields, check_request
 from .search_space import import_ops_module
 
 FORMAT = "minidarts-train-1"
@@ -86,15 +86,17 @@ _POSITIVE_INT = {"channels", "layers", "stem_multiplier", "epochs", "batch_size"
 _NONNEG_FLOAT = {"lr", "lr_min", "momentum", "weight_decay", "grad_clip"}
 
 
-def make_train_config(preset=None, overrides=None, source="arguments"):
-    """A validated TrainConfig from a preset name and a dict of overrides."""
+def make_train_config(preset=None, overrides=None, source="arguments", saved=False):
+    """A validated TrainConfig from a preset name and a dict of overrides (saved: a
+    run's own config, read back to continue it; see validate_train_config)."""
     cfg = build_config(TrainConfig, PRESETS, preset, overrides, source)
-    validate_train_config(cfg, source)
+    validate_train_config(cfg, source, saved)
     return cfg
 
 
-def validate_train_config(cfg, source="config"):
-    """Reject values of the wrong type or range, naming the key."""
+def validate_train_config(cfg, source="config", saved=False):
+    """Reject values of the wrong type or range, naming the key. saved: the config of
+    a run being continued, which skips a new run's request (config.check_request)."""
     check_fields(cfg, source, _POSITIVE_INT, _NONNEG_FLOAT)
     if not cfg.momentum < 1:  # at 1 or more the momentum grows without bound
         raise ValueError(f"{source}: momentum must be in [0, 1), got {cfg.momentum}")
@@ -117,7 +119,8 @@ def validate_train_config(cfg, source="config"):
             f"{source}: subset ({cfg.subset}) + holdout ({cfg.holdout}) exceed the 60000 "
             "training images"
         )
-    check_common(cfg, source)
+    if not saved:
+        check_request(cfg, source)
     if cfg.lr_min > cfg.lr:
         raise ValueError(f"{source}: lr_min ({cfg.lr_min}) exceeds lr ({cfg.lr})")
 
