@@ -641,3 +641,15 @@ def test_a_diverging_search_is_one_error_line_without_numpy_warnings(tmp_path, c
     assert [line for line in err.splitlines() if line.strip()] == [err.strip()], err
     numpy_fp = [w for w in caught if "encountered" in str(w.message)]
     assert not numpy_fp, [str(w.message) for w in numpy_fp]
+
+
+def test_a_run_made_before_the_request_checks_still_resumes(work, capsys):
+    # its config holds what a new run is now refused (a hypernet setting without a
+    # hypernet, a data_std past 0.5): made with it, the run keeps it
+    def older(state):
+        state["config"].update(lambda_min=0.1, data_std=0.6)
+
+    edit_checkpoint(work / "plain", older)
+    assert main(["search", "--resume", str(work / "plain"), "--epochs", "2"]) == 0, (
+        capsys.readouterr().err
+    )
