@@ -330,8 +330,8 @@ def main(argv=None, prog="python -m minidarts grade"):
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     if args.tasks is not None and not tasks:  # not silently each copy's tasks
-        print("error: --tasks is empty; give task ids, or leave it out to grade each "
-              "copy's tasks", file=sys.stderr)  # fmt: skip
+        empty = "error: --tasks is empty; give task ids, or leave it out to grade each copy's"
+        print(f"{empty} tasks", file=sys.stderr)
         return 1
     if not args.timeout > 0:
         print(f"error: --timeout must be positive, got {args.timeout}", file=sys.stderr)

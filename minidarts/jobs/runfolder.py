@@ -197,7 +197,10 @@ def _create_with_pid(path):
                 f.write(f"{os.getpid()}\n")
             return True
     finally:
-        os.remove(tmp)
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:  # the lock's new holder cleaned its folder meanwhile
+            pass
 
 
 class RunLock:
