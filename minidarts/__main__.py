@@ -1,6 +1,5 @@
 """Command line: `python -m minidarts search [options]` (see `--help`)."""
 
-import argparse
 import os
 import sys
 import warnings
@@ -324,7 +323,9 @@ def main(argv=None):
                 else:
                     os.environ["MINIDARTS_DEBUG"] = old
         return _delegate(argv[0], argv[1:])
-    parser = argparse.ArgumentParser(
+    from .jobs.cli import Parser
+
+    parser = Parser(
         prog="python -m minidarts",
         description="minidarts: differentiable architecture search with complexity control",
     )

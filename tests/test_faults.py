@@ -452,6 +452,16 @@ CASES = [
         )[1],
         "train is in use by another process",
     ),
+    (
+        "experiment paper named '..', its --out's parent",
+        lambda w: ["experiment", "paper", "--scale", "0.01", "--out", str(w), "--name", ".."],
+        "experiment paper: --name must name a folder of its own inside --out, got '..'",
+    ),
+    (
+        "experiment pareto named '.', its --out itself",
+        lambda w: ["experiment", "pareto", "--scale", "0.01", "--out", str(w), "--name", "./"],
+        "experiment pareto: --name must name a folder of its own inside --out, got './'",
+    ),
 ]
 
 

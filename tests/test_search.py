@@ -404,6 +404,16 @@ def test_an_unknown_option_names_its_command_and_the_nearest_option(capsys):
     assert "(did you mean --epochs?)" in capsys.readouterr().err
 
 
+def test_a_value_that_begins_with_a_dash_is_told_to_follow_an_equals_sign(capsys):
+    """`--lambdas -1,1` reads as an option: argparse said only 'expected one argument'."""
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "some-run", "--lambdas", "-1,1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --lambdas: expected one argument (a value that begins with '-' is " in err
+    assert "written after '=': --lambdas=VALUE)" in err
+
+
 def test_ctrl_c_before_a_run_folder_is_taken_names_none(tmp_path, monkeypatch, capsys):
     """An interrupt before this command locked its folder does not name the folder an
     earlier command of the same process locked."""

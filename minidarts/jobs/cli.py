@@ -1,7 +1,22 @@
 """What the `search` and `train` commands share: a run's settings from flags, a TOML
 file and a preset, and continuing a stopped run with --resume."""
 
+import argparse
+import re
+
 from .config import load_toml
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its error for an option's missing value made clearer: a value
+    that begins with '-' (`--lambdas -1,1`) reads as another option, and is written
+    after '=' instead (`--lambdas=-1,1`)."""
+
+    def error(self, message):
+        missing = re.match(r"argument (-\S+?)(?:/\S+)?: expected one argument$", message)
+        if missing:
+            message += f" (a value that begins with '-' is written after '=': {missing[1]}=VALUE)"
+        super().error(message)
 
 
 def add_run_arguments(parser, flags, defaults, presets, preset_help):

@@ -8,10 +8,10 @@ that names the key and what was expected.
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, fields
 
 from ..engine import backend
+from .runfolder import check_folder_name
 from .search_space import check_primitives, import_ops_module
 
 # the largest float32: a setting beyond it is finite in Python and inf in training
@@ -209,13 +209,7 @@ def check_request(cfg, source):
             f"[0, 1] is at most 0.5; MNIST's is 0.3081), got {cfg.data_std}"
         )
     if cfg.name is not None:
-        name = os.path.normpath(cfg.name)
-        if name in (".", "..") or name.startswith(".." + os.sep) or not cfg.name.strip():
-            raise ValueError(
-                f"{source}: name must name a folder of its own inside --out, got {cfg.name!r} "
-                "(leave it out for a name with the date and time)"
-            )
-        cfg.name = name
+        cfg.name = check_folder_name(cfg.name, source)
 
 
 def check_fields(cfg, source, positive_int=(), nonneg_float=()):

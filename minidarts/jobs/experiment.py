@@ -29,7 +29,7 @@ import time
 
 from .config import make_config
 from .progress import format_seconds
-from .runfolder import check_experiment_folder
+from .runfolder import check_experiment_folder, check_folder_name
 
 LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -74,6 +74,8 @@ def plan(scale, device="cpu", seed=0, alpha_lr=None, out="runs", name=None):
     epochs = max(3, int(round(100 * scale)))
     if alpha_lr is None:
         alpha_lr = 1e-3 if scale == 1 else 3e-3
+    if name is not None:
+        name = check_folder_name(name, "experiment paper", "--name")
     folder = os.path.join(out, name or f"experiment-paper-scale{scale:g}")
     common = dict(
         subset=subset,

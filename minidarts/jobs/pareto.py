@@ -39,7 +39,7 @@ from ..darts.genotype import PRIMITIVES, Genotype, genotype_from_dict, genotype_
 from . import pool
 from .config import make_config
 from .progress import format_seconds
-from .runfolder import check_experiment_folder
+from .runfolder import check_experiment_folder, check_folder_name
 from .sweep import cell_key, log_spaced
 
 LAMBDA_RANGE = (1e-2, 10.0)  # the hypernet's default range (config.SearchConfig)
@@ -332,6 +332,8 @@ def run_pareto(
     long_epochs = (LONG_EPOCHS if scale == 1 else 0) if long_epochs is None else long_epochs
     if long_epochs < 0:  # checked here, not hours later where the retraining starts
         raise ValueError(f"--long-epochs must be 0 (none) or more, got {long_epochs}")
+    if name is not None:
+        name = check_folder_name(name, "experiment pareto", "--name")
     exp = os.path.join(out, name or "experiment-pareto")
     root = os.path.join(exp, f"scale{scale:g}")
     check_experiment_folder(exp)

@@ -96,6 +96,19 @@ def claim_folder(folder, overwrite=False, what="run"):
     return moved
 
 
+def check_folder_name(name, source, what="name"):
+    """A run's or experiment's `--name`: a folder of its own inside --out, returned
+    normalised ("a/" is "a"). Not empty, ".", or ".." and above, which would put it in
+    --out itself or in a folder above it (and --overwrite would move that aside)."""
+    normal = os.path.normpath(name)
+    if normal in (".", "..") or normal.startswith(".." + os.sep) or not name.strip():
+        raise ValueError(
+            f"{source}: {what} must name a folder of its own inside --out, got {name!r} "
+            "(leave it out for the default name)"
+        )
+    return normal
+
+
 def check_experiment_folder(folder):
     """An experiment continues in its folder when run again, so it accepts one that
     holds files; not a file, nor a single run's folder (its config.json), where its
