@@ -16,6 +16,7 @@ import pytest
 # In a student copy (python -m minidarts assign): a failure caused by another task's stub
 # names that task, and the run ends with a line per task (minidarts/classroom/selftest.py)
 from minidarts.classroom.assign import TASKS
+from minidarts.classroom.handout import RECORDS_ENV
 from minidarts.classroom.selftest import (  # noqa: F401
     pytest_runtest_makereport,
     pytest_terminal_summary,
@@ -29,6 +30,15 @@ def device(request):
     if request.param == "gpu" and not backend.gpu_available():
         pytest.skip("no GPU / CuPy")
     return request.param
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _handout_records_apart(tmp_path_factory):
+    """`assign` keeps a record of each copy it writes (classroom/handout.py): the
+    tests' copies are recorded in a temporary folder, not in the repository."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RECORDS_ENV, str(tmp_path_factory.mktemp("handouts")))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -444,6 +444,14 @@ def test_hints_reach_a_copy_only_when_asked_for(student_copy, tmp_path):
     assert not (tmp_path / "mixed").exists()
 
 
+def test_every_task_has_hints_to_hand_out():
+    """`--hints im2col` (the README's example) kept nothing: its region had no hint."""
+    for task, regions in assign.package_regions().items():
+        for file, line in regions:
+            package = (REPO / "minidarts" / file).read_text().splitlines(keepends=True)
+            assert assign.region_hints(package, line - 1), f"{task} in {file} has no # HINT:"
+
+
 @pytest.mark.parametrize("value", ["", ",,", " , "])
 def test_an_empty_task_list_is_refused_not_read_as_every_task(tmp_path, capsys, value):
     # `--tasks ""` used to hand out all 12 tasks stubbed, and grade each copy's tasks

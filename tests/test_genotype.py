@@ -116,7 +116,7 @@ def test_none_is_never_chosen_even_when_largest():
     w = softmax(alpha, axis=1)
     assert (w.argmax(axis=1) == OP["none"]).all()
     gene = parse_cell(w, steps=2)
-    assert all(op != "none" for op, _ in gene)
+    assert all(op != "none" for op, _ in gene), f"'none' was chosen: {gene}"
     # strengths: node 1 edges 2, 3, 4 -> max non-none softmax weight per row
     s = [w[e, 1:].max() for e in (2, 3, 4)]
     keep = sorted(range(3), key=lambda i: -s[i])[:2]

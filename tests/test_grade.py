@@ -10,6 +10,7 @@ students).
   are refused with a message."""
 
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 from mutants import MUTANTS, mutate, reference_body, solve
 
 from minidarts.__main__ import main as cli
-from minidarts.classroom import assign, grade, report
+from minidarts.classroom import assign, grade, handout, report
 
 TASK_IDS = [t for t, _, _ in assign.TASKS]
 
@@ -206,6 +207,17 @@ def test_report_columns_are_the_result_fields():
     assert report.FIELDS == grade.TaskResult._fields
 
 
+def test_a_line_without_a_report_shows_no_count():
+    """A timed-out or ungraded task showed 0/0, as if it had no tests."""
+    late = grade.TaskResult("a", "genotype", False, 0, 0, 0.0, 10.0, "timed out after 10 s", ())
+    done = late._replace(passed=True, tests_passed=12, tests_total=12, message="")
+    assert (
+        report.format_result(late)
+        == f"  {'genotype':<24} FAIL    -/-     10.0 s  timed out after 10 s"
+    )
+    assert report.format_result(done) == f"  {'genotype':<24} pass   12/12    10.0 s"
+
+
 def test_files_a_run_leaves_do_not_grade_the_students_after_it(tmp_path):
     """A student's code runs in the grading tree: a conftest.py it plants there, whose hook
     marks every test passed, and a course file it changes, are gone before the next run
@@ -388,3 +400,78 @@ def test_a_report_folder_that_holds_a_students_work_is_refused(tmp_path, capsys)
     # a report inside the copy that holds none of its files is where a student's own
     # grading writes (grades/)
     grade.out_apart(copy / "grades", [copy])
+
+
+def _edit_manifest(copy, change):
+    path = copy / assign.MANIFEST
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_a_task_taken_off_the_copys_list_is_still_graded_and_the_edit_flagged(tmp_path):
+    """assignment.json is in the student's hands: the task list and fingerprints that
+    grade come from the teacher's record of the handout (handout.py). A student who
+    dropped an unfinished task from the list, and wrote a new fingerprint over a
+    weakened test, used to get full marks and no flag."""
+    tasks = ["numerical_grad", "complexity"]
+    copy = _copy(tmp_path, "carol", ["numerical_grad"], tasks=tasks)
+    test = copy / "tests" / "test_complexity.py"
+    test.write_text(test.read_text() + "\n# loosened\n")
+
+    def cheat(data):
+        data["tasks"] = ["numerical_grad"]
+        data["files"]["tests/test_complexity.py"] = assign.fingerprint(
+            test.read_bytes(), "tests/test_complexity.py"
+        )
+
+    _edit_manifest(copy, cheat)
+    results = {r.task: r for r in grade.grade([copy], tasks=None)}
+    assert sorted(results) == sorted(tasks)
+    assert results["numerical_grad"].passed and not results["complexity"].passed
+    assert results["complexity"].message.startswith("NotImplementedError: complexity:")
+    edits = results["complexity"].outside_edits
+    assert edits[0] == "assignment.json (edited: its files, tasks differ from the handout's record)"
+    assert "tests/test_complexity.py" in edits
+
+
+def test_a_copy_without_a_record_is_flagged_and_graded_on_the_markers_it_holds(
+    tmp_path, monkeypatch
+):
+    copy = _copy(tmp_path, "dave", tasks=["numerical_grad", "complexity"])
+    _edit_manifest(copy, lambda data: data.update(tasks=["numerical_grad"]))
+    monkeypatch.setenv(handout.RECORDS_ENV, str(tmp_path / "another-checkout"))
+    results = grade.grade([copy], exitfirst=True)
+    assert [r.task for r in results] == ["numerical_grad", "complexity"]
+    assert not any(r.passed for r in results)
+    name = json.loads((copy / assign.MANIFEST).read_text())["handout"]
+    where = tmp_path / "another-checkout"
+    assert (
+        results[0]
+        .outside_edits[0]
+        .startswith(f"assignment.json (its handout {name!r} has no record in {where}")
+    )
+
+
+def test_one_unreadable_copy_fails_alone_and_a_task_not_handed_out_fails_by_name(tmp_path, capsys):
+    """One folder of the class without assignment.json stopped the grading of all; a
+    task named by --tasks that a copy was not given was skipped without a word."""
+    good = _copy(tmp_path, "alice", ["complexity"], tasks=["complexity"])
+    broken = _copy(tmp_path, "eve", tasks=["complexity"])
+    (broken / assign.MANIFEST).unlink()
+    out = tmp_path / "g"
+    argv = ["grade", str(good), str(broken), "--out", str(out), "--tasks", "complexity,genotype"]
+    assert cli(argv) == 1
+    rows = list(csv.DictReader(open(out / "grades.csv")))
+    got = {(r["student"], r["task"]): r for r in rows}
+    assert got["alice", "complexity"]["passed"] == "pass"
+    assert got["alice", "genotype"]["passed"] == "fail"
+    assert (
+        "genotype was not handed out in this copy (its tasks: complexity)"
+        in (got["alice", "genotype"]["message"])
+    )
+    for task in ("complexity", "genotype"):
+        assert got["eve", task]["passed"] == "fail"
+        message = got["eve", task]["message"]
+        assert message.startswith("not graded: not a student copy (it has no assignment.json")
+    assert "eve: total 0/2 tasks" in capsys.readouterr().out

@@ -50,7 +50,7 @@ import sys
 from pathlib import Path
 
 from ..jobs.errors import describe_error
-from . import guide
+from . import guide, handout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,8 +84,10 @@ HINT = re.compile(r"^[ \t]*# HINT:(?P<text>.*)$")
 # the markers around a stub in the student copy: the student writes between them
 STUDENT_BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN YOUR SOLUTION (?P<task>[a-z0-9_]+)\s*$")
 STUDENT_END = re.compile(r"^[ \t]*# END YOUR SOLUTION\s*$")
-# outside a git checkout, what is not copied into the student's folder
+# outside a git checkout, what is not copied into the student's folder (RECORDS: the
+# teacher's records of the copies handed out)
 SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", "figures", "student"}
+SKIP.add(handout.RECORDS)
 # tracked files that stay with the teacher: the classroom tools' own tests, and the
 # wrong solutions (mutants) that grading must fail
 TEACHER_ONLY = (
@@ -275,7 +277,9 @@ def write_student_copy(outdir, tasks=None, all_lessons=False, hints=()):
     held = [] if all_lessons else guide.held_lessons(handed_out)
     stubbed, prints = 0, {}
     for rel in tracked_files(REPO):
-        if rel in TEACHER_ONLY or (rel.startswith("lessons/") and rel[8:] in held):
+        if rel in TEACHER_ONLY or rel.startswith(handout.RECORDS + "/"):
+            continue
+        if rel.startswith("lessons/") and rel[8:] in held:
             continue
         src, dst = REPO / rel, out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -295,6 +299,7 @@ def write_student_copy(outdir, tasks=None, all_lessons=False, hints=()):
         "held_lessons": held,
         "files": prints,
     }
+    manifest[handout.KEY] = handout.record(manifest, REPO)  # the teacher's own copy of it
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return stubbed
 
@@ -368,6 +373,8 @@ def main(argv=None, prog="python -m minidarts assign"):
         print(f"with hints: {', '.join(manifest['hints'])}")
     if held:
         print(f"held back until you release them: lessons/{', lessons/'.join(held)}")
+    record = handout.records_folder(REPO) / f"{manifest[handout.KEY]}.json"
+    print(f"kept the record of this handout in {record} (grading trusts it, not the copy's)")
     print("test one task with:  python -m pytest -m TASK   (inside the copy; see STUDENT.md)")
     print("grade the copies with:  python -m minidarts grade COPY...   (here)")
     if args.check:

@@ -15,8 +15,10 @@ A student copy (written by `python -m minidarts assign`) holds each task's stub 
    failure's message (a skip raised outside the course's tests counts as a failure, and
    the report must agree with pytest's exit status).
 
-Edits outside the regions are flagged: assignment.json in the copy keeps a fingerprint
-of every file outside the regions (assign.fingerprint), compared here. A task passes
+Edits outside the regions are flagged: the fingerprint of every file outside the
+regions (assign.fingerprint) is compared with the teacher's record of the copy
+(handout.py), whose task list is the one graded too, not the copy's assignment.json,
+which the student could edit. A folder that is no copy fails its tasks alone. A task passes
 when all of its tests pass (all-or-nothing); `partial=True` (`--partial`) scores
 passed/total instead. `grade()` is the programmatic form; `main()` the command line,
 which prints one line per task and a total, and writes OUT/grades.csv (one row per
@@ -49,6 +51,7 @@ from typing import NamedTuple
 
 from ..jobs.errors import describe_error
 from ..jobs.runfolder import claim_folder
+from . import handout
 from .assign import (
     MANIFEST,
     REPO,
@@ -90,26 +93,33 @@ class TaskResult(NamedTuple):
 
 
 class StudentCopy:
-    """A student copy read from disk: its tasks, its regions, its edits outside them."""
+    """A student copy read from disk: its tasks, its regions, its edits outside them.
+    `teacher`: the repository whose records of the copies it handed out (handout.py)
+    grading trusts over the copy's assignment.json; None for a student's own copy."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, teacher=None):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
         manifest = self.folder / MANIFEST
         if not manifest.is_file():
             raise ValueError(
-                f"{folder}: not a student copy (it has no {MANIFEST}; write one with "
-                "python -m minidarts assign OUT)"
+                f"{folder}: not a student copy (it has no {MANIFEST}: not a folder written "
+                "by python -m minidarts assign, or the file was deleted)"
             )
+        trusted, problem = None, None
         try:
             data = json.loads(manifest.read_text())
+            if teacher is not None:
+                trusted, problem = handout.authority(data, teacher)
+            data = trusted or data
             self.tasks = [t for t in data["tasks"] if t in TASK_IDS]
             self.prints = dict(data["files"])
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{manifest}: damaged ({e}); write the copy again") from None
         self.name = self.folder.resolve().name
-        self.regions, self.damaged, self.outside_edits = {}, {}, []
+        self.regions, self.damaged = {}, {}
+        self.outside_edits = [f"{MANIFEST} ({problem})"] if problem else []
         for rel, expected in sorted(self.prints.items()):
             path = self.folder / rel
             if not path.is_file():
@@ -124,6 +134,10 @@ class StudentCopy:
             except RegionError as e:
                 self.outside_edits.append(f"{rel} (markers damaged)")
                 self.damaged[rel] = str(e)
+        if teacher is not None and trusted is None:
+            # no record to say what was handed out: a task whose markers the copy still
+            # holds was handed out, whether or not its assignment.json lists it
+            self.tasks = [t for t in TASK_IDS if t in self.tasks or t in self.regions]
 
     def _read_regions(self, rel, text):
         lines = text.splitlines(keepends=True)
@@ -211,13 +225,41 @@ def _as_the_teacher_would(student, task, passed, message):
         why = student.damaged.get(file, f"its regions are in {where or 'no file'}, not {file}")
         note = f"your teacher's grading cannot read this task: {why}"
         return None, f"{note}; here: {message}" if message else note
-    if passed and student.outside_edits:
-        edits = sorted(student.outside_edits, key=lambda e: not e.startswith(("tests/", file)))
-        return passed, (
-            f"passes here, but your teacher's grading leaves out your edits outside the "
-            f"markers ({', '.join(edits)}) and runs the course's own tests"
+    if passed and student.outside_edits:  # the edits are on the copy's line above
+        return (
+            passed,
+            "passes here; your teacher's grading leaves out your edits outside the markers",
         )
     return passed, message
+
+
+class _Unreadable:
+    """A folder among the copies that is not a copy, or whose assignment.json is
+    damaged: it fails every task, and the others are graded."""
+
+    tasks, regions, outside_edits = (), {}, ()
+
+    def __init__(self, folder, error):
+        self.folder, self.error = Path(folder), error
+
+
+def _read_copies(students, teacher):
+    """StudentCopy of each folder, every one read before any runs. A folder that does
+    not exist is an error (a typing mistake); one that is no copy, or whose
+    assignment.json is damaged, is _Unreadable, unless none of them is a copy."""
+    copies = []
+    for folder in students:
+        try:
+            copies.append(StudentCopy(folder, teacher))
+        except FileNotFoundError:
+            raise
+        except ValueError as e:
+            # the line names the copy already: the message without its path
+            error = str(e).removeprefix(f"{folder}: ").removeprefix(f"{Path(folder)}/")
+            copies.append(_Unreadable(folder, error))
+    if copies and all(isinstance(c, _Unreadable) for c in copies):
+        raise ValueError(copies[0].error)
+    return copies
 
 
 def grade(
@@ -234,22 +276,27 @@ def grade(
     """Grade student copies; returns [TaskResult], one per (student, task), in order.
 
     `students`: folders written by `python -m minidarts assign`. `tasks`: the task ids
-    to grade (default: those each copy was given). `teacher`: the repository whose
-    reference solutions and tests grade (default: this one; when it is itself a student
-    copy, each copy is run as it is). `out`: where logs go (OUT/logs/STUDENT/TASK.txt and
+    to grade in every copy, a copy not given one failing it (default: each copy's own).
+    `teacher`: the repository whose reference solutions, tests and records of the
+    copies (handout.py) grade (default: this one; when it is itself a student copy, each
+    copy is run as it is). `out`: where logs go (OUT/logs/STUDENT/TASK.txt and
     .xml). `log`: a function called with each TaskResult, in order. `jobs`: task runs
     side by side, each in its own copy of the teacher's tree. `exitfirst`: stop each
     task at its first failing test (faster; tests passed/total then count only the tests
     that ran)."""
-    copies = [StudentCopy(s) for s in students]  # every folder checked before any runs
-    _name_apart(copies)
     unknown = sorted(set(tasks or ()) - set(TASK_IDS))
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; the tasks are {list(TASK_IDS)}")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     self_graded = is_student_copy(teacher)
-    todo = [(s, t) for s in copies for t in s.tasks if tasks is None or t in tasks]
+    copies = _read_copies(students, None if self_graded else teacher)
+    _name_apart(copies)
+    # every task asked for (a copy not given one fails it), else each copy's own; a
+    # copy that cannot be read fails the tasks the others were given
+    given = [t for t in TASK_IDS if any(t in c.tasks for c in copies)]
+    asked = [t for t in TASK_IDS if t in (tasks or ())]
+    todo = [(c, t) for c in copies for t in asked or c.tasks or given]
     results = []
     with tempfile.TemporaryDirectory(prefix="minidarts-grade-") as scratch:
         trees = queue.Queue()
@@ -258,6 +305,14 @@ def grade(
         files = task_test_files(teacher if self_graded else trees.queue[0].root)
 
         def one(student, task):
+            if task not in student.tasks:  # not handed out, or the copy cannot be read
+                why = getattr(student, "error", None) or (
+                    f"{task} was not handed out in this copy (its tasks: "
+                    f"{', '.join(student.tasks) or 'none'})"
+                )
+                return TaskResult(
+                    student.name, task, False, 0, 0, 0.0, 0.0, f"not graded: {why}", ()
+                )
             tree = None if self_graded else trees.get()
             try:
                 if tree is not None:

@@ -136,7 +136,10 @@ the cell calls the mixed operation, which calls the convolution), so a task's te
 fail in a task you have not finished yet. The failure then names it:
 `task <yours> needs task <that one> first (<function> in <file>): NotImplementedError:
 ...`, and so do your task's line at the end of the run and `python -m minidarts grade .`.
-Do the tasks in order.
+Only an unfinished task is named so: a mistake in a task you have done fails the tests
+of the tasks that use it with that mistake's error (a gradient of the wrong shape, a
+wrong number), under their names. Do the tasks in order, and see each one pass before
+the next.
 
 ## Grade yourself
 

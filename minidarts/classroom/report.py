@@ -67,9 +67,11 @@ def write_reports(results, out):
 
 
 def format_result(r):
-    """One line of the table: task, pass/FAIL, tests passed/total, the first failure (or
-    a caveat on a pass)."""
+    """One line of the table: task, pass/FAIL, tests passed/total (-/- where no report
+    was read), the first failure (or a caveat on a pass)."""
     verdict = "pass" if r.passed else "FAIL"
-    line = f"  {r.task:<24} {verdict}  {r.tests_passed:>3}/{r.tests_total:<3}  {r.seconds:5.1f} s"
+    # no report read (not graded, timed out): no count, where 0/0 would read as no tests
+    counts = f"{r.tests_passed:>3}/{r.tests_total:<3}" if r.tests_total else "  -/-  "
+    line = f"  {r.task:<24} {verdict}  {counts}  {r.seconds:5.1f} s"
     message = r.message if len(r.message) <= 90 else r.message[:87] + "..."
     return line + (f"  {message}" if message else "")

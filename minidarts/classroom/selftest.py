@@ -107,6 +107,8 @@ def pytest_terminal_summary(terminalreporter, config):
                 needed = getattr(report, "needs_task", None)
                 if needed:
                     row[2][needed] = row[2].get(needed, 0) + 1
+    if not any(run for _, run, _ in rows.values()):
+        return  # nothing ran (--collect-only, or no test selected): no empty table
     terminalreporter.section("classroom tasks")
     root = str(config.rootpath)
     # -x / --maxfail N: did the run stop before the end? Then the tests after the stop

@@ -88,6 +88,9 @@ class _Im2col:
         #   self.shapes (x.shape, w.shape, padded x's shape, (ho, wo))
         # and it returns y (n, o, ho, wo) with y[n, gi*(o//g) + k] = wm[gi, k] @ cols[n, gi].
         # BEGIN SOLUTION im2col: windows of the padded x (as_strided) to cols, then y = w @ cols
+        # HINT: as_strided(xpad, (n, g, cg, kh, kw, ho, wo), strides): a kernel step moves
+        # HINT: dilation rows / columns of xpad, an output step moves stride rows / columns
+        # HINT: backward reads self.cols (n, g, cg*kh*kw, ho*wo), self.wm and self.shapes
         xpad = _pad_hw(x, ph, pw)
         s_n, s_c, s_h, s_w = xpad.strides
         windows = as_strided(
