@@ -246,6 +246,15 @@ def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
     assert re.search(r"\ngenotype +FAIL  0/1 tests run before the stop\n", summary), summary
     # tests that passed before the stop are not a pass: the rest never ran
     assert re.search(r"\ntests of no task +stop  1/1 tests run before the stop\n", summary)
+    # --collect-only runs nothing: no table (it used to print an empty one)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "genotype", "--collect-only", "-q"],
+        cwd=student_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "test_genotype.py::" in proc.stdout and "classroom tasks" not in proc.stdout
 
 
 def test_pytest_m_task_in_the_copy_names_the_prerequisite(tmp_path):
