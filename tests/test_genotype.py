@@ -286,6 +286,29 @@ def test_bad_genotype_contents_are_clear_errors(tmp_path, change, message):
         load_genotype(path)
 
 
+def test_a_file_that_disagrees_with_itself_is_refused(tmp_path):
+    """A user who edits the 'darts' line (the cells are what is read) changed nothing,
+    without a word; cells outside the file's own 'primitives' were not checked."""
+    g = eval(DARTS_V2, {"Genotype": Genotype})
+    path = tmp_path / "g.json"
+    save_genotype(g, path, primitives=PRIMITIVES)
+    data = json.loads(path.read_text())
+    path.write_text(
+        json.dumps({**data, "darts": DARTS_V2.replace("sep_conv_3x3", "max_pool_3x3", 1)})
+    )
+    with pytest.raises(ValueError, match="g.json: its 'darts' line does not match its cells"):
+        load_genotype(path)
+    narrow = [p for p in PRIMITIVES if p != "dil_conv_3x3"]
+    path.write_text(json.dumps({**data, "primitives": narrow}))
+    with pytest.raises(ValueError, match="its cells name dil_conv_3x3, which its 'primitives'"):
+        load_genotype(path)
+    path.write_text(json.dumps({**data, "primitives": "all"}))
+    with pytest.raises(ValueError, match="'primitives' must be a list of operation names"):
+        load_genotype(path)
+    path.write_text(json.dumps({k: v for k, v in data.items() if k != "darts"}))
+    assert load_genotype(path) == g  # the cells alone are a genotype
+
+
 def test_json_that_is_not_an_object_is_a_clear_error(tmp_path):
     path = tmp_path / "list.json"
     path.write_text("[1, 2, 3]")

@@ -313,4 +313,30 @@ def load_genotype(path, primitives=None):
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not a genotype JSON file ({e})") from None
-    return genotype_from_dict(data, primitives)
+    genotype = genotype_from_dict(data, primitives)
+    _check_agrees(path, data, genotype)
+    return genotype
+
+
+def _check_agrees(path, data, genotype):
+    """The entries save_genotype writes beside the cells must agree with them: the
+    cells are what is read, so a file whose `darts` line (DARTS's printed form) was
+    edited, or whose cells name an operation outside its `primitives`, says two things."""
+    darts = data.get("darts")
+    if darts is not None and darts != genotype_to_str(genotype):
+        raise ValueError(
+            f"{path}: its 'darts' line does not match its cells (normal, reduce, the "
+            f"*_concat lists), which are what is read: the cells give {genotype_to_str(genotype)}; "
+            "edit the cells, and correct or delete the 'darts' line"
+        )
+    space = data.get("primitives")
+    if space is None:
+        return
+    if not isinstance(space, list) or not all(isinstance(p, str) for p in space):
+        raise ValueError(f"{path}: 'primitives' must be a list of operation names, got {space!r}")
+    outside = sorted({op for op, _ in genotype.normal + genotype.reduce} - set(space))
+    if outside:
+        raise ValueError(
+            f"{path}: its cells name {', '.join(outside)}, which its 'primitives' (the "
+            f"operations it was searched over: {', '.join(space)}) do not hold"
+        )
