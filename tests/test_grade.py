@@ -21,7 +21,7 @@ import pytest
 from mutants import MUTANTS, mutate, reference_body, solve
 
 from minidarts.__main__ import main as cli
-from minidarts.classroom import assign, grade, handout, report
+from minidarts.classroom import assign, copies, grade, handout, report
 
 TASK_IDS = [t for t, _, _ in assign.TASKS]
 
@@ -195,7 +195,7 @@ def test_bad_folders_are_clear_errors(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     (tmp_path / "plain").mkdir()
     assert cli(["grade", str(tmp_path / "plain")]) == 1
-    assert "not a student copy" in capsys.readouterr().err
+    assert f"error: {tmp_path / 'plain'}: not a student copy" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown tasks"):
         grade.grade([_copy(tmp_path, "c", tasks=["genotype"])], tasks=["nosuchtask"])
     (tmp_path / "afile").write_text("")  # grade has --out, no --name
@@ -457,6 +457,8 @@ def test_one_unreadable_copy_fails_alone_and_a_task_not_handed_out_fails_by_name
     """One folder of the class without assignment.json stopped the grading of all; a
     task named by --tasks that a copy was not given was skipped without a word."""
     good = _copy(tmp_path, "alice", ["complexity"], tasks=["complexity"])
+    test = good / "tests" / "test_complexity.py"
+    test.write_text(test.read_text() + "\n# an edit the header must name\n")
     broken = _copy(tmp_path, "eve", tasks=["complexity"])
     (broken / assign.MANIFEST).unlink()
     out = tmp_path / "g"
@@ -474,4 +476,28 @@ def test_one_unreadable_copy_fails_alone_and_a_task_not_handed_out_fails_by_name
         assert got["eve", task]["passed"] == "fail"
         message = got["eve", task]["message"]
         assert message.startswith("not graded: not a student copy (it has no assignment.json")
-    assert "eve: total 0/2 tasks" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "alice: edits outside the regions: tests/test_complexity.py" in out
+    assert "eve: edits outside the regions: not read: the folder is no copy" in out
+    assert "eve: total 0/2 tasks" in out
+
+
+def test_records_old_damaged_or_missing_say_so(tmp_path, monkeypatch, capsys):
+    """A copy written before records were kept names none; a damaged record stops the
+    grading as the teacher's fault (it used to fail the student's every task as
+    'assignment.json damaged: write the copy again')."""
+    monkeypatch.setenv(handout.RECORDS_ENV, str(tmp_path / "records"))  # damaged below
+    copy = _copy(tmp_path, "old", tasks=["complexity"])
+    name = json.loads((copy / assign.MANIFEST).read_text())["handout"]
+    _edit_manifest(copy, lambda data: data.pop("handout"))
+    assert copies.StudentCopy(copy, assign.REPO).outside_edits == [
+        "assignment.json (it names no record (a copy written before `assign` kept them): "
+        "its task list and fingerprints are the copy's own word)"
+    ]
+    _edit_manifest(copy, lambda data: data.update(handout=name))
+    record = handout.records_folder(assign.REPO) / f"{name}.json"
+    for damage in ("{", "[]", '{"tasks": "complexity", "files": {}}'):
+        record.write_text(damage)
+        assert cli(["grade", str(copy), "--out", str(tmp_path / "g"), "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert f"error: {record}: the record of a handout is damaged" in err, err

@@ -107,7 +107,9 @@ def test_a_pixel_std_no_data_in_0_1_has_is_an_error(std):
         assert make_config(None, {"data_std": edge}).data_std == edge
 
 
-@pytest.mark.parametrize("name", ["", " ", ".", "..", "runs/..", "./", "../x", "a/../.."])
+@pytest.mark.parametrize(
+    "name", ["", " ", ".", "..", "runs/..", "./", "../x", "a/../..", "/tmp/x", "/"]
+)
 def test_a_run_name_that_is_no_folder_of_its_own_is_an_error(name):
     # --name . with --overwrite tried to move --out itself aside; "" fell back silently
     for build, extra in ((make_config, {}), (make_train_config, {"genotype": "g.json"})):

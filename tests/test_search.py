@@ -412,6 +412,10 @@ def test_a_value_that_begins_with_a_dash_is_told_to_follow_an_equals_sign(capsys
     err = capsys.readouterr().err
     assert "argument --lambdas: expected one argument (a value that begins with '-' is " in err
     assert "written after '=': --lambdas=VALUE)" in err
+    with pytest.raises(SystemExit):
+        main(["sweep", "some-run", "--lambdas"])  # no value at all: no such hint
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("argument --lambdas: expected one argument"), err
 
 
 def test_ctrl_c_before_a_run_folder_is_taken_names_none(tmp_path, monkeypatch, capsys):

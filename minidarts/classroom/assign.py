@@ -31,8 +31,9 @@ or `--hints TASK,...`, which keeps them above the `raise` line. A `# HINT:` line
 anywhere else in the package is an error: outside a region it would reach every student.
 
 The copy also gets STUDENT.md (the student's guide) and assignment.json (the tasks
-handed out, those given hints, and a fingerprint of every file, with which grading
-flags edits outside the regions).
+handed out, those given hints, and a fingerprint of every file), of which the teacher
+keeps a record (handout.py): grading reads the tasks and fingerprints from the record,
+and flags the edits outside the regions.
 
 The task id doubles as a pytest marker (registered in pyproject.toml) carried by the
 tests that exercise that task's region, so `python -m pytest -m numerical_grad` tests

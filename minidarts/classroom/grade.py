@@ -38,35 +38,22 @@ grade code you would run yourself, or inside a container.
 """
 
 import argparse
-import json
-import os
 import queue
 import re
 import shutil
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import NamedTuple
 
 from ..jobs.errors import describe_error
 from ..jobs.runfolder import claim_folder
-from . import handout
-from .assign import (
-    MANIFEST,
-    REPO,
-    TASK_FILES,
-    TASKS,
-    RegionError,
-    _is_tool,
-    find_student_regions,
-    fingerprint,
-    is_student_copy,
-)
+from .assign import REPO, TASK_FILES, is_student_copy
+from .copies import TASK_IDS, name_apart, out_apart, read_copies
 from .report import format_result, write_reports
 from .testrun import Tree, run_task, task_test_files
 
-TASK_IDS = tuple(t for t, _, _ in TASKS)
 STUB = re.compile(r"NotImplementedError: (?P<task>[a-z0-9_]+):")
 # "task T needs task U first ..." (or "task T, V needs ..." for a test of two tasks), as
 # selftest.py words a failure in a student copy: the grade line keeps "needs task U ..."
@@ -92,126 +79,6 @@ class TaskResult(NamedTuple):
     outside_edits: tuple
 
 
-class StudentCopy:
-    """A student copy read from disk: its tasks, its regions, its edits outside them.
-    `teacher`: the repository whose records of the copies it handed out (handout.py)
-    grading trusts over the copy's assignment.json; None for a student's own copy."""
-
-    def __init__(self, folder, teacher=None):
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder")
-        manifest = self.folder / MANIFEST
-        if not manifest.is_file():
-            raise ValueError(
-                f"{folder}: not a student copy (it has no {MANIFEST}: not a folder written "
-                "by python -m minidarts assign, or the file was deleted)"
-            )
-        trusted, problem = None, None
-        try:
-            data = json.loads(manifest.read_text())
-            if teacher is not None:
-                trusted, problem = handout.authority(data, teacher)
-            data = trusted or data
-            self.tasks = [t for t in data["tasks"] if t in TASK_IDS]
-            self.prints = dict(data["files"])
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{manifest}: damaged ({e}); write the copy again") from None
-        self.name = self.folder.resolve().name
-        self.regions, self.damaged = {}, {}
-        self.outside_edits = [f"{MANIFEST} ({problem})"] if problem else []
-        for rel, expected in sorted(self.prints.items()):
-            path = self.folder / rel
-            if not path.is_file():
-                self.outside_edits.append(f"{rel} (missing)")
-                continue
-            data = path.read_bytes()
-            try:
-                if fingerprint(data, rel) != expected:
-                    self.outside_edits.append(rel)
-                if rel.endswith(".py") and not _is_tool(Path(rel)):
-                    self._read_regions(rel, data.decode("utf-8", errors="replace"))
-            except RegionError as e:
-                self.outside_edits.append(f"{rel} (markers damaged)")
-                self.damaged[rel] = str(e)
-        if teacher is not None and trusted is None:
-            # no record to say what was handed out: a task whose markers the copy still
-            # holds was handed out, whether or not its assignment.json lists it
-            self.tasks = [t for t in TASK_IDS if t in self.tasks or t in self.regions]
-
-    def _read_regions(self, rel, text):
-        lines = text.splitlines(keepends=True)
-        for task, begin, end in find_student_regions(text, rel):
-            self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
-
-
-def _same(a, b):
-    """Whether two paths are one folder: by device and inode where both exist (on a
-    case-insensitive disk Subs/Alice is subs/alice), else as resolved paths."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a == b
-
-
-def out_apart(out, students):
-    """Refuse a report folder that holds a student's work: --overwrite would move it
-    aside (and the grading then find the copy gone). `out` may sit inside a copy (a
-    student grading their own copy writes grades/ there), but not be one, hold one,
-    or hold a file its assignment.json lists."""
-    o = Path(out).resolve()
-    for student in students:
-        s = Path(student).resolve()
-        if _same(o, s) or any(_same(o, p) for p in s.parents):
-            what = "is" if _same(o, s) else "holds"
-            raise ValueError(
-                f"--out {out} {what} the student copy {student}: write the report elsewhere"
-            )
-        if any(_same(s, p) for p in o.parents):
-            try:
-                listed = json.loads((s / MANIFEST).read_text())["files"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # not a copy: grade() names what is wrong with it
-            inside = sorted(rel for rel in listed if any(_same(o, p) for p in (s / rel).parents))
-            if inside:
-                raise ValueError(
-                    f"--out {out} holds {inside[0]} of the student copy {student}: write "
-                    "the report elsewhere"
-                )
-
-
-def _name_apart(copies):
-    """Give each copy a name of its own: its folder's name, and where copies share it
-    (submissions/alice/repo, submissions/bob/repo) as many parent folders as tell them
-    apart (alice/repo, bob/repo). The same folder given twice is refused."""
-    seen = {}
-    for copy in copies:
-        st = copy.folder.stat()
-        where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
-        if where in seen:
-            raise ValueError(f"{copy.folder}: given twice (as {seen[where]} too)")
-        seen[where] = copy.folder
-    # the path's parts, its anchor (/, C:\\) as a plain name: a name is a log folder
-    parts = [
-        tuple(p.strip("/\\").replace(":", "") or "root" for p in copy.folder.resolve().parts)
-        for copy in copies
-    ]
-    depth = [1] * len(copies)
-    for _ in range(max(map(len, parts), default=0)):
-        names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
-        clash = [i for i, n in enumerate(names) if names.count(n) > 1]
-        if not clash:
-            break
-        for i in clash:
-            depth[i] += 1
-    else:
-        names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
-    # paths that differ only in how their anchor reads as a name: numbered
-    names = [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
-    for copy, name in zip(copies, names):
-        copy.name = name
-
-
 def _as_the_teacher_would(student, task, passed, message):
     """A student grading their own copy runs it as it is; the teacher's grading reads
     only the lines between the markers, into the course's files where its own regions
@@ -231,35 +98,6 @@ def _as_the_teacher_would(student, task, passed, message):
             "passes here; your teacher's grading leaves out your edits outside the markers",
         )
     return passed, message
-
-
-class _Unreadable:
-    """A folder among the copies that is not a copy, or whose assignment.json is
-    damaged: it fails every task, and the others are graded."""
-
-    tasks, regions, outside_edits = (), {}, ()
-
-    def __init__(self, folder, error):
-        self.folder, self.error = Path(folder), error
-
-
-def _read_copies(students, teacher):
-    """StudentCopy of each folder, every one read before any runs. A folder that does
-    not exist is an error (a typing mistake); one that is no copy, or whose
-    assignment.json is damaged, is _Unreadable, unless none of them is a copy."""
-    copies = []
-    for folder in students:
-        try:
-            copies.append(StudentCopy(folder, teacher))
-        except FileNotFoundError:
-            raise
-        except ValueError as e:
-            # the line names the copy already: the message without its path
-            error = str(e).removeprefix(f"{folder}: ").removeprefix(f"{Path(folder)}/")
-            copies.append(_Unreadable(folder, error))
-    if copies and all(isinstance(c, _Unreadable) for c in copies):
-        raise ValueError(copies[0].error)
-    return copies
 
 
 def grade(
@@ -290,8 +128,8 @@ def grade(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     self_graded = is_student_copy(teacher)
-    copies = _read_copies(students, None if self_graded else teacher)
-    _name_apart(copies)
+    copies = read_copies(students, None if self_graded else teacher)
+    name_apart(copies)
     # every task asked for (a copy not given one fails it), else each copy's own; a
     # copy that cannot be read fails the tasks the others were given
     given = [t for t in TASK_IDS if any(t in c.tasks for c in copies)]
@@ -306,12 +144,18 @@ def grade(
 
         def one(student, task):
             if task not in student.tasks:  # not handed out, or the copy cannot be read
-                why = getattr(student, "error", None) or (
-                    f"{task} was not handed out in this copy (its tasks: "
-                    f"{', '.join(student.tasks) or 'none'})"
+                error = getattr(student, "error", None)  # the line names the copy: no path
+                why = (
+                    error.reason
+                    if error
+                    else (
+                        f"{task} was not handed out in this copy (its tasks: "
+                        f"{', '.join(student.tasks) or 'none'})"
+                    )
                 )
+                edits = tuple(student.outside_edits)
                 return TaskResult(
-                    student.name, task, False, 0, 0, 0.0, 0.0, f"not graded: {why}", ()
+                    student.name, task, False, 0, 0, 0.0, 0.0, f"not graded: {why}", edits
                 )
             tree = None if self_graded else trees.get()
             try:

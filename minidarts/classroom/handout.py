@@ -31,6 +31,11 @@ KEY = "handout"  # the manifest's entry naming its record
 _NAME = re.compile(r"^[0-9a-f]{16}$")
 
 
+class RecordError(RuntimeError):
+    """A record of the teacher's that cannot be read: grading stops (it is not the
+    student's fault, and every copy of that handout would fail)."""
+
+
 def records_folder(teacher):
     """Where the handout records of the repository `teacher` are kept."""
     return Path(os.environ.get(RECORDS_ENV) or Path(teacher) / RECORDS)
@@ -60,16 +65,21 @@ def authority(manifest, teacher):
     the copy's manifest must equal it."""
     name = manifest.get(KEY)
     folder = records_folder(teacher)
+    own_word = "its task list and fingerprints are the copy's own word"
+    if name is None:
+        return None, f"it names no record (a copy written before `assign` kept them): {own_word}"
     path = folder / f"{name}.json" if isinstance(name, str) and _NAME.match(name) else None
     if path is None or not path.is_file():
         return None, (
             f"its {KEY} {name!r} has no record in {folder}, which `assign` writes for each "
-            "copy: its task list and fingerprints are the copy's own word"
+            f"copy (set {RECORDS_ENV} where the records are elsewhere): {own_word}"
         )
     try:
         kept = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: the record of a handout is damaged ({e})") from None
+        if not (isinstance(kept.get("tasks"), list) and isinstance(kept.get("files"), dict)):
+            raise ValueError("no list of tasks and table of files")
+    except (OSError, ValueError, AttributeError) as e:
+        raise RecordError(f"{path}: the record of a handout is damaged ({e})") from None
     keys = (set(kept) | set(manifest)) - {KEY}
     edited = sorted(k for k in keys if manifest.get(k) != kept.get(k))
     if edited:

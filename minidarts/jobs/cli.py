@@ -3,6 +3,7 @@ file and a preset, and continuing a stopped run with --resume."""
 
 import argparse
 import re
+import sys
 
 from .config import load_toml
 
@@ -12,9 +13,15 @@ class Parser(argparse.ArgumentParser):
     that begins with '-' (`--lambdas -1,1`) reads as another option, and is written
     after '=' instead (`--lambdas=-1,1`)."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = list(sys.argv[1:] if args is None else args)  # for error()
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
         missing = re.match(r"argument (-\S+?)(?:/\S+)?: expected one argument$", message)
-        if missing:
+        given = getattr(self, "given", [])
+        after = [given[i + 1] for i, a in enumerate(given[:-1]) if missing and a == missing[1]]
+        if missing and any(a.startswith("-") for a in after):
             message += f" (a value that begins with '-' is written after '=': {missing[1]}=VALUE)"
         super().error(message)
 

@@ -98,10 +98,11 @@ def claim_folder(folder, overwrite=False, what="run"):
 
 def check_folder_name(name, source, what="name"):
     """A run's or experiment's `--name`: a folder of its own inside --out, returned
-    normalised ("a/" is "a"). Not empty, ".", or ".." and above, which would put it in
-    --out itself or in a folder above it (and --overwrite would move that aside)."""
+    normalised ("a/" is "a"). Not empty, ".", ".." and above, or an absolute path, which
+    would put it in --out itself or outside it (and --overwrite would move that aside)."""
     normal = os.path.normpath(name)
-    if normal in (".", "..") or normal.startswith(".." + os.sep) or not name.strip():
+    outside = normal in (".", "..") or normal.startswith(".." + os.sep) or os.path.isabs(normal)
+    if outside or os.path.splitdrive(normal)[0] or not name.strip():
         raise ValueError(
             f"{source}: {what} must name a folder of its own inside --out, got {name!r} "
             "(leave it out for the default name)"

@@ -1,0 +1,170 @@
+"""Reading the student copies that `python -m minidarts grade` grades: each copy's
+tasks, solution regions and edits outside them (StudentCopy), the folders that are no
+copy (they fail alone: read_copies), a name for each copy (name_apart), and a report
+folder kept apart from them (out_apart)."""
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from . import handout
+from .assign import MANIFEST, TASKS, RegionError, _is_tool, find_student_regions, fingerprint
+
+TASK_IDS = tuple(t for t, _, _ in TASKS)
+
+
+class NotACopy(ValueError):
+    """A folder that is no student copy, or whose assignment.json is damaged; `reason`
+    says which, without the folder's path."""
+
+    def __init__(self, folder, reason):
+        super().__init__(f"{folder}: {reason}")
+        self.reason = reason
+
+
+class StudentCopy:
+    """A student copy read from disk: its tasks, its regions, its edits outside them.
+    `teacher`: the repository whose records of the copies it handed out (handout.py)
+    grading trusts over the copy's assignment.json; None for a student's own copy."""
+
+    def __init__(self, folder, teacher=None):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        manifest = self.folder / MANIFEST
+        if not manifest.is_file():
+            raise NotACopy(
+                folder,
+                f"not a student copy (it has no {MANIFEST}: not a folder written by "
+                "python -m minidarts assign, or the file was deleted)",
+            )
+        trusted, problem = None, None
+        try:
+            data = json.loads(manifest.read_text())
+            if not isinstance(data, dict):
+                raise TypeError(f"a {type(data).__name__}, not an object")
+            if teacher is not None:  # a damaged record stops the grading: not the copy's
+                trusted, problem = handout.authority(data, teacher)
+            data = trusted if trusted is not None else data
+            self.tasks = [t for t in data["tasks"] if t in TASK_IDS]
+            self.prints = dict(data["files"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise NotACopy(folder, f"{MANIFEST} damaged ({e}); write the copy again") from None
+        self.name = self.folder.resolve().name
+        self.regions, self.damaged = {}, {}
+        self.outside_edits = [f"{MANIFEST} ({problem})"] if problem else []
+        for rel, expected in sorted(self.prints.items()):
+            path = self.folder / rel
+            if not path.is_file():
+                self.outside_edits.append(f"{rel} (missing)")
+                continue
+            data = path.read_bytes()
+            try:
+                if fingerprint(data, rel) != expected:
+                    self.outside_edits.append(rel)
+                if rel.endswith(".py") and not _is_tool(Path(rel)):
+                    self._read_regions(rel, data.decode("utf-8", errors="replace"))
+            except RegionError as e:
+                self.outside_edits.append(f"{rel} (markers damaged)")
+                self.damaged[rel] = str(e)
+        if teacher is not None and trusted is None:
+            # no record to say what was handed out: a task whose markers the copy still
+            # holds was handed out, whether or not its assignment.json lists it
+            self.tasks = [t for t in TASK_IDS if t in self.tasks or t in self.regions]
+
+    def _read_regions(self, rel, text):
+        lines = text.splitlines(keepends=True)
+        for task, begin, end in find_student_regions(text, rel):
+            self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
+
+
+def _same(a, b):
+    """Whether two paths are one folder: by device and inode where both exist (on a
+    case-insensitive disk Subs/Alice is subs/alice), else as resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
+
+
+def out_apart(out, students):
+    """Refuse a report folder that holds a student's work: --overwrite would move it
+    aside (and the grading then find the copy gone). `out` may sit inside a copy (a
+    student grading their own copy writes grades/ there), but not be one, hold one,
+    or hold a file its assignment.json lists."""
+    o = Path(out).resolve()
+    for student in students:
+        s = Path(student).resolve()
+        if _same(o, s) or any(_same(o, p) for p in s.parents):
+            what = "is" if _same(o, s) else "holds"
+            raise ValueError(
+                f"--out {out} {what} the student copy {student}: write the report elsewhere"
+            )
+        if any(_same(s, p) for p in o.parents):
+            try:
+                listed = json.loads((s / MANIFEST).read_text())["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a copy: grade() names what is wrong with it
+            inside = sorted(rel for rel in listed if any(_same(o, p) for p in (s / rel).parents))
+            if inside:
+                raise ValueError(
+                    f"--out {out} holds {inside[0]} of the student copy {student}: write "
+                    "the report elsewhere"
+                )
+
+
+def name_apart(copies):
+    """Give each copy a name of its own: its folder's name, and where copies share it
+    (submissions/alice/repo, submissions/bob/repo) as many parent folders as tell them
+    apart (alice/repo, bob/repo). The same folder given twice is refused."""
+    seen = {}
+    for copy in copies:
+        st = copy.folder.stat()
+        where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
+        if where in seen:
+            raise ValueError(f"{copy.folder}: given twice (as {seen[where]} too)")
+        seen[where] = copy.folder
+    # the path's parts, its anchor (/, C:\\) as a plain name: a name is a log folder
+    parts = [
+        tuple(p.strip("/\\").replace(":", "") or "root" for p in copy.folder.resolve().parts)
+        for copy in copies
+    ]
+    depth = [1] * len(copies)
+    for _ in range(max(map(len, parts), default=0)):
+        names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
+        clash = [i for i, n in enumerate(names) if names.count(n) > 1]
+        if not clash:
+            break
+        for i in clash:
+            depth[i] += 1
+    else:
+        names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
+    # paths that differ only in how their anchor reads as a name: numbered
+    names = [n if names.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(names)]
+    for copy, name in zip(copies, names):
+        copy.name = name
+
+
+class Unreadable:
+    """A folder among the copies that is not a copy, or whose assignment.json is
+    damaged: it fails every task, and the others are graded."""
+
+    tasks, regions, outside_edits = (), {}, ("not read: the folder is no copy",)
+
+    def __init__(self, folder, error):
+        self.folder, self.error = Path(folder), error  # error: a NotACopy
+
+
+def read_copies(students, teacher):
+    """StudentCopy of each folder, every one read before any runs. A folder that does
+    not exist is an error (a typing mistake); one that is no copy, or whose
+    assignment.json is damaged, is Unreadable, unless none of them is a copy."""
+    copies = []
+    for folder in students:
+        try:
+            copies.append(StudentCopy(folder, teacher))
+        except NotACopy as e:
+            copies.append(Unreadable(folder, e))
+    if copies and all(isinstance(c, Unreadable) for c in copies):
+        raise copies[0].error
+    return copies
