@@ -451,6 +451,8 @@ def test_a_copy_without_a_record_is_flagged_and_graded_on_the_markers_it_holds(
         .outside_edits[0]
         .startswith(f"assignment.json (its handout {name!r} has no record in {where}")
     )
+    note = "graded from the copy's markers: its list and no record name this task; "
+    assert results[1].message.startswith(note), results[1].message
 
 
 def test_one_unreadable_copy_fails_alone_and_a_task_not_handed_out_fails_by_name(tmp_path, capsys):
@@ -491,8 +493,8 @@ def test_records_old_damaged_or_missing_say_so(tmp_path, monkeypatch, capsys):
     name = json.loads((copy / assign.MANIFEST).read_text())["handout"]
     _edit_manifest(copy, lambda data: data.pop("handout"))
     assert copies.StudentCopy(copy, assign.REPO).outside_edits == [
-        "assignment.json (it names no record (a copy written before `assign` kept them): "
-        "its task list and fingerprints are the copy's own word)"
+        "assignment.json (it has no handout entry (deleted, or a copy from before `assign` "
+        "kept records): its task list and fingerprints are the copy's own word)"
     ]
     _edit_manifest(copy, lambda data: data.update(handout=name))
     record = handout.records_folder(assign.REPO) / f"{name}.json"
@@ -501,3 +503,59 @@ def test_records_old_damaged_or_missing_say_so(tmp_path, monkeypatch, capsys):
         assert cli(["grade", str(copy), "--out", str(tmp_path / "g"), "--overwrite"]) == 1
         err = capsys.readouterr().err
         assert f"error: {record}: the record of a handout is damaged" in err, err
+
+
+def test_links_a_stray_file_and_another_weeks_copy_are_caught(tmp_path, capsys):
+    """A file of the copy that links to a classmate's passed unflagged; a link to a
+    classmate's whole copy, or a stray file among the copies, stopped the grading of
+    all; a copy of an easier week's handout was graded on its own tasks unremarked."""
+    honest = _copy(tmp_path, "honest", ["numerical_grad"], tasks=["numerical_grad", "complexity"])
+    linker = _copy(tmp_path, "linker", tasks=["numerical_grad", "complexity"])
+    mine = linker / "minidarts" / "engine" / "gradcheck.py"
+    mine.unlink()
+    mine.symlink_to(honest / "minidarts" / "engine" / "gradcheck.py")
+    (tmp_path / "mallory").symlink_to(honest)
+    (tmp_path / "notes.txt").write_text("not a copy")
+    easy = _copy(tmp_path, "easy", ["numerical_grad"], tasks=["numerical_grad"])
+    class_ = [honest, linker, tmp_path / "mallory", tmp_path / "notes.txt", easy]
+    out = tmp_path / "g"
+    assert cli(["grade", *map(str, class_), "--out", str(out), "-x"]) == 1
+    printed = capsys.readouterr().out
+    rows = {(r["student"], r["task"]): r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert rows["honest", "numerical_grad"]["passed"] == "pass"
+    link = rows["linker", "numerical_grad"]
+    assert link["passed"] == "fail" and link["message"].startswith("not graded: the copy has 0")
+    assert "minidarts/engine/gradcheck.py (a link: " in link["outside_edits"]
+    assert rows["mallory", "numerical_grad"]["message"] == (
+        f"not graded: a link to {honest}, not a copy of its own"
+    )
+    assert rows["notes.txt", "complexity"]["message"] == "not graded: a file, not a student copy"
+    assert rows["easy", "numerical_grad"]["passed"] == "pass"
+    assert "easy: total 1/1 tasks" in printed
+    assert (
+        "note: not every copy was given the same tasks (numerical_grad, complexity: honest, "
+        "linker, mallory and 1 more; numerical_grad: easy); --tasks grades all alike"
+    ) in printed
+
+
+def test_assign_refuses_a_records_folder_it_cannot_make_before_writing(
+    tmp_path, monkeypatch, capsys
+):
+    """A records path that is a file left a whole copy without its assignment.json."""
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv(handout.RECORDS_ENV, str(tmp_path / "afile"))
+    assert assign.main([str(tmp_path / "copy"), "--tasks", "genotype"]) == 1
+    err = capsys.readouterr().err
+    assert f"the records of the handouts go to {tmp_path / 'afile'} (MINIDARTS_HANDOUTS" in err
+    assert not (tmp_path / "copy").exists()
+    # a failure while the copy is written removes what was written
+    monkeypatch.setenv(handout.RECORDS_ENV, str(tmp_path / "records"))
+
+    def full_disk(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(handout, "record", full_disk)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OSError, match="disk full"):
+        assign.write_student_copy(tmp_path / "empty", ["genotype"])
+    assert list((tmp_path / "empty").iterdir()) == []

@@ -276,6 +276,23 @@ def write_student_copy(outdir, tasks=None, all_lessons=False, hints=()):
     handed_out = [t for t, _, _ in TASKS if tasks is None or t in tasks]
     hinted = [t for t in handed_out if hints is True or t in hints]
     held = [] if all_lessons else guide.held_lessons(handed_out)
+    handout.ready(REPO)
+    existed = out.exists()
+    try:
+        return _write_copy(out, tasks, handed_out, hinted, held)
+    except BaseException:  # Ctrl-C too: a copy without its manifest would look finished
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        else:  # it was empty: empty again
+            for child in out.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        raise
+
+
+def _write_copy(out, tasks, handed_out, hinted, held):
     stubbed, prints = 0, {}
     for rel in tracked_files(REPO):
         if rel in TEACHER_ONLY or rel.startswith(handout.RECORDS + "/"):

@@ -44,17 +44,29 @@ class StudentCopy:
             if not isinstance(data, dict):
                 raise TypeError(f"a {type(data).__name__}, not an object")
             if teacher is not None:  # a damaged record stops the grading: not the copy's
-                trusted, problem = handout.authority(data, teacher)
+                try:
+                    trusted, problem = handout.authority(data, teacher)
+                except handout.RecordError as e:
+                    raise handout.RecordError(
+                        f"{e}, the record {manifest} names: restore it, or delete it to grade "
+                        "the copies of that handout on their own word (flagged)"
+                    ) from None
             data = trusted if trusted is not None else data
             self.tasks = [t for t in data["tasks"] if t in TASK_IDS]
             self.prints = dict(data["files"])
         except (ValueError, KeyError, TypeError) as e:
             raise NotACopy(folder, f"{MANIFEST} damaged ({e}); write the copy again") from None
         self.name = self.folder.resolve().name
+        self.recorded = trusted is not None  # the task list is the teacher's record's
         self.regions, self.damaged = {}, {}
         self.outside_edits = [f"{MANIFEST} ({problem})"] if problem else []
         for rel, expected in sorted(self.prints.items()):
             path = self.folder / rel
+            link = _link_in(self.folder, rel)
+            if link:  # its text is another file's (a classmate's): not read, flagged
+                self.outside_edits.append(f"{rel} (a link: {link} -> {os.readlink(link)})")
+                self.damaged[rel] = f"{rel} is a link to another file, not the copy's own"
+                continue
             if not path.is_file():
                 self.outside_edits.append(f"{rel} (missing)")
                 continue
@@ -67,15 +79,27 @@ class StudentCopy:
             except RegionError as e:
                 self.outside_edits.append(f"{rel} (markers damaged)")
                 self.damaged[rel] = str(e)
+        self.from_markers = []
         if teacher is not None and trusted is None:
-            # no record to say what was handed out: a task whose markers the copy still
-            # holds was handed out, whether or not its assignment.json lists it
+            # no record to say what was handed out: a task whose markers the copy holds
+            # is graded, whether or not its assignment.json lists it (its line says so)
+            self.from_markers = [t for t in self.regions if t not in self.tasks]
             self.tasks = [t for t in TASK_IDS if t in self.tasks or t in self.regions]
 
     def _read_regions(self, rel, text):
         lines = text.splitlines(keepends=True)
         for task, begin, end in find_student_regions(text, rel):
             self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
+
+
+def _link_in(folder, rel):
+    """The first symbolic link on the path from `folder` to its file `rel`, or None."""
+    path = Path(folder)
+    for part in Path(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
 
 
 def _same(a, b):
@@ -119,16 +143,19 @@ def name_apart(copies):
     apart (alice/repo, bob/repo). The same folder given twice is refused."""
     seen = {}
     for copy in copies:
+        if isinstance(copy, Unreadable):  # a link to another copy fails, not refused here
+            continue
         st = copy.folder.stat()
         where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
         if where in seen:
             raise ValueError(f"{copy.folder}: given twice (as {seen[where]} too)")
         seen[where] = copy.folder
     # the path's parts, its anchor (/, C:\\) as a plain name: a name is a log folder
-    parts = [
-        tuple(p.strip("/\\").replace(":", "") or "root" for p in copy.folder.resolve().parts)
-        for copy in copies
+    where = [
+        Path(os.path.abspath(c.folder)) if isinstance(c, Unreadable) else c.folder.resolve()
+        for c in copies
     ]
+    parts = [tuple(p.strip("/\\").replace(":", "") or "root" for p in w.parts) for w in where]
     depth = [1] * len(copies)
     for _ in range(max(map(len, parts), default=0)):
         names = [str(PurePosixPath(*p[-d:])) for p, d in zip(parts, depth)]
@@ -150,18 +177,25 @@ class Unreadable:
     damaged: it fails every task, and the others are graded."""
 
     tasks, regions, outside_edits = (), {}, ("not read: the folder is no copy",)
+    recorded, from_markers = True, ()
 
     def __init__(self, folder, error):
         self.folder, self.error = Path(folder), error  # error: a NotACopy
 
 
 def read_copies(students, teacher):
-    """StudentCopy of each folder, every one read before any runs. A folder that does
-    not exist is an error (a typing mistake); one that is no copy, or whose
-    assignment.json is damaged, is Unreadable, unless none of them is a copy."""
+    """StudentCopy of each folder, every one read before any runs. A path that does
+    not exist is an error (a typing mistake); a file, a link to a folder, a folder that
+    is no copy or whose assignment.json is damaged is Unreadable, unless none of them
+    is a copy. A link inside a copy is flagged, and the regions in it not read."""
     copies = []
     for folder in students:
         try:
+            if Path(folder).is_symlink():  # another student's folder, under this name
+                target = os.readlink(folder)
+                raise NotACopy(folder, f"a link to {target}, not a copy of its own")
+            if Path(folder).exists() and not Path(folder).is_dir():
+                raise NotACopy(folder, "a file, not a student copy")
             copies.append(StudentCopy(folder, teacher))
         except NotACopy as e:
             copies.append(Unreadable(folder, e))

@@ -145,13 +145,12 @@ def grade(
         def one(student, task):
             if task not in student.tasks:  # not handed out, or the copy cannot be read
                 error = getattr(student, "error", None)  # the line names the copy: no path
+                whose = "" if student.recorded else ", by its own unrecorded assignment.json"
+                listed = ", ".join(student.tasks) or "none"
                 why = (
                     error.reason
                     if error
-                    else (
-                        f"{task} was not handed out in this copy (its tasks: "
-                        f"{', '.join(student.tasks) or 'none'})"
-                    )
+                    else (f"{task} was not handed out in this copy (its tasks{whose}: {listed})")
                 )
                 edits = tuple(student.outside_edits)
                 return TaskResult(
@@ -184,6 +183,9 @@ def grade(
                 ok, message = _as_the_teacher_would(student, task, ok, message)
             score = passed / total if partial and total and ok is not None else float(bool(ok))
             ok = bool(ok)
+            if task in student.from_markers:  # no record, not on its list: its markers'
+                note = "graded from the copy's markers: its list and no record name this task"
+                message = f"{note}; {message}" if message else note
             edits = tuple(student.outside_edits)
             return TaskResult(student.name, task, ok, passed, total, score, seconds, message, edits)
 
@@ -277,10 +279,18 @@ def main(argv=None, prog="python -m minidarts grade"):
             raise
         print(f"error: {describe_error(e)}", file=sys.stderr)
         return 1
+    handouts = {}  # the tasks graded -> the copies graded on them
     for student in dict.fromkeys(r.student for r in results):
         mine = [r for r in results if r.student == student]
         score = sum(r.score for r in mine)
         print(f"{student}: total {score:g}/{len(mine)} tasks")
+        handouts.setdefault(tuple(r.task for r in mine), []).append(student)
+    if len(handouts) > 1:  # a copy of another week's handout is a total of another size
+        groups = "; ".join(
+            f"{', '.join(t)}: {', '.join(s[:3])}{f' and {len(s) - 3} more' if s[3:] else ''}"
+            for t, s in handouts.items()
+        )
+        print(f"note: not every copy was given the same tasks ({groups}); --tasks grades all alike")
     csv_path, xml_path = write_reports(results, args.out)
     if last is not None:
         shutil.rmtree(last)

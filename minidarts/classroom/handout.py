@@ -46,6 +46,19 @@ def _digest(manifest):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def ready(teacher):
+    """Make the records' folder, before a copy is written: a folder that cannot hold
+    them is refused here, not after a whole copy without its manifest is on disk."""
+    folder = records_folder(teacher)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(
+            f"the records of the handouts go to {folder} ({RECORDS_ENV} moves them), which "
+            f"cannot be a folder: {e.strerror or e}"
+        ) from None
+
+
 def record(manifest, teacher):
     """Keep `manifest` (its KEY entry left out) among the teacher's records, written
     atomically, and return its name, for the copy's manifest to carry as KEY."""
@@ -67,7 +80,10 @@ def authority(manifest, teacher):
     folder = records_folder(teacher)
     own_word = "its task list and fingerprints are the copy's own word"
     if name is None:
-        return None, f"it names no record (a copy written before `assign` kept them): {own_word}"
+        return None, (
+            f"it has no {KEY} entry (deleted, or a copy from before `assign` kept records): "
+            f"{own_word}"
+        )
     path = folder / f"{name}.json" if isinstance(name, str) and _NAME.match(name) else None
     if path is None or not path.is_file():
         return None, (
