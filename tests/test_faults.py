@@ -453,6 +453,17 @@ CASES = [
         "train is in use by another process",
     ),
     (
+        "resume of a run whose config.json was edited by hand",
+        lambda w: (
+            write(
+                w / "plain" / "config.json",
+                (w / "plain" / "config.json").read_text().replace('"w_lr": 0.', '"w_lr": 9.'),
+            ),
+            ["search", "--resume", str(w / "plain"), "--epochs", "2"],
+        )[1],
+        "config.json was edited (w_lr is 9.",
+    ),
+    (
         "experiment paper named '..', its --out's parent",
         lambda w: ["experiment", "paper", "--scale", "0.01", "--out", str(w), "--name", ".."],
         "experiment paper: --name must name a folder of its own inside --out, got '..'",
@@ -660,6 +671,10 @@ def test_a_run_made_before_the_request_checks_still_resumes(work, capsys):
         state["config"].update(lambda_min=0.1, data_std=0.6)
 
     edit_checkpoint(work / "plain", older)
+    config = json.loads((work / "plain" / "config.json").read_text())
+    write(
+        work / "plain" / "config.json", json.dumps({**config, "lambda_min": 0.1, "data_std": 0.6})
+    )
     assert main(["search", "--resume", str(work / "plain"), "--epochs", "2"]) == 0, (
         capsys.readouterr().err
     )

@@ -275,6 +275,29 @@ def write_text(path, text):
         raise
 
 
+def check_config_file(folder, saved):
+    """A run continues with the settings its checkpoint holds (`saved`), and writes
+    config.json again from them: a hand edit of config.json would have no effect and
+    be undone without a word. Refused, naming the first key edited (a missing or
+    unreadable config.json is simply written again; --epochs may change)."""
+    import json
+
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path) as f:
+            written = json.load(f)
+    except (OSError, ValueError):
+        return
+    saved = json.loads(json.dumps(saved))  # as config.json would hold them
+    keys = set(written) & set(saved) - {"epochs"} if isinstance(written, dict) else ()
+    for key in sorted(k for k in keys if written[k] != saved[k]):
+        raise ValueError(
+            f"--resume {folder}: config.json was edited ({key} is {written[key]!r} there, "
+            f"{saved[key]!r} in the checkpoint); a run continues with the settings it was made "
+            "with: put config.json back, or start a new run with the change"
+        )
+
+
 def write_config(folder, cfg, fmt):
     """config.json: every setting of the run, the format of its checkpoints (`fmt`)
     and what produced it (provenance.py)."""
@@ -289,6 +312,7 @@ def write_config(folder, cfg, fmt):
 __all__ = [
     "RunFolderError",
     "RunLock",
+    "check_config_file",
     "check_experiment_folder",
     "claim_folder",
     "default_folder",

@@ -431,6 +431,7 @@ class Search:
         except ValueError as e:
             raise ValueError(f"--resume {folder}: {e}") from None
         overrides = dict(state["config"])
+        runfolder.check_config_file(folder, overrides)
         if epochs is not None:
             if epochs <= int(state["epoch"]):
                 raise ValueError(

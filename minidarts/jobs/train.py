@@ -54,7 +54,14 @@ from .errors import check_finite
 from .evaluate import evaluate
 from .progress import Progress, format_seconds
 from .resources import check_memory
-from .runfolder import RunLock, default_folder, prepare_folder, write_config, write_text
+from .runfolder import (
+    RunLock,
+    check_config_file,
+    default_folder,
+    prepare_folder,
+    write_config,
+    write_text,
+)
 from .train_config import (
     EVAL_BATCH_SIZE,
     FORMAT,
@@ -302,6 +309,7 @@ class Train:
         if state.get("format") != FORMAT:
             raise ValueError(f"--resume {folder}: not a minidarts train checkpoint")
         overrides = dict(state["config"])
+        check_config_file(folder, overrides)
         if epochs is not None:
             if epochs <= int(state["epoch"]):
                 raise ValueError(
