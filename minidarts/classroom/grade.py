@@ -147,11 +147,8 @@ def grade(
                 error = getattr(student, "error", None)  # the line names the copy: no path
                 whose = "" if student.recorded else ", by its own unrecorded assignment.json"
                 listed = ", ".join(student.tasks) or "none"
-                why = (
-                    error.reason
-                    if error
-                    else (f"{task} was not handed out in this copy (its tasks{whose}: {listed})")
-                )
+                handed = f"{task} was not handed out in this copy (its tasks{whose}: {listed})"
+                why = error.reason if error else handed
                 edits = tuple(student.outside_edits)
                 return TaskResult(
                     student.name, task, False, 0, 0, 0.0, 0.0, f"not graded: {why}", edits
