@@ -678,3 +678,15 @@ def test_a_run_made_before_the_request_checks_still_resumes(work, capsys):
     assert main(["search", "--resume", str(work / "plain"), "--epochs", "2"]) == 0, (
         capsys.readouterr().err
     )
+
+
+def test_a_sweep_reads_a_run_whose_config_json_was_edited(work, capsys):
+    """A sweep only reads the search (Search.resume, read_only): the check that stops
+    a continued run over a hand-edited config.json must not stop it."""
+    config = work / "hyper" / "config.json"
+    config.write_text(config.read_text().replace('"eval_batches": ', '"eval_batches": 3, "x": '))
+    assert main(["sweep", str(work / "hyper"), "--lambdas", "0.5", "--overwrite"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert main(["search", "--resume", str(work / "hyper"), "--epochs", "2"]) == 1
+    assert "config.json was edited (eval_batches is 3 there" in capsys.readouterr().err

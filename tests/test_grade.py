@@ -11,6 +11,7 @@ students).
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -525,9 +526,10 @@ def test_links_a_stray_file_and_another_weeks_copy_are_caught(tmp_path, capsys):
     assert rows["honest", "numerical_grad"]["passed"] == "pass"
     link = rows["linker", "numerical_grad"]
     assert link["passed"] == "fail" and link["message"].startswith("not graded: the copy has 0")
-    assert "minidarts/engine/gradcheck.py (a link: " in link["outside_edits"]
+    real = os.path.realpath(honest)
+    assert f"minidarts/engine/gradcheck.py (a link to {real}/minidarts/" in link["outside_edits"]
     assert rows["mallory", "numerical_grad"]["message"] == (
-        f"not graded: a link to {honest}, not a copy of its own"
+        f"not graded: a link to {real}, given as {honest} too"
     )
     assert rows["notes.txt", "complexity"]["message"] == "not graded: a file, not a student copy"
     assert rows["easy", "numerical_grad"]["passed"] == "pass"
@@ -559,3 +561,6 @@ def test_assign_refuses_a_records_folder_it_cannot_make_before_writing(
     with pytest.raises(OSError, match="disk full"):
         assign.write_student_copy(tmp_path / "empty", ["genotype"])
     assert list((tmp_path / "empty").iterdir()) == []
+    with pytest.raises(OSError, match="disk full"):  # and the folders it made on the way
+        assign.write_student_copy(tmp_path / "new" / "week1" / "copy", ["genotype"])
+    assert not (tmp_path / "new").exists()

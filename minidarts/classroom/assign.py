@@ -277,18 +277,23 @@ def write_student_copy(outdir, tasks=None, all_lessons=False, hints=()):
     hinted = [t for t in handed_out if hints is True or t in hints]
     held = [] if all_lessons else guide.held_lessons(handed_out)
     handout.ready(REPO)
+    made = out  # the first folder on the way to `out` that this call makes, if any
+    while not made.parent.exists():
+        made = made.parent
     existed = out.exists()
     try:
         return _write_copy(out, tasks, handed_out, hinted, held)
     except BaseException:  # Ctrl-C too: a copy without its manifest would look finished
-        if not existed:
-            shutil.rmtree(out, ignore_errors=True)
-        else:  # it was empty: empty again
-            for child in out.iterdir():
+        try:
+            for child in out.iterdir() if existed else ():  # it was empty: empty again
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
                     child.unlink()
+            if not existed:
+                shutil.rmtree(made)
+        except OSError:  # the first error is the one to tell
+            pass
         raise
 
 

@@ -57,16 +57,19 @@ class StudentCopy:
         except (ValueError, KeyError, TypeError) as e:
             raise NotACopy(folder, f"{MANIFEST} damaged ({e}); write the copy again") from None
         self.name = self.folder.resolve().name
-        self.recorded = trusted is not None  # the task list is the teacher's record's
+        # the task list is the teacher's record's (or, graded by its student, its own)
+        self.recorded = teacher is None or trusted is not None
         self.regions, self.damaged = {}, {}
         self.outside_edits = [f"{MANIFEST} ({problem})"] if problem else []
         for rel, expected in sorted(self.prints.items()):
             path = self.folder / rel
-            link = _link_in(self.folder, rel)
-            if link:  # its text is another file's (a classmate's): not read, flagged
-                self.outside_edits.append(f"{rel} (a link: {link} -> {os.readlink(link)})")
-                self.damaged[rel] = f"{rel} is a link to another file, not the copy's own"
+            link = _link_out(self.folder, rel)
+            if link:  # its text is a file outside the copy (a classmate's): not read
+                self.outside_edits.append(f"{rel} (a link to {os.path.realpath(link)})")
+                self.damaged[rel] = f"{rel} is a link to a file outside the copy"
                 continue
+            if path.is_file() and path.stat().st_nlink > 1:  # may be a classmate's file too
+                self.outside_edits.append(f"{rel} (a hard link: one of {path.stat().st_nlink})")
             if not path.is_file():
                 self.outside_edits.append(f"{rel} (missing)")
                 continue
@@ -92,12 +95,13 @@ class StudentCopy:
             self.regions.setdefault(task, []).append((rel, lines[begin + 1 : end]))
 
 
-def _link_in(folder, rel):
-    """The first symbolic link on the path from `folder` to its file `rel`, or None."""
-    path = Path(folder)
+def _link_out(folder, rel):
+    """The first symbolic link on the path from `folder` to its file `rel` that leads
+    outside the folder, or None."""
+    path, inside = Path(folder), os.path.realpath(folder) + os.sep
     for part in Path(rel).parts:
         path = path / part
-        if path.is_symlink():
+        if path.is_symlink() and not os.path.realpath(path).startswith(inside):
             return path
     return None
 
@@ -143,10 +147,11 @@ def name_apart(copies):
     apart (alice/repo, bob/repo). The same folder given twice is refused."""
     seen = {}
     for copy in copies:
-        if isinstance(copy, Unreadable):  # a link to another copy fails, not refused here
-            continue
-        st = copy.folder.stat()
-        where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
+        if isinstance(copy, Unreadable):  # a path, however it reads
+            where = os.path.realpath(copy.folder)
+        else:
+            st = copy.folder.stat()
+            where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
         if where in seen:
             raise ValueError(f"{copy.folder}: given twice (as {seen[where]} too)")
         seen[where] = copy.folder
@@ -185,15 +190,16 @@ class Unreadable:
 
 def read_copies(students, teacher):
     """StudentCopy of each folder, every one read before any runs. A path that does
-    not exist is an error (a typing mistake); a file, a link to a folder, a folder that
-    is no copy or whose assignment.json is damaged is Unreadable, unless none of them
-    is a copy. A link inside a copy is flagged, and the regions in it not read."""
-    copies = []
-    for folder in students:
+    not exist is an error (a typing mistake); a file, a link to another copy given, a
+    folder that is no copy or whose assignment.json is damaged is Unreadable, unless
+    none of them is a copy. A link inside a copy to a file outside it is flagged, and
+    the regions in it not read; a hard-linked file is flagged."""
+    copies, real = [], [os.path.realpath(s) for s in students]
+    for i, (folder, target) in enumerate(zip(students, real)):
         try:
-            if Path(folder).is_symlink():  # another student's folder, under this name
-                target = os.readlink(folder)
-                raise NotACopy(folder, f"a link to {target}, not a copy of its own")
+            others = [s for k, (s, r) in enumerate(zip(students, real)) if r == target and k != i]
+            if Path(folder).is_symlink() and others:  # another student's folder, renamed
+                raise NotACopy(folder, f"a link to {target}, given as {others[0]} too")
             if Path(folder).exists() and not Path(folder).is_dir():
                 raise NotACopy(folder, "a file, not a student copy")
             copies.append(StudentCopy(folder, teacher))

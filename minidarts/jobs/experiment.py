@@ -208,7 +208,7 @@ def final_comparison(folder, sweeps, log=print):
     from .search import Search
     from .sweep import format_spearman, summary
 
-    darts = Search.resume(os.path.join(folder, "darts"), log=lambda *_: None)
+    darts = Search.resume(os.path.join(folder, "darts"), log=lambda *_: None, read_only=True)
     darts.cfg.eval_batches = None
     _, darts_acc = darts.evaluate()
     lines = [

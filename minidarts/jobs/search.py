@@ -419,9 +419,10 @@ class Search:
         save_checkpoint(os.path.join(self.folder, "checkpoint.npz"), self.state_dict())
 
     @classmethod
-    def resume(cls, folder, epochs=None, log=print, datasets=None):
+    def resume(cls, folder, epochs=None, log=print, datasets=None, read_only=False):
         """Continue the run in `folder` from its last checkpoint (optionally to more
-        epochs); `datasets`: the run's own (search-train, search-val), if it had them."""
+        epochs); `datasets`: the run's own (search-train, search-val), if it had them;
+        read_only: only read it (a sweep), so a hand-edited config.json is let be."""
         path = os.path.join(folder, "checkpoint.npz")
         if not os.path.exists(path):
             raise FileNotFoundError(f"--resume {folder}: no checkpoint.npz there")
@@ -431,7 +432,8 @@ class Search:
         except ValueError as e:
             raise ValueError(f"--resume {folder}: {e}") from None
         overrides = dict(state["config"])
-        runfolder.check_config_file(folder, overrides)
+        if not read_only:  # a continued run writes config.json over (check_config_file)
+            runfolder.check_config_file(folder, overrides)
         if epochs is not None:
             if epochs <= int(state["epoch"]):
                 raise ValueError(

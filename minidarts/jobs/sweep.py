@@ -398,7 +398,7 @@ def _sweep_run(folder, lambdas, eval_batches, log, overwrite):
     from .search import Search
 
     try:
-        search = Search.resume(folder, log=lambda *_: None)
+        search = Search.resume(folder, log=lambda *_: None, read_only=True)
     except (ValueError, FileNotFoundError) as e:  # worded for search --resume: not typed here
         prefix = f"--resume {folder}: "
         text = str(e)
