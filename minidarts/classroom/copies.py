@@ -147,8 +147,8 @@ def name_apart(copies):
     apart (alice/repo, bob/repo). The same folder given twice is refused."""
     seen = {}
     for copy in copies:
-        if isinstance(copy, Unreadable):  # a path, however it reads
-            where = os.path.realpath(copy.folder)
+        if isinstance(copy, Unreadable):  # the same path (two links to one are two)
+            where = os.path.abspath(copy.folder)
         else:
             st = copy.folder.stat()
             where = (st.st_dev, st.st_ino)  # the same folder however it is spelled
