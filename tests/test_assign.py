@@ -201,25 +201,24 @@ def test_a_copy_without_the_fast_path_runs_the_readable_cell(tmp_path):
 
 def test_student_copy_collects_every_test(student_copy):
     """A stub must not break collection, or one task's stub would fail every task."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=student_copy,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _pytest_in(student_copy, "--collect-only")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-def _task_summary(copy, *args):
-    """The "classroom tasks" section that `pytest ARGS` in a student copy ends with."""
-    proc = subprocess.run(
+def _pytest_in(copy, *args):
+    """`python -m pytest -q ARGS` run in a student copy (its finished process)."""
+    return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=copy,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _task_summary(copy, *args):
+    """The "classroom tasks" section that `pytest ARGS` in a student copy ends with."""
+    proc = _pytest_in(copy, *args)
     return proc.stdout[proc.stdout.index("classroom tasks") :]
 
 
@@ -247,13 +246,7 @@ def test_pytest_in_the_copy_ends_with_a_line_per_task(student_copy):
     # tests that passed before the stop are not a pass: the rest never ran
     assert re.search(r"\ntests of no task +stop  1/1 tests run before the stop\n", summary)
     # --collect-only runs nothing: no table (it used to print an empty one)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "genotype", "--collect-only", "-q"],
-        cwd=student_copy,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _pytest_in(student_copy, "-m", "genotype", "--collect-only")
     assert "test_genotype.py::" in proc.stdout and "classroom tasks" not in proc.stdout
 
 
