@@ -247,6 +247,9 @@ def test_format_scaling_gives_medians_spreads_and_waits_per_image():
     # costs 96 ms, of 64 128 ms, the line through them 64 ms + 1 ms per image
     assert "fwdbwd: a call costs 0.0 ms + 1.00 ms per image" in lines
     assert "step1: a call costs 64.0 ms + 1.00 ms per image" in lines
+    # on that line an image at 32 costs 64 / 32 + 1 = 3 ms, at 64 2 ms
+    assert "step1: on that line an image costs 1.50 times as much at batch 32 as at 64" in lines
+    assert "fwdbwd: on that line an image costs 1.00 times as much at batch 32 as at 64" in lines
     # where /proc counts nothing, no waits rows
     result["switches"] = {key: [] for key in result["switches"]}
     assert "waits" not in bench_scaling.format_scaling(result)
@@ -292,6 +295,94 @@ def test_fixed_and_per_image_recovers_a_line():
     assert a == pytest.approx(0.012) and b == pytest.approx(0.005)
 
 
+def test_line_ratio_weighs_the_fixed_cost_of_a_call():
+    from minidarts.jobs import bench_scaling
+
+    # 32 ms a call + 1 ms an image: 2 ms an image at 32, 1.125 at 256
+    assert bench_scaling.line_ratio([32, 64, 256], 0.032, 0.001) == pytest.approx(2 / 1.125)
+    assert bench_scaling.line_ratio([32, 256], 0.0, 0.001) == 1.0
+    assert bench_scaling.line_ratio([32, 256], -0.016, 0.001) < 1  # the noise's sign
+
+
+def _scaling_run(per_image_ms):
+    """A result of bench_scaling.scaling: {batch: [ms per image, one per round]} for
+    both cases (step1 twice fwdbwd's times)."""
+    ms = 1e-3
+    per_image = {}
+    for b, times in per_image_ms.items():
+        per_image["fwdbwd", b] = [t * ms for t in times]
+        per_image["step1", b] = [2 * t * ms for t in times]
+    rounds = len(next(iter(per_image_ms.values())))
+    switches = {key: [100.0] * rounds for key in per_image}
+    return {"per_image": per_image, "switches": switches, "wake_us": [50.0] * rounds}
+
+
+def test_pool_takes_runs_together_each_relative_to_itself(tmp_path):
+    import json
+
+    from minidarts.jobs import bench_scaling
+
+    # run a: batch 32 dearer (median 1.2 of 1.0, 1.2, 5.0); run b, twice as slow an
+    # hour, batch 256 dearer: relative to itself each batch weighs alike
+    a = _scaling_run({32: [1.0, 1.2, 5.0], 256: [1.0, 1.0, 1.0]})
+    b = _scaling_run({32: [2.0, 2.0, 2.0], 256: [2.2, 2.2, 2.2]})
+    paths = []
+    for name, run in (("a.json", a), ("b.json", b)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(bench_scaling.to_json(run, threads=2, calls=3)))
+    runs = [bench_scaling.load_run(p) for p in paths]
+    assert runs[0] == ([32, 256], {"fwdbwd": [1.2e-3, 1e-3], "step1": [2.4e-3, 2e-3]})
+    pooled = bench_scaling.pool(runs)
+    (m, ratio, on_line), _ = pooled["fwdbwd"]["runs"]
+    assert m == [1.2e-3, 1e-3] and ratio == pytest.approx(1.2) and on_line == pytest.approx(1.2)
+    # log-relative: a's 32 at +log(1.2)/2, b's at -log(1.1)/2; the median of two, the mean
+    expected = (1.2 / 1.1) ** 0.5
+    assert pooled["fwdbwd"]["profile"] == pytest.approx([expected, 1.0])
+    text = bench_scaling.format_pool(["a.json", "b.json"], [32, 256], pooled, 1.15)
+    lines = text.splitlines()
+    assert "| fwdbwd | a.json | 1.20 | 1.00 | 1.20 | 1.20 |" in lines
+    assert "| fwdbwd | b.json | 2.00 | 2.20 | 1.10 | 0.91 |" in lines
+    assert f"| fwdbwd | pooled, relative | {expected:.3f} | 1.000 | {expected:.2f} | |" in lines
+    assert "fwdbwd: max/min within 1.15 in 1 of 2 runs, the line's ratio in 1 of 2; " in text
+
+
+def test_bench_pool_reads_what_scaling_wrote_and_names_a_wrong_file(tmp_path, capsys):
+    import json
+
+    from minidarts.jobs import bench, bench_scaling
+
+    run = str(tmp_path / "run.json")
+    assert bench.main(["--scaling", "2", "3", "--repeats", "1", "--iters", "1", "--json", run]) in (
+        None,
+        0,
+    )
+    assert f"rounds written to {run}" in capsys.readouterr().out
+    assert bench.main(["pool", run, run]) in (None, 0)
+    out = capsys.readouterr().out
+    assert "bench pool: 2 run(s), batches [2, 3]" in out and "| step1 | run.json |" in out
+    assert "step1: max/min within 1.15 in " in out
+    # what is not a run: each named, one line
+    other = tmp_path / "other.json"
+    cases = [
+        ("not json", "not a JSON file"),
+        ('{"format": "something else"}', "not a file of `bench --scaling ... --json`"),
+        ('{"format": "minidarts bench --scaling 1", "batches": [2, 3]}', "damaged (KeyError"),
+    ]
+    for text, message in cases:
+        other.write_text(text)
+        assert bench.main(["pool", run, str(other)]) == 1
+        assert message in capsys.readouterr().err
+    other.write_text(open(run).read().replace('"batches": [\n  2,', '"batches": [\n  4,'))
+    assert bench.main(["pool", run, str(other)]) == 1
+    assert "damaged (KeyError" in capsys.readouterr().err  # its times are for 2, not 4
+    wider = _scaling_run({2: [1.0], 3: [1.0], 4: [1.0]})
+    other.write_text(json.dumps(bench_scaling.to_json(wider, threads=2, calls=1)))
+    assert bench.main(["pool", run, str(other)]) == 1
+    assert f"other.json: batches [2, 3, 4], but {run} has [2, 3]" in capsys.readouterr().err
+    assert bench.main(["pool", str(tmp_path / "missing.json")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
 def test_voluntary_switches_count_a_thread_that_sleeps():
     import time
 
@@ -314,6 +405,8 @@ def test_voluntary_switches_count_a_thread_that_sleeps():
         (["--scaling", "32", "64", "--path", "serial"], "--scaling times the fast path only"),
         (["--scaling", "32", "64", "--profile"], "not allowed with argument"),
         (["--case", "fwd", "--profile"], "not allowed with argument"),
+        (["--json", "x.json"], "--json writes the rounds of --scaling"),
+        (["--case", "fwd", "--json", "x.json"], "--json writes the rounds of --scaling"),
     ],
 )
 def test_bench_refuses_what_it_cannot_do(args, message, capsys):

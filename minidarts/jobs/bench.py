@@ -360,6 +360,10 @@ def main(argv=None, prog="python -m minidarts bench"):
         from .bench_cases import compare_main
 
         return compare_main(argv[1:], prog=f"{prog} compare")
+    if argv[:1] == ["pool"]:  # several runs of --scaling --json together (bench_scaling.py)
+        from .bench_scaling import pool_main
+
+        return pool_main(argv[1:], prog=f"{prog} pool")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     mode = parser.add_mutually_exclusive_group()  # one of these, or the kernel tables
     mode.add_argument(
@@ -387,6 +391,11 @@ def main(argv=None, prog="python -m minidarts bench"):
         "(bench_scaling.py)",
     )
     parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="with --scaling: also write the rounds to FILE (`bench pool`)",
+    )
+    parser.add_argument(
         "--path",
         default="fast",
         choices=PATHS,
@@ -407,18 +416,10 @@ def main(argv=None, prog="python -m minidarts bench"):
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch < 2 or args.iters < 1:
         parser.error("--repeats and --iters must be >= 1 and --batch >= 2")
-    if args.scaling:
-        if min(args.scaling) < 2 or len(set(args.scaling)) < 2:
-            parser.error(
-                f"--scaling: give at least two different batches, each >= 2 (got "
-                f"{' '.join(map(str, args.scaling))})"
-            )
-        if args.path != "fast":
-            parser.error("--scaling times the fast path only (the search's default)")
-        if args.device != "cpu":  # it counts the CPU threads' waits; untested on a GPU
-            parser.error(
-                "--scaling runs on the CPU only; `bench compare --device gpu` times the GPU"
-            )
+    if args.scaling or args.json:
+        from .bench_scaling import check_args
+
+        check_args(parser, args)
     args.device = backend.check_device(args.device)  # before any work (one_error_line)
     if args.case:
         from .bench_cases import case_main

@@ -20,6 +20,14 @@ number of calls a step makes is shared by fewer images), and the round trip of a
 wake-up between two threads on the machine at that moment (`wake_round_trip_us`),
 which on a shared virtual machine moves from round to round. `bench compare
 --batches ...` measures the time per image against PyTorch, in separate processes.
+
+On such a machine one run's max/min moves by 0.1-0.2 from run to run (the same code
+gave 1.02 to 1.19), and it is biased upwards: it takes the dearest of several noisy
+medians over the cheapest. Two measures that weigh every batch and every run:
+`line_ratio`, the time per image at the first batch over the last on the line
+through the times per call, and `bench pool A.json B.json ...`, several runs written
+with `--json FILE` (ideally at different hours) taken together, each batch's median
+over the runs of its time relative to its run.
 """
 
 import glob
@@ -134,6 +142,14 @@ def fixed_and_per_image(batches, per_call):
     return mean_t - b * mean_b, b
 
 
+def line_ratio(batches, a, b):
+    """On the line a + b * batch through the times per call, the time per image at the
+    smallest batch over that at the largest: (a / b0 + b) / (a / bn + b). Unlike the
+    max/min of the medians, it weighs every batch and not the two noisiest: a fixed cost
+    a >= 0 gives 1 or more, a < 0 (the noise) less than 1."""
+    return (a / min(batches) + b) / (a / max(batches) + b)
+
+
 def format_scaling(result):
     """The result of `scaling` as a Markdown table and a line on the wake-ups."""
     per_image, switches = result["per_image"], result["switches"]
@@ -179,6 +195,10 @@ def format_scaling(result):
         )
         noise = " (below 0: the fixed cost is within the noise)" if a <= -5e-5 else ""
         lines.append(f"{case}: a call costs {a * 1e3:.1f} ms + {b * 1e3:.2f} ms per image{noise}")
+        lines.append(
+            f"{case}: on that line an image costs {line_ratio(batches, a, b):.2f} times as "
+            f"much at batch {batches[0]} as at {batches[-1]}"
+        )
     wake = result["wake_us"]
     lines.append(
         f"wake-up round trip between two threads: median {statistics.median(wake):.0f} us "
@@ -187,9 +207,168 @@ def format_scaling(result):
     return "\n".join(lines)
 
 
+def check_args(parser, args):
+    """bench's options for --scaling (parser.error where they do not fit)."""
+    if not args.scaling:
+        parser.error("--json writes the rounds of --scaling: give --scaling BATCH ... too")
+    if min(args.scaling) < 2 or len(set(args.scaling)) < 2:
+        parser.error(
+            f"--scaling: give at least two different batches, each >= 2 (got "
+            f"{' '.join(map(str, args.scaling))})"
+        )
+    if args.path != "fast":
+        parser.error("--scaling times the fast path only (the search's default)")
+    if args.device != "cpu":  # it counts the CPU threads' waits; untested on a GPU
+        parser.error("--scaling runs on the CPU only; `bench compare --device gpu` times the GPU")
+
+
+FORMAT = "minidarts bench --scaling 1"
+
+
+def to_json(result, threads, calls):
+    """A run of `scaling` as a JSON-ready dict (`bench pool` reads several)."""
+    batches = sorted({b for _, b in result["per_image"]})
+    keys = {"per_image": "per_image_s", "cpu_per_image": "cpu_per_image_s"}
+    keys.update(busy="cores_busy", switches="switches_per_call")
+    cases = {
+        case: {
+            name: {str(b): list(result[key][case, b]) for b in batches}
+            for key, name in keys.items()
+            if key in result
+        }
+        for case in STEPS
+    }
+    return {
+        "format": FORMAT,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "batches": batches,
+        "threads": threads,
+        "calls": calls,
+        "rounds": len(result["wake_us"]),
+        "cases": cases,
+        "wake_us": list(result["wake_us"]),
+    }
+
+
+def load_run(path):
+    """The medians per image of a `--scaling --json` file: (batches, {case: [seconds
+    per image at each batch]}), checked (a ValueError names the file and what is wrong)."""
+    import json
+    import math
+
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"{path}: not a JSON file ({e}): write it with bench --scaling --json"
+        ) from None
+    if not isinstance(run, dict) or run.get("format") != FORMAT:
+        raise ValueError(
+            f"{path}: not a file of `bench --scaling ... --json` (its 'format' is not {FORMAT!r})"
+        )
+    try:
+        batches = [int(b) for b in run["batches"]]
+        medians = {}
+        for case in STEPS:
+            times = run["cases"][case]["per_image_s"]
+            medians[case] = [statistics.median(float(t) for t in times[str(b)]) for b in batches]
+    except (KeyError, TypeError, ValueError, statistics.StatisticsError) as e:
+        raise ValueError(
+            f"{path}: damaged ({type(e).__name__}: {e}); run bench --scaling again"
+        ) from None
+    if len(batches) < 2 or not all(0 < t < math.inf for m in medians.values() for t in m):
+        raise ValueError(f"{path}: damaged (fewer than two batches, or a time not above 0)")
+    return batches, medians
+
+
+def pool(runs):
+    """Several runs of the same batches (load_run's) together: per case, each run's
+    max/min and line_ratio, and the pooled profile, the median over the runs of each
+    batch's time per image relative to its run (over the geometric mean of the run's
+    batches, so that a slow hour weighs no more than a fast one), the cheapest 1.
+    Returns {case: {"runs": [(medians, max/min, line ratio)], "profile": [...]}}."""
+    import math
+
+    batches = runs[0][0]
+    out = {}
+    for case in STEPS:
+        rows, logs = [], []
+        for _, medians in runs:
+            m = medians[case]
+            a, b = fixed_and_per_image(batches, [t * x for t, x in zip(m, batches)])
+            rows.append((m, spread(m), line_ratio(batches, a, b)))
+            mean = statistics.fmean(math.log(t) for t in m)
+            logs.append([math.log(t) - mean for t in m])
+        profile = [math.exp(statistics.median(col)) for col in zip(*logs)]
+        out[case] = {"runs": rows, "profile": [p / min(profile) for p in profile]}
+    return out
+
+
+def format_pool(names, batches, pooled, limit):
+    """pool's result as a Markdown table and a line per case on `limit`."""
+    lines = [
+        "| case | run | " + " | ".join(f"batch {b}" for b in batches) + " | max/min | line |",
+        "|---|---|" + "---:|" * len(batches) + "---:|---:|",
+    ]
+    for case, res in pooled.items():
+        for name, (m, ratio, on_line) in zip(names, res["runs"]):
+            lines.append(
+                f"| {case} | {name} | "
+                + " | ".join(f"{t * 1e3:.2f}" for t in m)
+                + f" | {ratio:.2f} | {on_line:.2f} |"
+            )
+        profile = res["profile"]
+        lines.append(
+            f"| {case} | pooled, relative | "
+            + " | ".join(f"{p:.3f}" for p in profile)
+            + f" | {max(profile):.2f} | |"
+        )
+    lines.append("")
+    for case, res in pooled.items():
+        runs = res["runs"]
+        spreads = sum(r[1] <= limit for r in runs)
+        on_line = sum(1 / limit <= r[2] <= limit for r in runs)
+        lines.append(
+            f"{case}: max/min within {limit:.2f} in {spreads} of {len(runs)} runs, the line's "
+            f"ratio in {on_line} of {len(runs)}; pooled max/min {max(res['profile']):.2f}"
+        )
+    return "\n".join(lines)
+
+
+def pool_main(argv, prog):
+    """`python -m minidarts bench pool FILE ...`: runs of --scaling --json together."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=pool.__doc__)
+    parser.add_argument("files", nargs="+", metavar="FILE", help="from bench --scaling --json")
+    parser.add_argument(
+        "--limit", type=float, default=1.15, help="the ratio counted as linear (default 1.15)"
+    )
+    args = parser.parse_args(argv)
+    if not args.limit >= 1:
+        parser.error(f"--limit: a ratio of at least 1 (got {args.limit})")
+    runs = [load_run(path) for path in args.files]
+    for path, (batches, _) in zip(args.files, runs):
+        if batches != runs[0][0]:
+            raise ValueError(
+                f"{path}: batches {batches}, but {args.files[0]} has {runs[0][0]}: pool "
+                "runs of the same batches"
+            )
+    names = [os.path.basename(path) for path in args.files]
+    print(f"bench pool: {len(runs)} run(s), batches {runs[0][0]}, ms per image (medians)")
+    print(format_pool(names, runs[0][0], pool(runs), args.limit))
+    print(
+        "(max/min: the dearest batch over the cheapest; line: on the least-squares line "
+        "through the times per call, the first batch's time per image over the last's; "
+        "pooled: each batch's median over the runs, relative to its run)"
+    )
+
+
 def scaling_main(args):
     """The --scaling form of `python -m minidarts bench`."""
     from ..engine import parallel
+    from .runfolder import write_text
 
     batches = sorted(set(args.scaling))
     print(
@@ -198,6 +377,12 @@ def scaling_main(args):
     )
     result = scaling(batches, args.repeats, args.iters)
     print(format_scaling(result))
+    if args.json:
+        import json
+
+        run = to_json(result, parallel.num_threads(), args.iters)
+        write_text(args.json, json.dumps(run, indent=1) + "\n")
+        print(f"rounds written to {args.json} (`bench pool` reads several runs)")
     print(
         "(max/min: the dearest batch's time per image over the cheapest's, from the "
         "medians; per round: its lowest and highest in a single round. waits per image: "
