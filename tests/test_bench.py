@@ -407,6 +407,8 @@ def test_voluntary_switches_count_a_thread_that_sleeps():
         (["--case", "fwd", "--profile"], "not allowed with argument"),
         (["--json", "x.json"], "--json writes the rounds of --scaling"),
         (["--case", "fwd", "--json", "x.json"], "--json writes the rounds of --scaling"),
+        (["--scaling", "2", "3", "--json", "no/such/x.json"], "--json no/such/x.json: no folder "),
+        (["--scaling", "2", "3", "--json", "."], "--json .: a folder, not a file"),
     ],
 )
 def test_bench_refuses_what_it_cannot_do(args, message, capsys):

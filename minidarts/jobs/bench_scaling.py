@@ -220,6 +220,11 @@ def check_args(parser, args):
         parser.error("--scaling times the fast path only (the search's default)")
     if args.device != "cpu":  # it counts the CPU threads' waits; untested on a GPU
         parser.error("--scaling runs on the CPU only; `bench compare --device gpu` times the GPU")
+    folder = args.json and os.path.dirname(os.path.abspath(args.json))
+    if args.json and (not os.path.isdir(folder) or os.path.isdir(args.json)):
+        # said now, not after minutes of rounds
+        what = f"no folder {folder}" if not os.path.isdir(folder) else "a folder, not a file"
+        parser.error(f"--json {args.json}: {what}")
 
 
 FORMAT = "minidarts bench --scaling 1"
@@ -377,12 +382,6 @@ def scaling_main(args):
     )
     result = scaling(batches, args.repeats, args.iters)
     print(format_scaling(result))
-    if args.json:
-        import json
-
-        run = to_json(result, parallel.num_threads(), args.iters)
-        write_text(args.json, json.dumps(run, indent=1) + "\n")
-        print(f"rounds written to {args.json} (`bench pool` reads several runs)")
     print(
         "(max/min: the dearest batch's time per image over the cheapest's, from the "
         "medians; per round: its lowest and highest in a single round. waits per image: "
@@ -390,3 +389,9 @@ def scaling_main(args):
         "and system; cores busy: CPU over wall; a call costs: the least-squares line "
         "through the times per call)"
     )
+    if args.json:
+        import json
+
+        run = to_json(result, parallel.num_threads(), args.iters)
+        write_text(args.json, json.dumps(run, indent=1) + "\n")
+        print(f"rounds written to {args.json} (`bench pool` reads several runs)")
