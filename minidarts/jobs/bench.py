@@ -22,9 +22,9 @@ their gradients into .grad, as for parameters.
 The variants are timed interleaved (one call of each per round, `--repeats` rounds), so
 a burst of load from another process on a shared machine hits all of them alike.
 
-Sections: the table is built by section functions registered in SECTIONS (name ->
-function(args) returning a list of Row); `main` runs those named by --sections in SECTIONS
-order, and a new section is one more function and one more entry.
+Sections: section functions registered in SECTIONS (name -> function(args) returning a
+list of Row), run in that order where --sections names them. Also: `bench compare` (against
+PyTorch, bench_cases.py), `bench pool` (runs of --scaling --json, bench_scaling.py).
 """
 
 import argparse
