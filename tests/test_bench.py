@@ -296,12 +296,17 @@ def test_fixed_and_per_image_recovers_a_line():
 
 
 def test_line_ratio_weighs_the_fixed_cost_of_a_call():
+    import math
+
     from minidarts.jobs import bench_scaling
 
     # 32 ms a call + 1 ms an image: 2 ms an image at 32, 1.125 at 256
     assert bench_scaling.line_ratio([32, 64, 256], 0.032, 0.001) == pytest.approx(2 / 1.125)
     assert bench_scaling.line_ratio([32, 256], 0.0, 0.001) == 1.0
     assert bench_scaling.line_ratio([32, 256], -0.016, 0.001) < 1  # the noise's sign
+    # a line that gives a call no time at an end is no cost: NaN, not a negative ratio
+    assert math.isnan(bench_scaling.line_ratio([2, 3, 4, 5], -0.01, 0.002))
+    assert math.isnan(bench_scaling.line_ratio([2, 5], -0.01, 0.002))  # 0 at batch 5
 
 
 def _scaling_run(per_image_ms):
@@ -317,68 +322,109 @@ def _scaling_run(per_image_ms):
     return {"per_image": per_image, "switches": switches, "wake_us": [50.0] * rounds}
 
 
-def test_pool_takes_runs_together_each_relative_to_itself(tmp_path):
+def _write_run(path, run, threads=2):
     import json
 
     from minidarts.jobs import bench_scaling
 
-    # run a: batch 32 dearer (median 1.2 of 1.0, 1.2, 5.0); run b, twice as slow an
-    # hour, batch 256 dearer: relative to itself each batch weighs alike
+    path.write_text(json.dumps(bench_scaling.to_json(run, threads, 3, started=0.0)))
+    return path
+
+
+def test_pool_takes_runs_together_each_relative_to_itself(tmp_path):
+    from minidarts.jobs import bench_scaling
+
+    # run a: batch 32 dearer (median 1.2 of 1.0, 1.2, 5.0); b, twice as slow an hour,
+    # batch 256 dearer; c, batch 256 far dearer: relative to itself each run weighs
+    # alike, and the median over three runs is not their mean
     a = _scaling_run({32: [1.0, 1.2, 5.0], 256: [1.0, 1.0, 1.0]})
     b = _scaling_run({32: [2.0, 2.0, 2.0], 256: [2.2, 2.2, 2.2]})
-    paths = []
-    for name, run in (("a.json", a), ("b.json", b)):
-        paths.append(tmp_path / name)
-        paths[-1].write_text(json.dumps(bench_scaling.to_json(run, threads=2, calls=3)))
-    runs = [bench_scaling.load_run(p) for p in paths]
-    assert runs[0] == ([32, 256], {"fwdbwd": [1.2e-3, 1e-3], "step1": [2.4e-3, 2e-3]})
+    c = _scaling_run({32: [1.0], 256: [2.0]})
+    names = ["a.json", "b.json", "c.json"]
+    runs = [bench_scaling.load_run(_write_run(tmp_path / n, r)) for n, r in zip(names, (a, b, c))]
+    batches, threads, medians = runs[0]
+    assert batches == [32, 256] and threads == 2
+    assert medians["fwdbwd"] == pytest.approx([1.2e-3, 1e-3])
+    assert medians["step1"] == pytest.approx([2.4e-3, 2e-3])
     pooled = bench_scaling.pool(runs)
-    (m, ratio, on_line), _ = pooled["fwdbwd"]["runs"]
-    assert m == [1.2e-3, 1e-3] and ratio == pytest.approx(1.2) and on_line == pytest.approx(1.2)
-    # log-relative: a's 32 at +log(1.2)/2, b's at -log(1.1)/2; the median of two, the mean
-    expected = (1.2 / 1.1) ** 0.5
-    assert pooled["fwdbwd"]["profile"] == pytest.approx([expected, 1.0])
-    text = bench_scaling.format_pool(["a.json", "b.json"], [32, 256], pooled, 1.15)
+    (m, ratio, on_line), _, (_, _, c_line) = pooled["fwdbwd"]["runs"]
+    assert m == pytest.approx([1.2e-3, 1e-3])
+    assert ratio == pytest.approx(1.2) and on_line == pytest.approx(1.2)
+    assert c_line == pytest.approx(0.5)  # below 1 / 1.15: not within
+    # log-relative, 32 against 256: a +log 1.2, b -log 1.1, c -log 2; the median is b's
+    assert pooled["fwdbwd"]["profile"] == pytest.approx([1.0, 1.1])
+    text = bench_scaling.format_pool(names, [32, 256], pooled, 1.15)
     lines = text.splitlines()
     assert "| fwdbwd | a.json | 1.20 | 1.00 | 1.20 | 1.20 |" in lines
     assert "| fwdbwd | b.json | 2.00 | 2.20 | 1.10 | 0.91 |" in lines
-    assert f"| fwdbwd | pooled, relative | {expected:.3f} | 1.000 | {expected:.2f} | |" in lines
-    assert "fwdbwd: max/min within 1.15 in 1 of 2 runs, the line's ratio in 1 of 2; " in text
+    assert "| fwdbwd | c.json | 1.00 | 2.00 | 2.00 | 0.50 |" in lines
+    assert "| fwdbwd | pooled, relative | 1.000 | 1.100 | 1.10 | |" in lines
+    # within 1.15: b's max/min (a 1.2, c 2.0), b's line (a 1.2, c 0.5 below 1 / 1.15)
+    assert "fwdbwd: max/min within 1.15 in 1 of 3 runs, the line's ratio in 1 of 3; " in text
 
 
 def test_bench_pool_reads_what_scaling_wrote_and_names_a_wrong_file(tmp_path, capsys):
     import json
 
-    from minidarts.jobs import bench, bench_scaling
+    from minidarts.jobs import bench
 
     run = str(tmp_path / "run.json")
-    assert bench.main(["--scaling", "2", "3", "--repeats", "1", "--iters", "1", "--json", run]) in (
-        None,
-        0,
-    )
+    argv = ["--scaling", "2", "3", "--repeats", "1", "--iters", "1", "--json", run]
+    assert bench.main(argv) in (None, 0)
     assert f"rounds written to {run}" in capsys.readouterr().out
     assert bench.main(["pool", run, run]) in (None, 0)
     out = capsys.readouterr().out
     assert "bench pool: 2 run(s), batches [2, 3]" in out and "| step1 | run.json |" in out
     assert "step1: max/min within 1.15 in " in out
-    # what is not a run: each named, one line
+    written = json.loads(open(run).read())
+    # what is not a run: each named, one line, nothing printed before it
     other = tmp_path / "other.json"
+
+    def edited(**changes):
+        return json.dumps({**written, **changes})
+
+    times = written["cases"]["fwdbwd"]["per_image_s"]
     cases = [
         ("not json", "not a JSON file"),
         ('{"format": "something else"}', "not a file of `bench --scaling ... --json`"),
-        ('{"format": "minidarts bench --scaling 1", "batches": [2, 3]}', "damaged (KeyError"),
+        (edited(batches=[2, 2]), "'batches' is [2, 2], not two or more batches"),
+        (edited(batches=[3, 2]), "'batches' is [3, 2]"),
+        (edited(batches=[0, 3]), "'batches' is [0, 3]"),
+        (edited(batches="23"), "'batches' is '23'"),
+        (edited(batches=[2, 3.5]), "'batches' is [2, 3.5]"),
+        (edited(threads=True), "'threads' is True"),
+        (edited(cases={}), "no times per image of fwdbwd: KeyError"),
+        (
+            edited(cases={**written["cases"], "fwdbwd": {"per_image_s": {**times, "3": [True]}}}),
+            "fwdbwd at batch 3: [True] is not a list of times above 0",
+        ),
+        (
+            edited(cases={**written["cases"], "fwdbwd": {"per_image_s": {**times, "2": "0.1"}}}),
+            "fwdbwd at batch 2: '0.1' is not a list of times",
+        ),
+        (
+            edited(cases={**written["cases"], "fwdbwd": {"per_image_s": {**times, "2": []}}}),
+            "fwdbwd at batch 2: [] is not a list of times",
+        ),
+        (
+            edited(cases={**written["cases"], "fwdbwd": {"per_image_s": {**times, "2": [-1]}}}),
+            "fwdbwd at batch 2: [-1] is not a list of times above 0",
+        ),
+        (edited(batches=[2, 3, 4]), "no times per image of fwdbwd: KeyError '4'"),
     ]
     for text, message in cases:
         other.write_text(text)
         assert bench.main(["pool", run, str(other)]) == 1
-        assert message in capsys.readouterr().err
-    other.write_text(open(run).read().replace('"batches": [\n  2,', '"batches": [\n  4,'))
-    assert bench.main(["pool", run, str(other)]) == 1
-    assert "damaged (KeyError" in capsys.readouterr().err  # its times are for 2, not 4
+        captured = capsys.readouterr()
+        assert message in captured.err and str(other) in captured.err
+        assert captured.out == ""
     wider = _scaling_run({2: [1.0], 3: [1.0], 4: [1.0]})
-    other.write_text(json.dumps(bench_scaling.to_json(wider, threads=2, calls=1)))
+    _write_run(other, wider)
     assert bench.main(["pool", run, str(other)]) == 1
     assert f"other.json: batches [2, 3, 4], but {run} has [2, 3]" in capsys.readouterr().err
+    other.write_text(edited(threads=written["threads"] + 1))
+    assert bench.main(["pool", run, str(other)]) == 1
+    assert "thread(s), but " in capsys.readouterr().err
     assert bench.main(["pool", str(tmp_path / "missing.json")]) == 1
     assert "no such file" in capsys.readouterr().err
 

@@ -23,14 +23,15 @@ which on a shared virtual machine moves from round to round. `bench compare
 
 On such a machine one run's max/min moves by 0.1-0.2 from run to run (the same code
 gave 1.02 to 1.19), and it is biased upwards: it takes the dearest of several noisy
-medians over the cheapest. Two measures that weigh every batch and every run:
-`line_ratio`, the time per image at the first batch over the last on the line
-through the times per call, and `bench pool A.json B.json ...`, several runs written
-with `--json FILE` (ideally at different hours) taken together, each batch's median
-over the runs of its time relative to its run.
+medians over the cheapest. Two more measures: `line_ratio`, the time per image at the
+first batch over the last on the line through the times per call (it weighs every
+batch of a run), and `bench pool A.json B.json ...`, several runs written with
+`--json FILE` (ideally at different hours) taken together, each batch's median over
+the runs of its time relative to its run.
 """
 
 import glob
+import math
 import os
 import statistics
 import threading
@@ -146,8 +147,16 @@ def line_ratio(batches, a, b):
     """On the line a + b * batch through the times per call, the time per image at the
     smallest batch over that at the largest: (a / b0 + b) / (a / bn + b). Unlike the
     max/min of the medians, it weighs every batch and not the two noisiest: a fixed cost
-    a >= 0 gives 1 or more, a < 0 (the noise) less than 1."""
-    return (a / min(batches) + b) / (a / max(batches) + b)
+    a >= 0 gives 1 or more, a < 0 (the noise) less than 1. NaN where the line gives a
+    call no time (0 or less) at either end: a line through noise, not a cost."""
+    small, large = a + b * min(batches), a + b * max(batches)
+    if small <= 0 or large <= 0:
+        return math.nan
+    return (small / min(batches)) / (large / max(batches))
+
+
+def _ratio(r):
+    return "n/a" if math.isnan(r) else f"{r:.2f}"
 
 
 def format_scaling(result):
@@ -196,8 +205,8 @@ def format_scaling(result):
         noise = " (below 0: the fixed cost is within the noise)" if a <= -5e-5 else ""
         lines.append(f"{case}: a call costs {a * 1e3:.1f} ms + {b * 1e3:.2f} ms per image{noise}")
         lines.append(
-            f"{case}: on that line an image costs {line_ratio(batches, a, b):.2f} times as "
-            f"much at batch {batches[0]} as at {batches[-1]}"
+            f"{case}: on that line an image costs {_ratio(line_ratio(batches, a, b))} times "
+            f"as much at batch {batches[0]} as at {batches[-1]}"
         )
     wake = result["wake_us"]
     lines.append(
@@ -208,7 +217,7 @@ def format_scaling(result):
 
 
 def check_args(parser, args):
-    """bench's options for --scaling (parser.error where they do not fit)."""
+    """bench's options for --scaling and --json (parser.error where they do not fit)."""
     if not args.scaling:
         parser.error("--json writes the rounds of --scaling: give --scaling BATCH ... too")
     if min(args.scaling) < 2 or len(set(args.scaling)) < 2:
@@ -227,11 +236,12 @@ def check_args(parser, args):
         parser.error(f"--json {args.json}: {what}")
 
 
-FORMAT = "minidarts bench --scaling 1"
+FORMAT = "minidarts bench --scaling 1"  # the file's "format": its kind and version
 
 
-def to_json(result, threads, calls):
-    """A run of `scaling` as a JSON-ready dict (`bench pool` reads several)."""
+def to_json(result, threads, calls, started):
+    """A run of `scaling` as a JSON-ready dict (`bench pool` reads several); started:
+    when its rounds began (time.time())."""
     batches = sorted({b for _, b in result["per_image"]})
     keys = {"per_image": "per_image_s", "cpu_per_image": "cpu_per_image_s"}
     keys.update(busy="cores_busy", switches="switches_per_call")
@@ -245,7 +255,7 @@ def to_json(result, threads, calls):
     }
     return {
         "format": FORMAT,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "batches": batches,
         "threads": threads,
         "calls": calls,
@@ -256,10 +266,10 @@ def to_json(result, threads, calls):
 
 
 def load_run(path):
-    """The medians per image of a `--scaling --json` file: (batches, {case: [seconds
-    per image at each batch]}), checked (a ValueError names the file and what is wrong)."""
+    """The medians per image of a `--scaling --json` file: (batches, threads, {case:
+    [seconds per image at each batch]}), checked (a ValueError names the file and what
+    is wrong)."""
     import json
-    import math
 
     try:
         with open(path) as f:
@@ -272,34 +282,48 @@ def load_run(path):
         raise ValueError(
             f"{path}: not a file of `bench --scaling ... --json` (its 'format' is not {FORMAT!r})"
         )
-    try:
-        batches = [int(b) for b in run["batches"]]
-        medians = {}
-        for case in STEPS:
+
+    def damaged(what):
+        return ValueError(f"{path}: damaged ({what}); run bench --scaling again")
+
+    batches = run.get("batches")
+    if (
+        not isinstance(batches, list)
+        or not all(type(b) is int and b >= 1 for b in batches)
+        or batches != sorted(set(batches))
+        or len(batches) < 2
+    ):
+        raise damaged(f"'batches' is {batches!r}, not two or more batches in increasing order")
+    threads = run.get("threads")
+    if type(threads) is not int or threads < 1:
+        raise damaged(f"'threads' is {threads!r}, not a count of threads")
+    medians = {}
+    for case in STEPS:
+        try:
             times = run["cases"][case]["per_image_s"]
-            medians[case] = [statistics.median(float(t) for t in times[str(b)]) for b in batches]
-    except (KeyError, TypeError, ValueError, statistics.StatisticsError) as e:
-        raise ValueError(
-            f"{path}: damaged ({type(e).__name__}: {e}); run bench --scaling again"
-        ) from None
-    if len(batches) < 2 or not all(0 < t < math.inf for m in medians.values() for t in m):
-        raise ValueError(f"{path}: damaged (fewer than two batches, or a time not above 0)")
-    return batches, medians
+            lists = [times[str(b)] for b in batches]
+        except (KeyError, TypeError) as e:
+            raise damaged(f"no times per image of {case}: {type(e).__name__} {e}") from None
+        for b, t in zip(batches, lists):
+            real = isinstance(t, list) and all(type(x) in (int, float) for x in t)
+            if not real or not t or not all(0 < x < math.inf for x in t):
+                raise damaged(f"{case} at batch {b}: {t!r} is not a list of times above 0")
+        medians[case] = [statistics.median(t) for t in lists]
+    return batches, threads, medians
 
 
 def pool(runs):
-    """Several runs of the same batches (load_run's) together: per case, each run's
+    """Several runs of the same batches (load_run's: batches, threads, medians) together:
+    per case, each run's
     max/min and line_ratio, and the pooled profile, the median over the runs of each
     batch's time per image relative to its run (over the geometric mean of the run's
     batches, so that a slow hour weighs no more than a fast one), the cheapest 1.
     Returns {case: {"runs": [(medians, max/min, line ratio)], "profile": [...]}}."""
-    import math
-
     batches = runs[0][0]
     out = {}
     for case in STEPS:
         rows, logs = [], []
-        for _, medians in runs:
+        for _, _, medians in runs:
             m = medians[case]
             a, b = fixed_and_per_image(batches, [t * x for t, x in zip(m, batches)])
             rows.append((m, spread(m), line_ratio(batches, a, b)))
@@ -321,7 +345,7 @@ def format_pool(names, batches, pooled, limit):
             lines.append(
                 f"| {case} | {name} | "
                 + " | ".join(f"{t * 1e3:.2f}" for t in m)
-                + f" | {ratio:.2f} | {on_line:.2f} |"
+                + f" | {ratio:.2f} | {_ratio(on_line)} |"
             )
         profile = res["profile"]
         lines.append(
@@ -333,7 +357,7 @@ def format_pool(names, batches, pooled, limit):
     for case, res in pooled.items():
         runs = res["runs"]
         spreads = sum(r[1] <= limit for r in runs)
-        on_line = sum(1 / limit <= r[2] <= limit for r in runs)
+        on_line = sum(1 / limit <= r[2] <= limit for r in runs)  # NaN: not within
         lines.append(
             f"{case}: max/min within {limit:.2f} in {spreads} of {len(runs)} runs, the line's "
             f"ratio in {on_line} of {len(runs)}; pooled max/min {max(res['profile']):.2f}"
@@ -345,7 +369,13 @@ def pool_main(argv, prog):
     """`python -m minidarts bench pool FILE ...`: runs of --scaling --json together."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog=prog, description=pool.__doc__)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Runs of `bench --scaling ... --json FILE` (the same batches and threads) "
+        "together: each run's medians, max/min and the ratio on its line, and the pooled "
+        "profile: each batch's time per image relative to its run (over the geometric mean "
+        "of the run's batches), its median over the runs, the cheapest 1.",
+    )
     parser.add_argument("files", nargs="+", metavar="FILE", help="from bench --scaling --json")
     parser.add_argument(
         "--limit", type=float, default=1.15, help="the ratio counted as linear (default 1.15)"
@@ -354,15 +384,26 @@ def pool_main(argv, prog):
     if not args.limit >= 1:
         parser.error(f"--limit: a ratio of at least 1 (got {args.limit})")
     runs = [load_run(path) for path in args.files]
-    for path, (batches, _) in zip(args.files, runs):
+    first = args.files[0]
+    for path, (batches, threads, _) in zip(args.files, runs):
         if batches != runs[0][0]:
             raise ValueError(
-                f"{path}: batches {batches}, but {args.files[0]} has {runs[0][0]}: pool "
-                "runs of the same batches"
+                f"{path}: batches {batches}, but {first} has {runs[0][0]}: pool runs of "
+                "the same batches"
             )
-    names = [os.path.basename(path) for path in args.files]
-    print(f"bench pool: {len(runs)} run(s), batches {runs[0][0]}, ms per image (medians)")
-    print(format_pool(names, runs[0][0], pool(runs), args.limit))
+        if threads != runs[0][1]:
+            raise ValueError(
+                f"{path}: {threads} thread(s), but {first} {runs[0][1]}: pool runs on the "
+                "same threads (MINIDARTS_THREADS)"
+            )
+    table = format_pool(
+        [os.path.basename(path) for path in args.files], runs[0][0], pool(runs), args.limit
+    )
+    print(
+        f"bench pool: {len(runs)} run(s), batches {runs[0][0]}, {runs[0][1]} thread(s), ms "
+        "per image (medians)"
+    )
+    print(table)
     print(
         "(max/min: the dearest batch over the cheapest; line: on the least-squares line "
         "through the times per call, the first batch's time per image over the last's; "
@@ -380,7 +421,13 @@ def scaling_main(args):
         f"bench --scaling: batches {batches}, {args.repeats} interleaved rounds of "
         f"{args.iters} calls, fast path, {parallel.num_threads()} thread(s), one process"
     )
+    started = time.time()
     result = scaling(batches, args.repeats, args.iters)
+    if args.json:  # first: minutes of rounds are not lost to a fault of the table below
+        import json
+
+        run = to_json(result, parallel.num_threads(), args.iters, started)
+        write_text(args.json, json.dumps(run, indent=1) + "\n")
     print(format_scaling(result))
     print(
         "(max/min: the dearest batch's time per image over the cheapest's, from the "
@@ -390,8 +437,4 @@ def scaling_main(args):
         "through the times per call)"
     )
     if args.json:
-        import json
-
-        run = to_json(result, parallel.num_threads(), args.iters)
-        write_text(args.json, json.dumps(run, indent=1) + "\n")
         print(f"rounds written to {args.json} (`bench pool` reads several runs)")
