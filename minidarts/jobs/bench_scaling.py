@@ -314,11 +314,11 @@ def load_run(path):
 
 def pool(runs):
     """Several runs of the same batches (load_run's: batches, threads, medians) together:
-    per case, each run's
-    max/min and line_ratio, and the pooled profile, the median over the runs of each
-    batch's time per image relative to its run (over the geometric mean of the run's
-    batches, so that a slow hour weighs no more than a fast one), the cheapest 1.
-    Returns {case: {"runs": [(medians, max/min, line ratio)], "profile": [...]}}."""
+    per case, each run's max/min and line_ratio, and the pooled profile, the median over
+    the runs of each batch's time per image relative to its run (over the geometric mean
+    of the run's batches, so that a slow hour weighs no more than a fast one), the
+    cheapest 1. Returns {case: {"runs": [(medians, max/min, line ratio)], "profile":
+    [one per batch]}}."""
     batches = runs[0][0]
     out = {}
     for case in STEPS:
