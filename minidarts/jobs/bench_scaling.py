@@ -22,7 +22,7 @@ which on a shared virtual machine moves from round to round. `bench compare
 --batches ...` measures the time per image against PyTorch, in separate processes.
 
 On such a machine one run's max/min moves by 0.1-0.2 from run to run (the same code
-gave 1.02 to 1.19), and it is biased upwards: it takes the dearest of several noisy
+gave 1.02 to 1.21), and it is biased upwards: it takes the dearest of several noisy
 medians over the cheapest. Two more measures: `line_ratio`, the time per image at the
 first batch over the last on the line through the times per call (it weighs every
 batch of a run), and `bench pool A.json B.json ...`, several runs written with
