@@ -607,7 +607,7 @@ def test_the_memory_estimate_is_linear_in_the_batch_and_leaves_the_model_as_it_w
     before = {k: v.copy() for k, v in s.model.state_dict().items()}
     forward = lambda x: s.model(x, s.alphas())  # noqa: E731
     # On two threads a probe's peak depends on which operations happen to overlap, which
-    # moves with the machine's load (a clean-clone CI with a benchmark beside it: 15%
+    # moves with the machine's load (a clean-clone CI with other tests beside it: 15%
     # apart). On one thread it is the allocator's alone, which is what is checked here.
     old = parallel.set_num_threads(1)
     try:

@@ -14,8 +14,8 @@ memory per image and the fixed part, and the peak at batch B is
 A peak moves a little from pass to pass: on threads it depends on which operations
 happen to overlap, and a garbage collection may or may not have run. Batches 1 and 2
 gave a per_image that moved by up to 18% between estimates; the slope over 1 to 4,
-each pass after a collection, by up to 7%, and by 15% once beside a benchmark
-that loaded both cores (tests/test_faults.py allows 10% on one thread).
+each pass after a collection, by up to 7%, and by 15% once with other tests
+running beside it (tests/test_faults.py allows 10% on one thread).
 
 The probe leaves the model as it found it (weights, batch-norm statistics and
 gradients restored), so a run's numbers do not change. CPU only: on a GPU, CuPy's
