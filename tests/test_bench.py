@@ -332,7 +332,7 @@ def _write_run(path, run, threads=2):
 
 
 def test_pool_takes_runs_together_each_relative_to_itself(tmp_path):
-    from minidarts.jobs import bench_scaling
+    from minidarts.jobs import bench_pool
 
     # run a: batch 32 dearer (median 1.2 of 1.0, 1.2, 5.0); b, twice as slow an hour,
     # batch 256 dearer; c, batch 256 far dearer: relative to itself each run weighs
@@ -341,26 +341,44 @@ def test_pool_takes_runs_together_each_relative_to_itself(tmp_path):
     b = _scaling_run({32: [2.0, 2.0, 2.0], 256: [2.2, 2.2, 2.2]})
     c = _scaling_run({32: [1.0], 256: [2.0]})
     names = ["a.json", "b.json", "c.json"]
-    runs = [bench_scaling.load_run(_write_run(tmp_path / n, r)) for n, r in zip(names, (a, b, c))]
+    runs = [bench_pool.load_run(_write_run(tmp_path / n, r)) for n, r in zip(names, (a, b, c))]
     batches, threads, medians = runs[0]
     assert batches == [32, 256] and threads == 2
     assert medians["fwdbwd"] == pytest.approx([1.2e-3, 1e-3])
     assert medians["step1"] == pytest.approx([2.4e-3, 2e-3])
-    pooled = bench_scaling.pool(runs)
+    pooled = bench_pool.pool(runs)
     (m, ratio, on_line), _, (_, _, c_line) = pooled["fwdbwd"]["runs"]
     assert m == pytest.approx([1.2e-3, 1e-3])
     assert ratio == pytest.approx(1.2) and on_line == pytest.approx(1.2)
     assert c_line == pytest.approx(0.5)  # below 1 / 1.15: not within
     # log-relative, 32 against 256: a +log 1.2, b -log 1.1, c -log 2; the median is b's
     assert pooled["fwdbwd"]["profile"] == pytest.approx([1.0, 1.1])
-    text = bench_scaling.format_pool(names, [32, 256], pooled, 1.15)
+    text = bench_pool.format_pool(names, [32, 256], pooled, 1.15)
     lines = text.splitlines()
     assert "| fwdbwd | a.json | 1.20 | 1.00 | 1.20 | 1.20 |" in lines
     assert "| fwdbwd | b.json | 2.00 | 2.20 | 1.10 | 0.91 |" in lines
     assert "| fwdbwd | c.json | 1.00 | 2.00 | 2.00 | 0.50 |" in lines
     assert "| fwdbwd | pooled, relative | 1.000 | 1.100 | 1.10 | |" in lines
     # within 1.15: b's max/min (a 1.2, c 2.0), b's line (a 1.2, c 0.5 below 1 / 1.15)
-    assert "fwdbwd: max/min within 1.15 in 1 of 3 runs, the line's ratio in 1 of 3; " in text
+    assert "fwdbwd: max/min within 1.15 in 1 of 3 runs (their median 1.20), the line's " in text
+    assert "ratio in 1 of 3; pooled max/min 1.10 (95% of the runs resampled: " in text
+
+
+def test_the_interval_resamples_the_runs_and_brackets_what_they_could_pool_to():
+    from minidarts.jobs import bench_pool
+
+    # five runs flat, four with batch 32 at 1.3: the median run is flat (1.00), but
+    # resampled, five or more of the nine are steep often enough (P ~ 0.37) to reach 1.3
+    runs = [[1.0, 1.0]] * 5 + [[1.3, 1.0]] * 4
+    assert max(bench_pool.profile(runs)) == 1.0
+    low, high = bench_pool.interval(runs)
+    assert low == 1.0 and high == pytest.approx(1.3)
+    assert bench_pool.interval(runs) == (low, high)  # seeded: the same every time
+    assert bench_pool.interval([[1.0, 1.0]] * 3) == (1.0, 1.0)  # nothing to vary
+    # runs alike: every resample pools to the same max/min
+    assert bench_pool.interval([[1.2, 1.0], [2.4, 2.0]]) == pytest.approx((1.2, 1.2))
+    # a narrower level is a narrower interval: about 63% of these resamples stay flat
+    assert bench_pool.interval(runs, level=0.2) == (1.0, 1.0)
 
 
 def test_bench_pool_reads_what_scaling_wrote_and_names_a_wrong_file(tmp_path, capsys):

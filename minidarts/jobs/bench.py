@@ -24,7 +24,7 @@ a burst of load from another process on a shared machine hits all of them alike.
 
 Sections: section functions registered in SECTIONS (name -> function(args) returning a
 list of Row), run in that order where --sections names them. Also: `bench compare` (against
-PyTorch, bench_cases.py), `bench pool` (runs of --scaling --json, bench_scaling.py).
+PyTorch, bench_cases.py), `bench pool` (runs of --scaling --json, bench_pool.py).
 """
 
 import argparse
@@ -360,8 +360,8 @@ def main(argv=None, prog="python -m minidarts bench"):
         from .bench_cases import compare_main
 
         return compare_main(argv[1:], prog=f"{prog} compare")
-    if argv[:1] == ["pool"]:  # several runs of --scaling --json together (bench_scaling.py)
-        from .bench_scaling import pool_main
+    if argv[:1] == ["pool"]:  # several runs of --scaling --json together (bench_pool.py)
+        from .bench_pool import pool_main
 
         return pool_main(argv[1:], prog=f"{prog} pool")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)

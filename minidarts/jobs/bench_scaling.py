@@ -27,7 +27,7 @@ medians over the cheapest. Two more measures: `line_ratio`, the time per image a
 first batch over the last on the line through the times per call (it weighs every
 batch of a run), and `bench pool A.json B.json ...`, several runs written with
 `--json FILE` (ideally at different hours) taken together, each batch's median over
-the runs of its time relative to its run.
+the runs of its time relative to its run (bench_pool.py).
 """
 
 import glob
@@ -155,7 +155,8 @@ def line_ratio(batches, a, b):
     return (small / min(batches)) / (large / max(batches))
 
 
-def _ratio(r):
+def ratio_text(r):
+    """A ratio with two decimals, or n/a for line_ratio's NaN."""
     return "n/a" if math.isnan(r) else f"{r:.2f}"
 
 
@@ -205,7 +206,7 @@ def format_scaling(result):
         noise = " (below 0: the fixed cost is within the noise)" if a <= -5e-5 else ""
         lines.append(f"{case}: a call costs {a * 1e3:.1f} ms + {b * 1e3:.2f} ms per image{noise}")
         lines.append(
-            f"{case}: on that line an image costs {_ratio(line_ratio(batches, a, b))} times "
+            f"{case}: on that line an image costs {ratio_text(line_ratio(batches, a, b))} times "
             f"as much at batch {batches[0]} as at {batches[-1]}"
         )
     wake = result["wake_us"]
@@ -263,152 +264,6 @@ def to_json(result, threads, calls, started):
         "cases": cases,
         "wake_us": list(result["wake_us"]),
     }
-
-
-def load_run(path):
-    """The medians per image of a `--scaling --json` file: (batches, threads, {case:
-    [seconds per image at each batch]}), checked (a ValueError names the file and what
-    is wrong)."""
-    import json
-
-    try:
-        with open(path) as f:
-            run = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(
-            f"{path}: not a JSON file ({e}): write it with bench --scaling --json"
-        ) from None
-    if not isinstance(run, dict) or run.get("format") != FORMAT:
-        raise ValueError(
-            f"{path}: not a file of `bench --scaling ... --json` (its 'format' is not {FORMAT!r})"
-        )
-
-    def damaged(what):
-        return ValueError(f"{path}: damaged ({what}); run bench --scaling again")
-
-    batches = run.get("batches")
-    if (
-        not isinstance(batches, list)
-        or not all(type(b) is int and b >= 1 for b in batches)
-        or batches != sorted(set(batches))
-        or len(batches) < 2
-    ):
-        raise damaged(f"'batches' is {batches!r}, not two or more batches in increasing order")
-    threads = run.get("threads")
-    if type(threads) is not int or threads < 1:
-        raise damaged(f"'threads' is {threads!r}, not a count of threads")
-    medians = {}
-    for case in STEPS:
-        try:
-            times = run["cases"][case]["per_image_s"]
-            lists = [times[str(b)] for b in batches]
-        except (KeyError, TypeError) as e:
-            raise damaged(f"no times per image of {case}: {type(e).__name__} {e}") from None
-        for b, t in zip(batches, lists):
-            real = isinstance(t, list) and all(type(x) in (int, float) for x in t)
-            if not real or not t or not all(0 < x < math.inf for x in t):
-                raise damaged(f"{case} at batch {b}: {t!r} is not a list of times above 0")
-        medians[case] = [statistics.median(t) for t in lists]
-    return batches, threads, medians
-
-
-def pool(runs):
-    """Several runs of the same batches (load_run's: batches, threads, medians) together:
-    per case, each run's max/min and line_ratio, and the pooled profile, the median over
-    the runs of each batch's time per image relative to its run (over the geometric mean
-    of the run's batches, so that a slow hour weighs no more than a fast one), the
-    cheapest 1. Returns {case: {"runs": [(medians, max/min, line ratio)], "profile":
-    [one per batch]}}."""
-    batches = runs[0][0]
-    out = {}
-    for case in STEPS:
-        rows, logs = [], []
-        for _, _, medians in runs:
-            m = medians[case]
-            a, b = fixed_and_per_image(batches, [t * x for t, x in zip(m, batches)])
-            rows.append((m, spread(m), line_ratio(batches, a, b)))
-            mean = statistics.fmean(math.log(t) for t in m)
-            logs.append([math.log(t) - mean for t in m])
-        profile = [math.exp(statistics.median(col)) for col in zip(*logs)]
-        out[case] = {"runs": rows, "profile": [p / min(profile) for p in profile]}
-    return out
-
-
-def format_pool(names, batches, pooled, limit):
-    """pool's result as a Markdown table and a line per case on `limit`."""
-    lines = [
-        "| case | run | " + " | ".join(f"batch {b}" for b in batches) + " | max/min | line |",
-        "|---|---|" + "---:|" * len(batches) + "---:|---:|",
-    ]
-    for case, res in pooled.items():
-        for name, (m, ratio, on_line) in zip(names, res["runs"]):
-            lines.append(
-                f"| {case} | {name} | "
-                + " | ".join(f"{t * 1e3:.2f}" for t in m)
-                + f" | {ratio:.2f} | {_ratio(on_line)} |"
-            )
-        profile = res["profile"]
-        lines.append(
-            f"| {case} | pooled, relative | "
-            + " | ".join(f"{p:.3f}" for p in profile)
-            + f" | {max(profile):.2f} | |"
-        )
-    lines.append("")
-    for case, res in pooled.items():
-        runs = res["runs"]
-        spreads = sum(r[1] <= limit for r in runs)
-        on_line = sum(1 / limit <= r[2] <= limit for r in runs)  # NaN: not within
-        lines.append(
-            f"{case}: max/min within {limit:.2f} in {spreads} of {len(runs)} runs, the line's "
-            f"ratio in {on_line} of {len(runs)}; pooled max/min {max(res['profile']):.2f}"
-        )
-    return "\n".join(lines)
-
-
-def pool_main(argv, prog):
-    """`python -m minidarts bench pool FILE ...`: runs of --scaling --json together."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Runs of `bench --scaling ... --json FILE` (the same batches and threads) "
-        "together: each run's medians, max/min and the ratio on its line, and the pooled "
-        "profile: each batch's time per image relative to its run (over the geometric mean "
-        "of the run's batches), its median over the runs, the cheapest 1.",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="from bench --scaling --json")
-    parser.add_argument(
-        "--limit", type=float, default=1.15, help="the ratio counted as linear (default 1.15)"
-    )
-    args = parser.parse_args(argv)
-    if not args.limit >= 1:
-        parser.error(f"--limit: a ratio of at least 1 (got {args.limit})")
-    runs = [load_run(path) for path in args.files]
-    first = args.files[0]
-    for path, (batches, threads, _) in zip(args.files, runs):
-        if batches != runs[0][0]:
-            raise ValueError(
-                f"{path}: batches {batches}, but {first} has {runs[0][0]}: pool runs of "
-                "the same batches"
-            )
-        if threads != runs[0][1]:
-            raise ValueError(
-                f"{path}: {threads} thread(s), but {first} {runs[0][1]}: pool runs on the "
-                "same threads (MINIDARTS_THREADS)"
-            )
-    table = format_pool(
-        [os.path.basename(path) for path in args.files], runs[0][0], pool(runs), args.limit
-    )
-    print(
-        f"bench pool: {len(runs)} run(s), batches {runs[0][0]}, {runs[0][1]} thread(s), ms "
-        "per image (medians)"
-    )
-    print(table)
-    print(
-        "(max/min: the dearest batch over the cheapest; line: on the least-squares line "
-        "through the times per call, the first batch's time per image over the last's; "
-        "pooled: each batch's median over the runs, relative to its run)"
-    )
 
 
 def scaling_main(args):
