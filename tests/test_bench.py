@@ -361,7 +361,14 @@ def test_pool_takes_runs_together_each_relative_to_itself(tmp_path):
     assert "| fwdbwd | pooled, relative | 1.000 | 1.100 | 1.10 | |" in lines
     # within 1.15: b's max/min (a 1.2, c 2.0), b's line (a 1.2, c 0.5 below 1 / 1.15)
     assert "fwdbwd: max/min within 1.15 in 1 of 3 runs (their median 1.20), the line's " in text
-    assert "ratio in 1 of 3; pooled max/min 1.10 (95% of the runs resampled: " in text
+    assert "ratio in 1 of 3; pooled max/min 1.10 (no interval from fewer than 5 runs)" in text
+    # five runs: a, b, c and a twice more. Resampled, the median run is a (max/min
+    # 1.2) where a is drawn three times or more (P 0.68), c (2.0) where c is (P 0.06,
+    # above the 2.5% tail), and b (1.1) otherwise
+    five = bench_pool.pool(runs + runs[:1] * 2)
+    lines = bench_pool.format_pool(names + ["d", "e"], [32, 256], five, 1.15).splitlines()
+    assert "fwdbwd: max/min within 1.15 in 1 of 5 runs (their median 1.20), " in lines[-2]
+    assert lines[-2].endswith("pooled max/min 1.20 (95% of the runs resampled: 1.10-2.00)")
 
 
 def test_the_interval_resamples_the_runs_and_brackets_what_they_could_pool_to():
@@ -379,6 +386,11 @@ def test_the_interval_resamples_the_runs_and_brackets_what_they_could_pool_to():
     assert bench_pool.interval([[1.2, 1.0], [2.4, 2.0]]) == pytest.approx((1.2, 1.2))
     # a narrower level is a narrower interval: about 63% of these resamples stay flat
     assert bench_pool.interval(runs, level=0.2) == (1.0, 1.0)
+    for bad in ({"resamples": 0}, {"level": 1.0}, {"level": 0}):
+        with pytest.raises(ValueError, match="interval: runs, resamples >= 1"):
+            bench_pool.interval(runs, **bad)
+    with pytest.raises(ValueError, match="got 0 runs"):
+        bench_pool.interval([])
 
 
 def test_bench_pool_reads_what_scaling_wrote_and_names_a_wrong_file(tmp_path, capsys):

@@ -97,10 +97,19 @@ def pool(runs):
     return out
 
 
+MIN_RUNS = 5  # three runs have 10 distinct resamples, five 126
+
+
 def interval(medians, resamples=2000, seed=0, level=0.95):
     """The pooled max/min's `level` interval over the runs: `resamples` times, as many
     runs drawn from `medians` with replacement and pooled (a percentile bootstrap; the
-    runs, not the rounds, are what varies from hour to hour). (low, high)."""
+    runs, not the rounds, are what varies from hour to hour). (low, high). Fewer than
+    MIN_RUNS runs give too few distinct resamples to say much: format_pool omits it."""
+    if not medians or resamples < 1 or not 0 < level < 1:
+        raise ValueError(
+            f"interval: runs, resamples >= 1 and 0 < level < 1 (got {len(medians)} runs, "
+            f"resamples {resamples}, level {level})"
+        )
     draw = random.Random(seed)
     n = len(medians)
     ratios = sorted(
@@ -134,12 +143,15 @@ def format_pool(names, batches, pooled, limit):
         runs = res["runs"]
         spreads = sum(r[1] <= limit for r in runs)
         on_line = sum(1 / limit <= r[2] <= limit for r in runs)  # NaN: not within
-        low, high = interval([m for m, _, _ in runs])
+        if len(runs) >= MIN_RUNS:
+            low, high = interval([m for m, _, _ in runs])
+            resampled = f"95% of the runs resampled: {low:.2f}-{high:.2f}"
+        else:
+            resampled = f"no interval from fewer than {MIN_RUNS} runs"
         lines.append(
             f"{case}: max/min within {limit:.2f} in {spreads} of {len(runs)} runs (their "
             f"median {statistics.median(r[1] for r in runs):.2f}), the line's ratio in "
-            f"{on_line} of {len(runs)}; pooled max/min {max(res['profile']):.2f} (95% of "
-            f"the runs resampled: {low:.2f}-{high:.2f})"
+            f"{on_line} of {len(runs)}; pooled max/min {max(res['profile']):.2f} ({resampled})"
         )
     return "\n".join(lines)
 
