@@ -573,6 +573,54 @@ def test_a_stale_lock_and_temporaries_are_cleaned_up_on_resume(work):
     assert len(open(run / "metrics.jsonl").read().splitlines()) == 2
 
 
+# A process that wants a run folder with a dead process's lock in it, its judging of the
+# lock slowed (as on a loaded machine) so that two such processes judge it side by side.
+_TAKER = """
+import os, sys, time
+from minidarts.jobs import runfolder
+judge = runfolder.refuse_if_in_use
+def slowly(folder):
+    judge(folder)
+    time.sleep(float(sys.argv[3]))  # judged stale: the other judges it so meanwhile
+runfolder.refuse_if_in_use = slowly
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):  # both start at once
+    time.sleep(0.001)
+try:
+    runfolder.RunLock(sys.argv[1]).acquire()
+except runfolder.RunFolderError:
+    print("refused", flush=True)
+else:
+    print("held", os.getpid(), flush=True)
+    time.sleep(2.0)  # alive (and so its lock) while the other decides
+"""
+
+
+def test_two_processes_taking_over_a_stale_lock_at_once_do_not_both_get_it(tmp_path):
+    run, go = tmp_path / "run", tmp_path / "go"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    run.mkdir()
+    write(run / runfolder.LOCK, dead.stdout)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    takers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TAKER, str(run), str(go), pause],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for pause in ("0.3", "1.0")  # the second deletes what it judged once the first took it
+    ]
+    assert [t.stdout.readline() for t in takers] == ["ready\n"] * 2
+    go.write_text("")
+    said = sorted(t.communicate(timeout=60)[0].split() for t in takers)
+    # unserialised, the second deleted the lock the first had just taken: both held it
+    assert [words[0] for words in said] == ["held", "refused"], said
+    assert (run / runfolder.LOCK).read_text().split() == said[0][1:]  # the holder's pid
+
+
 def test_files_get_the_umask_mode_and_config_says_what_produced_it(work):
     mode = runfolder.file_mode()
     run = work / "plain"

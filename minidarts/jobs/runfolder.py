@@ -7,10 +7,12 @@ another --name, --overwrite, which moves the old folder aside and loses nothing)
 Default names carry the time and get a suffix -2, -3, ... when two runs start in
 the same second. A running or resuming process holds RunLock(folder), a lock file
 with its pid: a second process on the same folder is refused, and a lock left by a
-process that died is taken over. write_text writes a file atomically (temporary
-file, fsync, rename) with the permissions 0666 & ~umask a plain open() would give.
+process that died is taken over (by one process, when several try at once).
+write_text writes a file atomically (temporary file, fsync, rename) with the
+permissions 0666 & ~umask a plain open() would give.
 """
 
+import contextlib
 import glob
 import os
 import tempfile
@@ -217,9 +219,34 @@ def _create_with_pid(path):
             pass
 
 
+@contextlib.contextmanager
+def _one_taker_at_a_time(folder):
+    """While the lock file of `folder` is judged and taken, no other process does the
+    same: an OS lock (flock) on the folder itself, which the system drops when its
+    process dies, so it is never stale. Without it, two processes could both judge a
+    dead process's lock stale, and the slower one delete the lock the faster had just
+    taken, both then writing to one run. Where there is no flock (Windows) or the file
+    system refuses it (some network mounts), the takers go unserialised, as before."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for microseconds: wait for it
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # drops the flock
+
+
 class RunLock:
     """`with RunLock(folder):` one process at a time in a run folder. The lock file
-    holds the owner's pid; a lock whose process is gone is stale and taken over."""
+    holds the owner's pid; a lock whose process is gone is stale and taken over (by
+    one process only: _one_taker_at_a_time)."""
 
     def __init__(self, folder):
         self.folder = folder
@@ -230,18 +257,21 @@ class RunLock:
         """Take the lock (refusing a live holder, taking over a dead one's), then delete
         the temporaries an interrupted write left: no other process writes here now."""
         os.makedirs(self.folder, exist_ok=True)
-        for _ in range(2):
-            if _create_with_pid(self.path):
-                self.held = True
-                LAST_LOCKED[:] = [self.folder]  # what an interrupted command names
-                remove_stale_temporaries(self.folder)
-                return self
-            refuse_if_in_use(self.folder)
-            try:
-                os.remove(self.path)  # stale: its process died
-            except FileNotFoundError:  # its process just released it
-                pass
-        raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
+        with _one_taker_at_a_time(self.folder):
+            for _ in range(2):
+                if _create_with_pid(self.path):
+                    self.held = True
+                    LAST_LOCKED[:] = [self.folder]  # what an interrupted command names
+                    break
+                refuse_if_in_use(self.folder)
+                try:
+                    os.remove(self.path)  # stale: its process died
+                except FileNotFoundError:  # its process just released it
+                    pass
+        if not self.held:
+            raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
+        remove_stale_temporaries(self.folder)
+        return self
 
     def release(self):
         if self.held:
