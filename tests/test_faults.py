@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -592,12 +593,15 @@ except runfolder.RunFolderError:
     print("refused", flush=True)
 else:
     print("held", os.getpid(), flush=True)
-    time.sleep(2.0)  # alive (and so its lock) while the other decides
+    for _ in range(6000):  # alive (and so its lock) until the test has read both
+        if os.path.exists(sys.argv[4]):
+            break
+        time.sleep(0.01)
 """
 
 
 def test_two_processes_taking_over_a_stale_lock_at_once_do_not_both_get_it(tmp_path):
-    run, go = tmp_path / "run", tmp_path / "go"
+    run, go, done = tmp_path / "run", tmp_path / "go", tmp_path / "done"
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
@@ -606,19 +610,65 @@ def test_two_processes_taking_over_a_stale_lock_at_once_do_not_both_get_it(tmp_p
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     takers = [
         subprocess.Popen(
-            [sys.executable, "-c", _TAKER, str(run), str(go), pause],
+            [sys.executable, "-c", _TAKER, str(run), str(go), pause, str(done)],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
         )
-        for pause in ("0.3", "1.0")  # the second deletes what it judged once the first took it
+        for pause in ("0.6", "1.5")  # the second deletes what it judged once the first took it
     ]
     assert [t.stdout.readline() for t in takers] == ["ready\n"] * 2
     go.write_text("")
-    said = sorted(t.communicate(timeout=60)[0].split() for t in takers)
+    said = sorted(t.stdout.readline().split() for t in takers)
+    done.write_text("")
+    for t in takers:
+        t.communicate(timeout=60)
     # unserialised, the second deleted the lock the first had just taken: both held it
     assert [words[0] for words in said] == ["held", "refused"], said
     assert (run / runfolder.LOCK).read_text().split() == said[0][1:]  # the holder's pid
+
+
+def _flock(folder):
+    """An fd of `folder` holding its flock, as another taker of its lock would."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_taker_that_waited_while_the_folder_was_moved_aside_locks_the_new_one(tmp_path):
+    import threading
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = _flock(run)  # --overwrite, between its check and its move
+    taker = threading.Thread(target=lambda: runfolder.RunLock(str(run)).acquire())
+    taker.start()
+    time.sleep(0.2)  # the taker waits for the flock
+    assert taker.is_alive() and not (run / runfolder.LOCK).exists()
+    os.rename(run, tmp_path / "run.old-1")
+    run.mkdir()
+    os.close(fd)
+    taker.join(timeout=30)
+    assert (run / runfolder.LOCK).read_text() == f"{os.getpid()}\n"  # in the new folder
+    assert not (tmp_path / "run.old-1" / runfolder.LOCK).exists()  # not the moved run's
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_taker_stopped_in_the_middle_is_named_not_waited_for_forever(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setattr(runfolder, "TAKE_TIMEOUT_S", 0.05)
+    fd = _flock(run)
+    try:
+        with pytest.raises(runfolder.RunFolderError, match="another process has been taking"):
+            runfolder.RunLock(str(run)).acquire()
+    finally:
+        os.close(fd)
+    assert not (run / runfolder.LOCK).exists()
+    runfolder.RunLock(str(run)).acquire().release()  # free again once it is gone
 
 
 def test_files_get_the_umask_mode_and_config_says_what_produced_it(work):

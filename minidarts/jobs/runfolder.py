@@ -81,20 +81,27 @@ def claim_folder(folder, overwrite=False, what="run"):
         raise RunFolderError(f"{folder} is a file, not a folder: choose another {where}")
     moved = None
     if os.path.isdir(folder) and os.listdir(folder):
-        refuse_if_in_use(folder)  # before --overwrite moves a live run's folder away
-        if not overwrite:
-            names = sorted(os.listdir(folder))
-            held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-            ways = "choose another --name, or " if is_run else ""
-            if is_run and _resumable(folder, what):
-                ways = f"continue the run in it with --resume {folder}, {ways}"
-            raise RunFolderError(
-                f"{folder} is not empty ({held}): a new {what} would overwrite it; {ways}"
-                f"pass --overwrite to move it aside to {_aside(folder)} first"
-            )
-        moved = _aside(folder)
-        os.rename(folder, moved)
+        with _one_taker_at_a_time(folder):  # no run takes it between the check and the move
+            moved = _claim_full(folder, overwrite, what, is_run)
     os.makedirs(folder, exist_ok=True)
+    return moved
+
+
+def _claim_full(folder, overwrite, what, is_run):
+    """claim_folder's folder that holds files: refused, or moved aside (returned)."""
+    refuse_if_in_use(folder)  # before --overwrite moves a live run's folder away
+    if not overwrite:
+        names = sorted(os.listdir(folder))
+        held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        ways = "choose another --name, or " if is_run else ""
+        if is_run and _resumable(folder, what):
+            ways = f"continue the run in it with --resume {folder}, {ways}"
+        raise RunFolderError(
+            f"{folder} is not empty ({held}): a new {what} would overwrite it; {ways}"
+            f"pass --overwrite to move it aside to {_aside(folder)} first"
+        )
+    moved = _aside(folder)
+    os.rename(folder, moved)
     return moved
 
 
@@ -219,26 +226,47 @@ def _create_with_pid(path):
             pass
 
 
+TAKE_TIMEOUT_S = 30.0  # a taker judges a lock in milliseconds: one stuck longer is stopped
+
+
 @contextlib.contextmanager
 def _one_taker_at_a_time(folder):
-    """While the lock file of `folder` is judged and taken, no other process does the
-    same: an OS lock (flock) on the folder itself, which the system drops when its
-    process dies, so it is never stale. Without it, two processes could both judge a
-    dead process's lock stale, and the slower one delete the lock the faster had just
-    taken, both then writing to one run. Where there is no flock (Windows) or the file
-    system refuses it (some network mounts), the takers go unserialised, as before."""
+    """While `folder`'s lock file is judged and taken, or the folder moved aside
+    (--overwrite), no other process does either: an OS lock (flock) on the folder itself,
+    which the system drops when its process dies, so it is never stale. Without it, two
+    processes could both judge a dead process's lock stale, and the slower delete the
+    lock the faster had just taken, both then writing to one run. Yields False where the
+    folder was renamed while this waited (its holder moved it aside: the caller looks
+    again), else True. Where there is no flock (Windows) or the file system refuses it
+    (some network mounts), the takers go unserialised, as before."""
     try:
         import fcntl
-    except ImportError:
-        yield
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # no flock here, or a folder this user cannot open
+        yield True
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # another taker, for milliseconds
+                if waited > TAKE_TIMEOUT_S:  # stopped (Ctrl-Z) in the middle of taking it
+                    raise RunFolderError(
+                        f"{folder}: another process has been taking its lock for "
+                        f"{TAKE_TIMEOUT_S:.0f} s; is one stopped? Try again once it is gone"
+                    ) from None
+                time.sleep(0.005)
+                waited += 0.005
+            except OSError:  # refused by the file system: unserialised
+                break
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held for microseconds: wait for it
-        except OSError:
-            pass
-        yield
+            same = os.path.samestat(os.fstat(fd), os.stat(folder))
+        except OSError:  # moved aside and not made again
+            same = False
+        yield same
     finally:
         os.close(fd)  # drops the flock
 
@@ -256,22 +284,27 @@ class RunLock:
     def acquire(self):
         """Take the lock (refusing a live holder, taking over a dead one's), then delete
         the temporaries an interrupted write left: no other process writes here now."""
-        os.makedirs(self.folder, exist_ok=True)
-        with _one_taker_at_a_time(self.folder):
-            for _ in range(2):
-                if _create_with_pid(self.path):
-                    self.held = True
-                    LAST_LOCKED[:] = [self.folder]  # what an interrupted command names
-                    break
-                refuse_if_in_use(self.folder)
-                try:
-                    os.remove(self.path)  # stale: its process died
-                except FileNotFoundError:  # its process just released it
-                    pass
-        if not self.held:
-            raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
-        remove_stale_temporaries(self.folder)
-        return self
+        for _ in range(3):  # again where --overwrite moved the folder aside meanwhile
+            os.makedirs(self.folder, exist_ok=True)
+            with _one_taker_at_a_time(self.folder) as unmoved:
+                if unmoved and self._take():
+                    remove_stale_temporaries(self.folder)  # no other process writes here
+                    return self
+        raise RunFolderError(f"{self.folder}: could not take the lock {self.path}")
+
+    def _take(self):
+        """Create the lock file, refusing a live holder and removing a dead one's."""
+        for _ in range(2):
+            if _create_with_pid(self.path):
+                self.held = True
+                LAST_LOCKED[:] = [self.folder]  # what an interrupted command names
+                return True
+            refuse_if_in_use(self.folder)
+            try:
+                os.remove(self.path)  # stale: its process died
+            except FileNotFoundError:  # its process just released it
+                pass
+        return False
 
     def release(self):
         if self.held:
